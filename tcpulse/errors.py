@@ -1,0 +1,75 @@
+"""The exception tree of tcpulse.
+
+Pure module: imports nothing outside the standard library.
+
+    TaskclusterFailure                      base of every error tcpulse raises on purpose
+    ├── TaskclusterRestFailure              an HTTP response with an error status (status_code, body)
+    │   └── TaskclusterAuthFailure          401: bad or insufficient credentials
+    ├── TaskclusterConnectionError          no HTTP response at all, after every retry
+    ├── TaskclusterTopicExchangeFailure     bad routing-key input (also a ValueError)
+    ├── InvalidReference                    a reference file that does not describe a service
+    ├── BrokerFailure                       the AMQP broker refused or could not be reached
+    └── ClientUsageError                    a REST method called with bad arguments (also a TypeError)
+
+    PermanentFailure                        raised by a handler: dead-letter the message now,
+                                            do not retry (not a TaskclusterFailure: it is a
+                                            verdict about a message, not a tcpulse error)
+
+Example:
+    >>> from tcpulse import TaskclusterFailure, TaskclusterTopicExchangeFailure
+    >>> issubclass(TaskclusterTopicExchangeFailure, (TaskclusterFailure, ValueError))
+    True
+"""
+from typing import Any, Optional
+
+
+class TaskclusterFailure(Exception):
+    """Base class of every error tcpulse raises."""
+
+
+class TaskclusterRestFailure(TaskclusterFailure):
+    """The service answered with an error status; `status_code` and `body` say what it said."""
+
+    def __init__(self, message: str, status_code: Optional[int] = None, body: Any = None,
+                 superExc: Optional[BaseException] = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+        self.superExc = superExc
+
+
+class TaskclusterAuthFailure(TaskclusterRestFailure):
+    """The service rejected the credentials (HTTP 401)."""
+
+
+class TaskclusterConnectionError(TaskclusterFailure):
+    """No response could be had from the service, even after retrying."""
+
+    def __init__(self, message: str, superExc: Optional[BaseException] = None):
+        super().__init__(message)
+        self.superExc = superExc
+
+
+class TaskclusterTopicExchangeFailure(TaskclusterFailure, ValueError):
+    """A routing-key pattern or key could not be built or parsed from the given fields."""
+
+
+class InvalidReference(TaskclusterFailure):
+    """A reference file is not a valid API or exchange reference; the message lists every problem."""
+
+
+class BrokerFailure(TaskclusterFailure):
+    """The AMQP broker could not be reached or refused an operation."""
+
+
+class ClientUsageError(TaskclusterFailure, TypeError):
+    """A generated REST method was called with arguments its reference does not allow."""
+
+
+class PermanentFailure(Exception):
+    """Raise from a handler to send the message to the dead-letter queue without retrying.
+
+    Example:
+        >>> def handler(event):
+        ...     raise PermanentFailure("task definition is malformed")
+    """

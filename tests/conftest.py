@@ -1,0 +1,117 @@
+"""Shared fixtures: the real RabbitMQ on 127.0.0.1:5672 and Pulse-like users on it.
+
+Broker tests are marked `rabbitmq`. When the broker is unreachable they skip with the reason,
+except under CI=true, where they fail: a green CI run must have exercised the broker.
+"""
+import os
+import secrets
+import socket
+import subprocess
+import uuid
+
+import pytest
+
+BROKER_HOST = "127.0.0.1"
+BROKER_PORT = 5672
+GUEST_URL = f"amqp://guest:guest@{BROKER_HOST}:{BROKER_PORT}//"
+
+
+def broker_reachable() -> bool:
+    try:
+        with socket.create_connection((BROKER_HOST, BROKER_PORT), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl and return its stdout; a failure raises with its stderr."""
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> str:
+    """The guest URL of the real broker; skips (or fails under CI=true) when it is down."""
+    if not broker_reachable():
+        message = f"RabbitMQ is not reachable on {BROKER_HOST}:{BROKER_PORT} (start it: rabbitmq-server -detached)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return GUEST_URL
+
+
+class PulseUser:
+    """A broker user with Pulse's permissions: it owns only queue/<name>/... and exchange/<name>/..."""
+
+    def __init__(self, name: str, password: str):
+        self.name = name
+        self.password = password
+        self.url = f"amqp://{name}:{password}@{BROKER_HOST}:{BROKER_PORT}//"
+
+    def __repr__(self) -> str:
+        return f"PulseUser({self.name!r})"
+
+    def close_connections(self, reason: str = "test: connection closed on purpose") -> int:
+        """Close every broker connection of this user (as `close_all_connections` would) and
+        return how many were closed; other users' connections are left alone so that tests
+        running beside this one are not disturbed."""
+        rows = rabbitmqctl("list_connections", "pid", "user").splitlines()
+        pids = [row.split("\t")[0] for row in rows if row.endswith("\t" + self.name)]
+        for pid in pids:
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, reason],
+                           capture_output=True, timeout=60)
+        return len(pids)
+
+    def delete_queues(self) -> None:
+        for line in rabbitmqctl("list_queues", "name", "--no-table-headers").splitlines():
+            queue = line.strip()
+            if queue.startswith(f"queue/{self.name}/"):
+                subprocess.run(["rabbitmqctl", "-q", "delete_queue", queue], capture_output=True, timeout=60)
+
+
+def create_pulse_user(prefix: str = "tcpulse-test") -> PulseUser:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    user = PulseUser(name, "p/@%" + secrets.token_hex(8))
+    rabbitmqctl("add_user", name, user.password)
+    rabbitmqctl("set_permissions", "-p", "/", name,
+                f"^(queue/{name}/.*|exchange/{name}/.*)",
+                f"^(queue/{name}/.*|exchange/{name}/.*)",
+                f"^(queue/{name}/.*|exchange/.*)")
+    return user
+
+
+@pytest.fixture(scope="session")
+def pulse_user(rabbitmq) -> PulseUser:
+    """One Pulse-like user for the whole session (rabbitmqctl is slow, about 1 s a call).
+
+    Its password holds '/', '@' and '%' so that URL quoting is exercised on every connection.
+    """
+    user = create_pulse_user()
+    yield user
+    user.delete_queues()
+    subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def taskcluster_exchanges(rabbitmq) -> list:
+    """Declare, as guest, every exchange of the shipped references on the broker, as the
+    Taskcluster services themselves do on Pulse; a Pulse user may then declare them passively."""
+    import kombu
+
+    import tcpulse
+
+    names = [exchange.exchange for exchange in tcpulse.exchanges()]
+    with kombu.Connection(rabbitmq) as conn:
+        channel = conn.channel()
+        for name in names:
+            kombu.Exchange(name, type="topic", durable=True)(channel).declare()
+    return names
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A queue or listener name no other test uses."""
+    return "t-" + uuid.uuid4().hex[:10]
