@@ -1,0 +1,88 @@
+"""Counters a listener keeps about its own work, readable as a dict or as Prometheus text.
+
+Pure module: imports only the standard library. Thread-safe: handler threads and the
+connection thread update the same counters.
+
+Example:
+    >>> m = Metrics()
+    >>> m.inc("received")
+    >>> m.inc("handler_errors", handler="app.completed")
+    >>> m.get("received"), m.get("handler_errors", handler="app.completed")
+    (1, 1)
+"""
+import threading
+import time
+from typing import Dict, Optional, Tuple
+
+# name -> help text; the counters every listener exposes, even at zero.
+COUNTERS = {
+    "received": "Messages delivered to this listener by the broker.",
+    "acked": "Messages acknowledged after every matching handler succeeded (or none matched).",
+    "unmatched": "Messages that matched no handler (acknowledged).",
+    "retried": "Messages sent to a delayed retry.",
+    "dead_lettered": "Messages parked in the dead-letter queue.",
+    "handler_errors": "Exceptions raised by handlers, by handler.",
+    "reconnects": "Connections re-established after the broker went away.",
+}
+
+_Key = Tuple[str, Tuple[Tuple[str, str], ...]]
+
+
+class Metrics:
+    """A set of monotonically growing counters plus the time of the last message."""
+
+    def __init__(self, prefix: str = "tcpulse") -> None:
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._values: Dict[_Key, float] = {(name, ()): 0 for name in COUNTERS}
+        self.last_message_at: Optional[float] = None
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._values[key] = self._values.get(key, 0) + amount
+            if name == "received":
+                self.last_message_at = time.time()
+
+    def get(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self._values.get((name, tuple(sorted(labels.items()))), 0)
+
+    def total(self, name: str) -> float:
+        """The sum of a counter over all its label values."""
+        with self._lock:
+            return sum(v for (n, _), v in self._values.items() if n == name)
+
+    def snapshot(self) -> Dict[str, float]:
+        """Every counter as 'name' or 'name{label="value"}' -> value."""
+        with self._lock:
+            return {_series(name, labels): value for (name, labels), value in sorted(self._values.items())}
+
+    def render_prometheus(self) -> str:
+        """The counters in Prometheus' text exposition format."""
+        lines = []
+        snapshot = self.snapshot()
+        for name in sorted({series.split("{")[0] for series in snapshot}):
+            metric = f"{self.prefix}_{name}_total"
+            lines.append(f"# HELP {metric} {COUNTERS.get(name, name)}")
+            lines.append(f"# TYPE {metric} counter")
+            for series, value in snapshot.items():
+                if series.split("{")[0] == name:
+                    lines.append(f"{self.prefix}_{series.replace(name, name + '_total', 1)} {value:g}")
+        if self.last_message_at is not None:
+            metric = f"{self.prefix}_last_message_age_seconds"
+            lines.append(f"# HELP {metric} Seconds since the last message was received.")
+            lines.append(f"# TYPE {metric} gauge")
+            lines.append(f"{metric} {time.time() - self.last_message_at:.3f}")
+        return "\n".join(lines) + "\n"
+
+
+def _series(name: str, labels: Tuple[Tuple[str, str], ...]) -> str:
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+    return f"{name}{{{inner}}}"
+
+
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
