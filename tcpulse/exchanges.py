@@ -1,0 +1,395 @@
+"""Routing keys of Taskcluster's topic exchanges: `Exchange`, `Binding` and the `*Events` classes.
+
+Owns: turning each exchange reference (`tcpulse.references.Reference` with kind 'exchanges')
+into a generated class such as `QueueEvents` whose attributes are `Exchange` objects; building
+binding patterns (the official client's four call forms), concrete routing keys for publishing,
+and parsing a routing key back into its fields; the registry of every shipped exchange.
+
+Pure module: imports only the standard library, `tcpulse.references` and `tcpulse.errors`
+(never kombu or requests), so routing keys cost nothing but `import tcpulse`.
+
+Example:
+    >>> from tcpulse.exchanges import find_exchange
+    >>> find_exchange("QueueEvents.taskCompleted")(taskGroupId="g")["routingKeyPattern"]
+    'primary.*.*.*.*.*.*.*.g.#'
+"""
+import dataclasses
+import difflib
+import functools
+import sys
+import types
+from collections.abc import Mapping
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from .errors import InvalidReference, TaskclusterTopicExchangeFailure
+from .references import Reference, RoutingKeyField, load_all
+
+# The word a publisher puts in place of an optional field it has no value for.
+ABSENT = "_"
+# Options the official client's constructor takes; events classes accept them so one options
+# dict can serve REST clients and events alike, but only exchangePrefix changes anything here.
+CLIENT_OPTIONS = ("exchangePrefix", "rootUrl", "credentials", "authorizedScopes", "maxRetries",
+                  "signedUrlExpiration", "baseUrl", "timeout")
+
+
+def _did_you_mean(word: str, choices: List[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def full_exchange_name(prefix: str, suffix: str) -> str:
+    """Join an exchange prefix and an entry's exchange as the official client does.
+
+    Example:
+        >>> full_exchange_name("exchange/taskcluster-queue/v1/", "task-completed")
+        'exchange/taskcluster-queue/v1/task-completed'
+    """
+    return f"{prefix.rstrip('/')}/{suffix.lstrip('/')}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Binding(Mapping):
+    """An exchange and a routing-key pattern to bind a queue with; reads like the official
+    client's dict (`b['exchange']`, `b['routingKeyPattern']`, `dict(b)`).
+
+    Example:
+        >>> b = Binding("exchange/taskcluster-queue/v1/task-completed", "primary.#")
+        >>> dict(b) == {"exchange": b.exchange, "routingKeyPattern": "primary.#"}
+        True
+    """
+    exchange: str
+    routing_key_pattern: str
+    source: Optional["Exchange"] = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.exchange, str) or not self.exchange:
+            raise TaskclusterTopicExchangeFailure(
+                f"Binding exchange must be a non-empty string (got {self.exchange!r})")
+        if not isinstance(self.routing_key_pattern, str):
+            raise TaskclusterTopicExchangeFailure(
+                f"Binding routing_key_pattern for {self.exchange} must be a string "
+                f"(got {type(self.routing_key_pattern).__name__} {self.routing_key_pattern!r})")
+
+    def _as_dict(self) -> Dict[str, str]:
+        return {"exchange": self.exchange, "routingKeyPattern": self.routing_key_pattern}
+
+    def __getitem__(self, key: str) -> str:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("exchange", "routingKeyPattern"))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __eq__(self, other: Any) -> bool:
+        # Equal to any binding or mapping with the same two items (the official client's dicts
+        # included); where a binding came from does not change what it binds.
+        if isinstance(other, Mapping):
+            return self._as_dict() == dict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.exchange, self.routing_key_pattern))
+
+
+@dataclasses.dataclass(frozen=True)
+class Exchange:
+    """One topic exchange of a service and the layout of its routing keys.
+
+    Call it to get a `Binding` (the four forms of the official client), or use
+    `routing_key()` / `parse()` for concrete keys.
+
+    Example:
+        >>> ex = find_exchange("QueueEvents.taskCompleted")
+        >>> ex(taskId="abc").routing_key_pattern
+        'primary.abc.*.*.*.*.*.*.*.#'
+    """
+    service: str
+    name: str
+    exchange: str
+    fields: Tuple[RoutingKeyField, ...]
+    title: str = ""
+    description: str = dataclasses.field(default="", repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.service}.{self.name} {self.exchange}>"
+
+    @property
+    def _label(self) -> str:
+        return f"{self.service}.{self.name} ({self.exchange})"
+
+    def __call__(self, /, *args: Any, **fields: Any) -> Binding:
+        """A binding for this exchange: `()`, `(field=value, ...)`, `({field: value})`, or
+        `('pattern')` (a string is used untouched).
+
+        Example:
+            >>> find_exchange("GithubEvents.push")({"organization": "mozilla"})["routingKeyPattern"]
+            'primary.mozilla.*'
+        """
+        if args and fields:
+            raise self._failure(
+                f"takes one positional argument (a pattern string or a dict of fields) or keyword "
+                f"fields, not both (got {len(args)} positional and {', '.join(sorted(fields))})")
+        if len(args) > 1:
+            raise self._failure(f"takes at most one positional argument (got {len(args)})")
+        if args and isinstance(args[0], str):
+            return Binding(self.exchange, args[0], self)
+        if args and not isinstance(args[0], Mapping):
+            raise self._failure(f"expects a pattern string, a dict of fields or keyword fields "
+                                f"(got {type(args[0]).__name__} {args[0]!r})")
+        given = self._given(dict(args[0]) if args else fields)
+        words = [self._pattern_word(f, given.get(f.name)) for f in self.fields]
+        return Binding(self.exchange, ".".join(words), self)
+
+    def routing_key(self, /, **fields: Any) -> str:
+        """The concrete routing key a publisher sends: every required field given, no wildcards;
+        an optional field not given becomes '_'.
+
+        Example:
+            >>> find_exchange("PurgeCacheEvents.purgeCache").routing_key(provisionerId="p", workerType=3)
+            'primary.p.3'
+        """
+        given = self._given(fields)
+        missing = [f.name for f in self.fields if f.required and f.constant is None and f.name not in given]
+        if missing:
+            raise self._failure(f"needs every required field for a routing key; missing: {', '.join(missing)}")
+        words = [self._key_word(f, given.get(f.name)) for f in self.fields]
+        return ".".join(words)
+
+    def parse(self, routing_key: str) -> Dict[str, Optional[str]]:
+        """The field values of a concrete routing key, by name (the inverse of `routing_key`):
+        '_' in an optional field reads as None; the multi-word field takes the words left over.
+
+        Example:
+            >>> find_exchange("AwsProvisionerEvents.workerTypeCreated").parse("primary.wt.a.b")
+            {'routingKeyKind': 'primary', 'workerType': 'wt', 'reserved': 'a.b'}
+        """
+        if not isinstance(routing_key, str):
+            raise self._failure(f"can only parse a string routing key (got {type(routing_key).__name__})")
+        words = routing_key.split(".") if routing_key else []
+        values = self._split(routing_key, words)
+        return {f.name: self._parsed_value(f, value, routing_key) for f, value in zip(self.fields, values)}
+
+    def _split(self, routing_key: str, words: List[str]) -> List[Optional[str]]:
+        multi = next((i for i, f in enumerate(self.fields) if f.multiple_words), None)
+        if multi is None:
+            if len(words) != len(self.fields):
+                raise self._misfit(routing_key, f"exactly {len(self.fields)}", len(words))
+            return list(words)
+        after = len(self.fields) - multi - 1
+        least = len(self.fields) - 1 + (1 if self.fields[multi].required else 0)
+        if len(words) < least:
+            raise self._misfit(routing_key, f"at least {least}", len(words))
+        middle = words[multi:len(words) - after]
+        return [*words[:multi], ".".join(middle) if middle else None, *words[len(words) - after:]]
+
+    def _parsed_value(self, field: RoutingKeyField, value: Optional[str], routing_key: str) -> Optional[str]:
+        if field.constant is not None and value != field.constant:
+            raise TaskclusterTopicExchangeFailure(
+                f"routing key {routing_key!r} does not fit {self._label}: field {field.name!r} "
+                f"must be the constant {field.constant!r} (got {value!r})")
+        if value == ABSENT and not field.required:
+            return None
+        return value
+
+    def _misfit(self, routing_key: str, expected: str, got: int) -> TaskclusterTopicExchangeFailure:
+        layout = ".".join(f.constant or (f"{f.name}..." if f.multiple_words else f.name) for f in self.fields)
+        return TaskclusterTopicExchangeFailure(
+            f"routing key {routing_key!r} does not fit {self._label}: expected {expected} words "
+            f"({layout}), got {got}")
+
+    def _failure(self, message: str) -> TaskclusterTopicExchangeFailure:
+        return TaskclusterTopicExchangeFailure(f"{self._label} {message}")
+
+    def _field_failure(self, field: RoutingKeyField, message: str) -> TaskclusterTopicExchangeFailure:
+        return TaskclusterTopicExchangeFailure(f"field {field.name!r} of {self._label} {message}")
+
+    def _given(self, values: Dict[Any, Any]) -> Dict[str, Any]:
+        """The fields that were given (None means not given), after rejecting unknown names."""
+        names = [f.name for f in self.fields]
+        for key in values:
+            if key not in names:
+                raise TaskclusterTopicExchangeFailure(
+                    f"{key!r} is not a routing-key field of {self._label}.{_did_you_mean(str(key), names)} "
+                    f"Valid fields: {', '.join(names)}")
+        return {k: v for k, v in values.items() if v is not None}
+
+    def _word(self, field: RoutingKeyField, value: Any) -> str:
+        """One given value as routing-key text, checked against the field's rules."""
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise self._field_failure(field, f"must be a string or an integer (got {type(value).__name__} {value!r})")
+        text = str(value)
+        if not text:
+            raise self._field_failure(field, "must not be empty (got '')")
+        if "." in text and not field.multiple_words:
+            raise self._field_failure(field, f"is a single routing-key word and cannot contain '.' (got {text!r})")
+        if field.constant is not None and text != field.constant:
+            raise self._field_failure(field, f"is the constant {field.constant!r} (got {text!r})")
+        return text
+
+    def _pattern_word(self, field: RoutingKeyField, value: Any) -> str:
+        if value is not None:
+            return self._word(field, value)
+        if field.constant is not None:
+            return field.constant
+        return "#" if field.multiple_words else "*"
+
+    def _key_word(self, field: RoutingKeyField, value: Any) -> str:
+        if value is None:
+            return field.constant if field.constant is not None else ABSENT
+        text = self._word(field, value)
+        if "*" in text or "#" in text:
+            raise self._field_failure(field, f"cannot contain '*' or '#' in a routing key (got {text!r})")
+        return text
+
+
+class _ExchangeAttribute:
+    """An exchange on a generated class: the reference's prefix on the class, the instance's
+    `exchangePrefix` on an instance."""
+
+    def __init__(self, exchange: Exchange, suffix: str):
+        self.exchange = exchange
+        self.suffix = suffix
+        self.__doc__ = exchange.description
+
+    def __get__(self, obj: Optional["BaseEvents"], owner: type) -> Exchange:
+        if obj is None:
+            return self.exchange
+        full = full_exchange_name(obj.exchangePrefix, self.suffix)
+        if full == self.exchange.exchange:
+            return self.exchange
+        return dataclasses.replace(self.exchange, exchange=full)
+
+
+class BaseEvents:
+    """Base of the generated `*Events` classes; takes options like the official client.
+
+    Example:
+        >>> from tcpulse import QueueEvents
+        >>> QueueEvents(exchangePrefix="exchange/x/v1/").taskCompleted.exchange
+        'exchange/x/v1/task-completed'
+    """
+    reference: Reference
+    exchangePrefix: str
+
+    def __init__(self, options: Optional[Mapping] = None, **kwoptions: Any):
+        merged = {**dict(options or {}), **kwoptions}
+        for key in merged:
+            if key not in CLIENT_OPTIONS:
+                raise TaskclusterTopicExchangeFailure(
+                    f"{key!r} is not an option of {type(self).__name__}.{_did_you_mean(str(key), list(CLIENT_OPTIONS))} "
+                    f"Valid options: {', '.join(CLIENT_OPTIONS)}")
+        prefix = merged.get("exchangePrefix", self.reference.exchange_prefix)
+        if not isinstance(prefix, str) or not prefix.strip("/"):
+            raise TaskclusterTopicExchangeFailure(
+                f"option 'exchangePrefix' of {type(self).__name__} must be a non-empty string "
+                f"such as 'exchange/taskcluster-queue/v1/' (got {prefix!r})")
+        self.exchangePrefix = prefix
+
+    def __repr__(self) -> str:
+        # Only the prefix: the options may hold credentials.
+        return f"{type(self).__name__}(exchangePrefix={self.exchangePrefix!r})"
+
+
+def events_class(reference: Reference) -> type:
+    """The generated class for one exchange reference, with one `Exchange` attribute per entry.
+
+    Example:
+        >>> from tcpulse.references import load_all
+        >>> events_class(load_all()["GithubEvents"]).push.exchange
+        'exchange/taskcluster-github/v1/push'
+    """
+    if reference.kind != "exchanges":
+        raise InvalidReference(f"{reference.path}: {reference.name} is not an exchange reference")
+    return _build_class(reference)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_class(reference: Reference) -> type:
+    namespace: Dict[str, Any] = {
+        "__doc__": "\n\n".join(p for p in (reference.title, reference.description) if p),
+        "__module__": "tcpulse", "__qualname__": reference.name,
+        "reference": reference, "exchangePrefix": reference.exchange_prefix,
+    }
+    for entry in reference.entries:
+        if hasattr(BaseEvents, entry.name) or entry.name.startswith("_"):
+            raise InvalidReference(f"{reference.path}: exchange name {entry.name!r} clashes with "
+                                   f"an attribute every events class has")
+        exchange = Exchange(
+            service=reference.name, name=entry.name, fields=entry.routing_key,
+            exchange=full_exchange_name(reference.exchange_prefix or "", entry.exchange),
+            title=entry.title, description=entry.description)
+        namespace[entry.name] = _ExchangeAttribute(exchange, entry.exchange)
+    return type(reference.name, (BaseEvents,), namespace)
+
+
+def class_exchanges(cls: type) -> List[Exchange]:
+    """The exchanges of a generated class, in reference order.
+
+    Example:
+        >>> from tcpulse import TreeherderEvents
+        >>> [ex.name for ex in class_exchanges(TreeherderEvents)]
+        ['jobs']
+    """
+    return [getattr(cls, entry.name) for entry in cls.reference.entries]
+
+
+def exchanges() -> List[Exchange]:
+    """Every exchange of every shipped reference, in file and entry order.
+
+    Example:
+        >>> any(ex.name == "taskCompleted" for ex in exchanges())
+        True
+    """
+    return list(_registry()[0].values())
+
+
+@functools.lru_cache(maxsize=None)
+def _registry() -> Tuple[Dict[str, Exchange], Dict[str, Exchange]]:
+    by_dotted: Dict[str, Exchange] = {}
+    for reference in load_all().values():
+        if reference.kind == "exchanges":
+            for ex in class_exchanges(events_class(reference)):
+                by_dotted[f"{ex.service}.{ex.name}"] = ex
+    return by_dotted, {ex.exchange: ex for ex in by_dotted.values()}
+
+
+def exchange_named(full_name: str) -> Optional[Exchange]:
+    """The shipped exchange with this full exchange name, or None.
+
+    Example:
+        >>> exchange_named("exchange/taskcluster-queue/v1/task-completed").name
+        'taskCompleted'
+    """
+    return _registry()[1].get(full_name)
+
+
+def find_exchange(text: str) -> Exchange:
+    """A shipped exchange by 'Service.name' (e.g. 'QueueEvents.taskCompleted') or by full
+    exchange name; anything else is an error with the closest match.
+
+    Example:
+        >>> find_exchange("exchange/taskcluster-github/v1/push").service
+        'GithubEvents'
+    """
+    by_dotted, by_full = _registry()
+    found = by_dotted.get(text) or by_full.get(text)
+    if found is not None:
+        return found
+    services = sorted({ex.service for ex in by_dotted.values()})
+    raise TaskclusterTopicExchangeFailure(
+        f"{text!r} is not a known exchange (give 'Service.name' such as 'QueueEvents.taskCompleted', "
+        f"or a full exchange name).{_did_you_mean(text, [*by_dotted, *by_full])} "
+        f"Exchange classes: {', '.join(services)}")
+
+
+class _Module(types.ModuleType):
+    # `import tcpulse.exchanges` makes the package attribute `tcpulse.exchanges` this module,
+    # replacing the `exchanges()` function that `tcpulse` exports under the same name; calling
+    # the module keeps `tcpulse.exchanges()` working whichever of the two it is.
+    def __call__(self) -> List[Exchange]:
+        return exchanges()
+
+
+sys.modules[__name__].__class__ = _Module
