@@ -1,0 +1,65 @@
+"""The generated REST client classes: one per API reference, one method per entry.
+
+Owns: `client_class(reference)`, which builds e.g. `Queue` with `type()`. Every generated
+method is the same thin closure over `BaseClient._call`; its name and docstring come from
+the reference, so `help(tcpulse.Queue.task)` reads like the Taskcluster docs.
+
+Imports client.py (hence requests) when used; `tcpulse/__init__.py` loads it lazily.
+
+Example:
+    >>> from tcpulse.references import load_all
+    >>> Queue = client_class(load_all()["Queue"])
+    >>> Queue.listTaskGroup.__name__, Queue.__name__
+    ('listTaskGroup', 'Queue')
+"""
+from typing import Any, Callable, Dict
+
+from .client import CALL_KEYWORDS, BaseClient
+from .errors import InvalidReference
+from .references import FunctionEntry, Reference
+
+
+def client_class(reference: Reference) -> type:
+    """The client class for an API reference (`kind == 'api'`)."""
+    if reference.kind != "api":
+        raise InvalidReference(f"{reference.path}: {reference.name} is not an API reference (kind {reference.kind!r})")
+    attributes: Dict[str, Any] = {
+        "__doc__": _class_doc(reference),
+        "__module__": "tcpulse",
+        "reference": reference,
+        "entries": {entry.name: entry for entry in reference.entries},
+    }
+    for entry in reference.entries:
+        if hasattr(BaseClient, entry.name) or entry.name in CALL_KEYWORDS:
+            raise InvalidReference(f"{reference.path}: entry {entry.name!r} would hide a client attribute")
+        attributes[entry.name] = _method(reference.name, entry)
+    return type(reference.name, (BaseClient,), attributes)
+
+
+def _method(class_name: str, entry: FunctionEntry) -> Callable[..., Any]:
+    def method(self: BaseClient, *args: Any, **kwargs: Any) -> Any:
+        return self._call(entry, args, kwargs)
+
+    method.__name__ = entry.name
+    method.__qualname__ = f"{class_name}.{entry.name}"
+    method.__doc__ = _method_doc(class_name, entry)
+    return method
+
+
+def _class_doc(reference: Reference) -> str:
+    return (f"{reference.title}\n\n{reference.description}\n\n"
+            f"Example:\n    client = tcpulse.{reference.name}({{'rootUrl': 'https://tc.example.com'}})")
+
+
+def _method_doc(class_name: str, entry: FunctionEntry) -> str:
+    call_args = [*entry.args, *(["payload"] if entry.input else [])]
+    lines = [entry.title, "", entry.description.strip(), "",
+             f"{entry.method.upper()} {entry.route}  (stability: {entry.stability})"]
+    if entry.query:
+        lines.append(f"Query arguments: {', '.join(entry.query)}")
+    if entry.input:
+        lines.append(f"Input schema: {entry.input}")
+    if entry.output:
+        lines.append(f"Output schema: {entry.output}")
+    lines += ["", "Example:", f"    {class_name[0].lower()}{class_name[1:]}.{entry.name}({', '.join(call_args)})"]
+    return "\n".join(lines)
