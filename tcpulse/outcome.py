@@ -228,9 +228,12 @@ class Origin:
                 H_FAILURES: json.dumps(verdict.failures), H_DEAD_AT: at}
 
     def requeue_headers(self, headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-        """Headers that send a dead letter back for a fresh first attempt at every handler."""
-        return {**_foreign(headers), H_EXCHANGE: self.exchange, H_ROUTING_KEY: self.routing_key,
-                H_CC: list(self.cc), H_ATTEMPT: 1}
+        """Headers that send a dead letter back as a fresh attempt 1 of the handlers that
+        failed (of every matching handler when none had run, as for a poison body)."""
+        failed = list(json.loads(_text((headers or {}).get(H_FAILURES) or "{}")))
+        requeued = {**_foreign(headers), H_EXCHANGE: self.exchange, H_ROUTING_KEY: self.routing_key,
+                    H_CC: list(self.cc), H_ATTEMPT: 1}
+        return {**requeued, H_HANDLERS: failed} if failed else requeued
 
 
 def _foreign(headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:

@@ -169,11 +169,18 @@ def test_dead_letter_headers_say_why_when_and_after_how_many_attempts():
     assert "x-death" not in headers and H_HANDLERS not in headers
 
 
-def test_requeue_headers_start_over_at_attempt_one_with_every_handler():
-    origin = Origin("exchange/x", "primary.k", ("route.a",), 5, ("app.h",))
-    dead = origin.dead_letter_headers({}, DeadLetter("r"), at="t")
+def test_requeue_headers_start_over_at_attempt_one_with_the_handlers_that_failed():
+    origin = Origin("exchange/x", "primary.k", ("route.a",), 5, ("app.h", "app.i"))
+    verdict = DeadLetter("r", {"app.i": {"type": "ValueError", "message": "no"}})
+    dead = origin.dead_letter_headers({}, verdict, at="t")
     again = Origin.of(origin.requeue_headers(dead), "exchange/u/n/delivery", "return")
-    assert again == Origin("exchange/x", "primary.k", ("route.a",), 1, None)
+    assert again == Origin("exchange/x", "primary.k", ("route.a",), 1, ("app.i",))
+
+
+def test_a_requeued_poison_message_goes_to_every_matching_handler():
+    origin = Origin("exchange/x", "primary.k", (), 1, None)
+    dead = origin.dead_letter_headers({}, DeadLetter("body is not JSON"), at="t")
+    assert Origin.of(origin.requeue_headers(dead), "e", "k").handlers is None
 
 
 def test_the_outcome_module_imports_neither_kombu_nor_requests():

@@ -1,0 +1,274 @@
+"""The broker side of retries and dead letters, inside Pulse's permissions.
+
+For a listener queue `queue/<user>/<name>` this module declares and uses:
+
+- `exchange/<user>/<name>/delivery`, a direct exchange of our own (a Pulse user may not publish
+  to the default exchange), routing `retry-<s>s` to a holding queue, `dead-letter` to the
+  dead-letter queue and `return` back to the listener's queue;
+- one holding queue `queue/<user>/<name>/retry-<s>s` per scheduled delay: nothing consumes it;
+  its `x-message-ttl` (the delay plus the most jitter can add; each copy also carries its own
+  jittered `expiration`) sends each copy back through the exchange with key `return`;
+- `queue/<user>/<name>/dead-letter`, bounded to 7 days and 10,000 messages (oldest dropped),
+  because Pulse deletes queues that grow too large and we must never cost the listener's own queue.
+
+Only standard queue arguments are used (x-message-ttl, x-dead-letter-exchange,
+x-dead-letter-routing-key, x-max-length, x-overflow), so the embedded `memory://` broker works too.
+The decisions come from `tcpulse.outcome` (pure); this module imports kombu, never requests,
+and never the listener.
+
+Example:
+    >>> from tcpulse.outcome import RetryPolicy
+    >>> d = Delivery("queue/alice/watcher", RetryPolicy(retry_delays=(5, 30)))
+    >>> d.exchange, d.holding_queue(2), d.dead_letter_queue
+    ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+"""
+import datetime
+import json
+import logging
+import math
+from typing import Any, Dict, List, Optional
+
+import kombu
+from amqp.exceptions import NotFound, PreconditionFailed
+
+from .errors import BrokerFailure
+from .outcome import H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy, decode_body
+
+log = logging.getLogger(__name__)
+
+RETURN_KEY = "return"
+DEAD_LETTER_KEY = "dead-letter"
+DEAD_LETTER_TTL = 7 * 24 * 3600  # seconds a dead letter is kept before the broker drops it
+DEAD_LETTER_MAX_LENGTH = 10_000  # beyond this the oldest dead letters are dropped
+OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into the dead-letter queue
+
+
+class QueueConflict(BrokerFailure):
+    """A queue exists with other arguments than the ones we declare (PRECONDITION_FAILED)."""
+
+
+class Delivery:
+    """Retry and dead-letter topology and publishing for one listener queue.
+
+    `max_length` bounds the listener's queue (x-max-length, oldest dropped into the dead-letter
+    queue): Pulse deletes a queue that grows too large, losing everything in it, so a bound that
+    sheds the oldest messages is the lesser harm for a listener that may fall far behind.
+
+    Example:
+        >>> Delivery("queue/alice/w", RetryPolicy(), max_length=1000).queue_arguments()["x-max-length"]
+        1000
+    """
+
+    def __init__(self, queue: str, policy: RetryPolicy, max_length: Optional[int] = None,
+                 expires: Optional[float] = None) -> None:
+        if not queue.startswith("queue/"):
+            raise ValueError(f"the listener queue must be named queue/<user>/<name> (got {queue!r})")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"max_length must be an integer >= 1 or None (got {max_length!r})")
+        self.queue = queue
+        self.policy = policy
+        self.max_length = max_length
+        self.expires = expires  # seconds unused before our queues vanish (anonymous listeners)
+        self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
+        self.dead_letter_queue = queue + "/dead-letter"
+
+    def holding_queue(self, attempt: int) -> str:
+        """The queue a copy waits in before coming back as `attempt`."""
+        return f"{self.queue}/retry-{self.policy.base_delay(attempt):g}s"
+
+    def queue_arguments(self) -> Dict[str, Any]:
+        """Arguments for the listener's own queue: whatever the broker drops goes to our
+        dead-letter queue, and `max_length` bounds it."""
+        args: Dict[str, Any] = {"x-dead-letter-exchange": self.exchange,
+                                "x-dead-letter-routing-key": DEAD_LETTER_KEY}
+        if self.max_length is not None:
+            args.update({"x-max-length": self.max_length, "x-overflow": OVERFLOW})
+        return args
+
+    def declare(self, channel: Any) -> None:
+        """Declare the exchange, holding queues and dead-letter queue, and bind the listener's
+        queue (already declared) to the exchange's `return` key. Safe to repeat."""
+        exchange = kombu.Exchange(self.exchange, type="direct", durable=True, channel=channel)
+        with explain_conflicts():
+            exchange.declare()
+            for base in sorted(set(float(d) for d in self.policy.retry_delays)):
+                self._declare_queue(channel, exchange, f"{self.queue}/retry-{base:g}s", f"retry-{base:g}s", {
+                    "x-message-ttl": math.ceil(self.policy.longest_delay(base) * 1000),
+                    "x-dead-letter-exchange": self.exchange,
+                    "x-dead-letter-routing-key": RETURN_KEY})
+            self._declare_queue(channel, exchange, self.dead_letter_queue, DEAD_LETTER_KEY, {
+                "x-message-ttl": DEAD_LETTER_TTL * 1000, "x-max-length": DEAD_LETTER_MAX_LENGTH})
+            channel.queue_bind(self.queue, self.exchange, RETURN_KEY)
+
+    def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, key: str,
+                       arguments: Dict[str, Any]) -> None:
+        if self.expires:
+            arguments["x-expires"] = math.ceil(self.expires * 1000)
+        queue = kombu.Queue(name, exchange, routing_key=key, durable=True,
+                            queue_arguments=arguments, channel=channel)
+        queue.declare()
+
+    def retry(self, message: Any, origin: Origin, verdict: Retry) -> None:
+        """Publish a copy of `message` that comes back as `verdict.attempt` after `verdict.delay`
+        seconds. The caller acks the original afterwards, on the same channel."""
+        self._publish(message, self.holding_queue(verdict.attempt).rsplit("/", 1)[1],
+                      origin.retry_headers(message.headers, verdict), expiration=verdict.delay)
+
+    def dead_letter(self, message: Any, origin: Origin, verdict: DeadLetter) -> None:
+        """Publish `message` to the dead-letter queue with why it failed; the caller acks it."""
+        headers = origin.dead_letter_headers(message.headers, verdict, at=utc_now())
+        self._publish(message, DEAD_LETTER_KEY, headers)
+
+    def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
+                 expiration: Optional[float] = None) -> None:
+        exchange = kombu.Exchange(self.exchange, type="direct", durable=True)
+        producer = kombu.Producer(message.channel, exchange=exchange, auto_declare=False)
+        producer.publish(message.body, routing_key=routing_key, headers=headers,
+                         content_type=message.content_type or "application/octet-stream",
+                         content_encoding=message.content_encoding or "binary",
+                         delivery_mode=2, expiration=expiration, retry=False)
+
+
+def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:
+    """Up to `limit` dead letters of listener queue `queue`, oldest first, left in place.
+
+    Example (needs a broker):
+        >>> with kombu.Connection("memory://") as conn:   # doctest: +SKIP
+        ...     list_dead_letters(conn, "queue/alice/watcher")
+        []
+    """
+    with _dead_letter_channel(connection, queue) as (channel, count):
+        records = []
+        for _ in range(min(count, limit)):
+            message = kombu.Queue(Delivery(queue, RetryPolicy()).dead_letter_queue, channel=channel).get()
+            if message is None:
+                break
+            records.append(dead_letter_record(message))
+        # Closing the channel without acking puts every message back where it was.
+        return records
+
+
+def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Optional[int] = None) -> int:
+    """Send the dead letters of `queue` (at most `limit`) back to it as a fresh first attempt
+    of the handlers that failed; return how many were sent. Run it after fixing the cause.
+
+    Example (needs a broker):
+        >>> with kombu.Connection("memory://") as conn:   # doctest: +SKIP
+        ...     requeue_dead_letters(conn, "queue/alice/watcher")
+        0
+    """
+    delivery = Delivery(queue, RetryPolicy())
+    sent = 0
+    with _dead_letter_channel(connection, queue) as (channel, count):
+        # Only what is there now: letters dead-lettered meanwhile wait for the next requeue.
+        for _ in range(count if limit is None else min(count, limit)):
+            message = kombu.Queue(delivery.dead_letter_queue, channel=channel).get()
+            if message is None:
+                break
+            origin = _origin_of_dead_letter(message)
+            delivery._publish(message, RETURN_KEY, origin.requeue_headers(message.headers))
+            message.ack()
+            sent += 1
+    return sent
+
+
+class _dead_letter_channel:
+    def __init__(self, connection: kombu.Connection, queue: str) -> None:
+        self.connection, self.name = connection, Delivery(queue, RetryPolicy()).dead_letter_queue
+
+    def __enter__(self) -> Any:
+        self.channel = self.connection.channel()
+        try:
+            _, count, _ = self.channel.queue_declare(self.name, passive=True)
+        except NotFound:
+            raise BrokerFailure(f"there is no dead-letter queue {self.name!r} on this broker for this "
+                                "user (has the listener run here under this name?)") from None
+        return self.channel, count
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.channel.close()
+
+
+def dead_letter_record(message: Any) -> Dict[str, Any]:
+    """What an operator needs to know about one dead letter, as plain data."""
+    headers = message.headers or {}
+    origin = _origin_of_dead_letter(message)
+    record = {"exchange": origin.exchange, "routing_key": origin.routing_key,
+              "routes": [r[len("route."):] for r in origin.cc if r.startswith("route.")],
+              "attempts": headers.get(H_ATTEMPT, 1), "reason": _reason(headers),
+              "failures": json.loads(headers.get(H_FAILURES) or "{}"),
+              "dead_lettered_at": headers.get(H_DEAD_AT)}
+    try:
+        record["body"] = decode_body(message.body)
+    except Poison:
+        body = message.body  # py-amqp hands over text when the declared encoding decodes it
+        record["body_text"] = (body if isinstance(body, str) else bytes(body).decode("utf-8", "replace"))[:1000]
+    return record
+
+
+def _origin_of_dead_letter(message: Any) -> Origin:
+    death = _first_death(message.headers or {})
+    keys = death.get("routing-keys") or [message.delivery_info.get("routing_key", "")]
+    return Origin.of(message.headers, _str(death.get("exchange", "")), _str(keys[0]))
+
+
+def _reason(headers: Dict[str, Any]) -> str:
+    if headers.get(H_REASON):
+        return _str(headers[H_REASON])
+    death = _first_death(headers)
+    return f"dropped by the broker from {_str(death.get('queue', '?'))} ({_str(death.get('reason', '?'))})"
+
+
+def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:
+    deaths = headers.get("x-death") or [{}]
+    return deaths[0]  # the broker puts the latest first
+
+
+def _str(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class explain_conflicts:
+    """Turn the broker's PRECONDITION_FAILED about a queue into one line naming the queue and
+    the remedy.
+
+    Example:
+        >>> with explain_conflicts():
+        ...     pass
+    """
+
+    def __enter__(self) -> "explain_conflicts":
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if isinstance(exc, PreconditionFailed):
+            raise QueueConflict(conflict_message(str(exc))) from None
+        return False
+
+
+def conflict_message(broker_text: str) -> str:
+    """One line from RabbitMQ's 'inequivalent arg' complaint.
+
+    Example:
+        >>> conflict_message("Queue.declare: (406) PRECONDITION_FAILED - inequivalent arg "
+        ...     "'x-max-length' for queue 'queue/u/w' in vhost '/': received '10' but current is none")
+        "queue 'queue/u/w' already exists with a different 'x-max-length' (received '10' but current is none); delete it (rabbitmqctl delete_queue 'queue/u/w', or from the Pulse web UI; its messages are lost) or start the listener with the options it was created with"
+    """
+    text = broker_text.split("PRECONDITION_FAILED - ", 1)[-1]
+    queue = _between(text, "for queue '", "'") or "?"
+    arg = _between(text, "inequivalent arg '", "'")
+    detail = text.split(": ", 1)[1] if ": " in text else text
+    what = f"a different {arg!r}" if arg else "different arguments"
+    return (f"queue {queue!r} already exists with {what} ({detail}); delete it "
+            f"(rabbitmqctl delete_queue {queue!r}, or from the Pulse web UI; its messages are lost) "
+            "or start the listener with the options it was created with")
+
+
+def _between(text: str, start: str, end: str) -> Optional[str]:
+    if start not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,201 @@
+"""The retry and dead-letter topology on the real RabbitMQ, driven directly with kombu as a user
+with Pulse's permissions (no listener involved): it can be declared, a held copy comes back with
+its origin intact, dead letters can be listed and requeued, and the default exchange is never
+needed."""
+import time
+
+import kombu
+import pytest
+from amqp.exceptions import AccessRefused
+
+from tcpulse.delivery import (
+    Delivery, QueueConflict, explain_conflicts, list_dead_letters, requeue_dead_letters,
+)
+from tcpulse.errors import BrokerFailure
+from tcpulse.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
+
+pytestmark = pytest.mark.rabbitmq
+
+POLICY = RetryPolicy(max_attempts=3, retry_delays=(0.2, 0.5), jitter=0.25)
+
+
+@pytest.fixture
+def conn(pulse_user):
+    with kombu.Connection(hostname="127.0.0.1", port=5672, userid=pulse_user.name,
+                          password=pulse_user.password, virtual_host="/") as connection:
+        yield connection
+
+
+@pytest.fixture
+def topology(conn, pulse_user, unique_name):
+    """A listener-like queue bound to a source exchange of our own, plus the delivery topology."""
+    queue = f"queue/{pulse_user.name}/{unique_name}"
+    source = kombu.Exchange(f"exchange/{pulse_user.name}/{unique_name}-src", type="topic")
+    delivery = Delivery(queue, POLICY)
+    channel = conn.channel()
+    source(channel).declare()
+    kombu.Queue(queue, source, routing_key="primary.#", durable=True,
+                queue_arguments=delivery.queue_arguments(), channel=channel).declare()
+    delivery.declare(channel)
+    yield delivery, source, channel
+    cleanup = conn.channel()
+    for name in [queue, delivery.dead_letter_queue] + [f"{queue}/retry-{d:g}s" for d in POLICY.retry_delays]:
+        cleanup.queue_delete(name)
+    cleanup.exchange_delete(source.name)
+    cleanup.exchange_delete(delivery.exchange)
+
+
+def publish(channel, exchange, key, body=b'{"status": "ok"}', headers=None):
+    kombu.Producer(channel, exchange=exchange, auto_declare=False).publish(
+        body, routing_key=key, headers=headers or {}, content_type="application/json",
+        content_encoding="utf-8")
+
+
+def wait_for(queue_name, channel, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = kombu.Queue(queue_name, channel=channel).get()
+        if message is not None:
+            return message
+        time.sleep(0.02)
+    raise AssertionError(f"nothing arrived in {queue_name} within {timeout} s")
+
+
+def test_a_pulse_user_can_declare_the_topology_again_and_again(topology):
+    delivery, _, channel = topology
+    delivery.declare(channel)
+    delivery.declare(channel)
+    for name in (delivery.holding_queue(2), delivery.holding_queue(3), delivery.dead_letter_queue):
+        assert channel.queue_declare(name, passive=True).message_count == 0
+
+
+def test_a_held_copy_comes_back_to_the_listener_queue_after_its_delay_with_its_origin(topology):
+    delivery, source, channel = topology
+    publish(channel, source, "primary.task.1", headers={"CC": ["route.index.a"], "trace": "t1"})
+    first = wait_for(delivery.queue, channel)
+    origin = Origin.of(first.headers, first.delivery_info["exchange"], first.delivery_info["routing_key"])
+    assert origin.cc == ("route.index.a",) and origin.attempt == 1
+
+    delivery.retry(first, origin, Retry(0.2, ("app.h",), 2))
+    first.ack()
+    sent = time.monotonic()
+    assert channel.queue_declare(delivery.holding_queue(2), passive=True).message_count == 1
+    back = wait_for(delivery.queue, channel)
+    waited = time.monotonic() - sent
+
+    assert waited >= 0.15
+    assert back.delivery_info["exchange"] == delivery.exchange
+    assert decode_body(back.body) == {"status": "ok"} and back.headers["trace"] == "t1"
+    again = Origin.of(back.headers, back.delivery_info["exchange"], back.delivery_info["routing_key"])
+    assert again == Origin(source.name, "primary.task.1", ("route.index.a",), 2, ("app.h",))
+    back.ack()
+
+
+def test_the_holding_queue_alone_brings_a_copy_back_when_the_message_has_no_expiration(topology):
+    # The embedded broker may ignore per-message expiration; the queue's own TTL must suffice.
+    delivery, source, channel = topology
+    publish(channel, kombu.Exchange(delivery.exchange, type="direct"), "retry-0.5s",
+            headers={"tcpulse-exchange": source.name, "tcpulse-routing-key": "primary.x", "tcpulse-attempt": 3})
+    back = wait_for(delivery.queue, channel, timeout=3)
+    assert Origin.of(back.headers, "?", "?").attempt == 3
+    back.ack()
+
+
+def test_a_pulse_user_may_not_publish_to_the_default_exchange(conn, pulse_user):
+    # What the delivery topology is built to avoid: this is the error it would otherwise hit.
+    channel = conn.channel()
+    with pytest.raises(AccessRefused, match="access to exchange 'amq.default'"):
+        publish(channel, kombu.Exchange(""), f"queue/{pulse_user.name}/anything")
+        channel.queue_declare(f"queue/{pulse_user.name}/sync", passive=False, auto_delete=True)
+
+
+def test_a_dead_letter_is_listed_with_why_and_requeued_as_attempt_one_of_the_failed_handler(conn, topology):
+    delivery, source, channel = topology
+    publish(channel, source, "primary.task.2", headers={"CC": ["route.index.b"]})
+    message = wait_for(delivery.queue, channel)
+    origin = Origin("exchange/taskcluster-queue/v1/task-failed", "primary.task.2", ("route.index.b",), 3, ("app.h",))
+    verdict = DeadLetter("failed 3 of 3 attempts", {"app.h": {"type": "ValueError", "message": "db down"}})
+    delivery.dead_letter(message, origin, verdict)
+    message.ack()
+
+    listed = list_dead_letters(conn, delivery.queue)
+    assert len(listed) == 1
+    record = listed[0]
+    assert record["reason"] == "failed 3 of 3 attempts" and record["attempts"] == 3
+    assert record["failures"] == {"app.h": {"type": "ValueError", "message": "db down"}}
+    assert (record["exchange"], record["routing_key"], record["routes"]) == (
+        "exchange/taskcluster-queue/v1/task-failed", "primary.task.2", ["index.b"])
+    assert record["body"] == {"status": "ok"} and record["dead_lettered_at"].endswith("+00:00")
+    assert len(list_dead_letters(conn, delivery.queue)) == 1, "listing must leave the letters in place"
+
+    assert requeue_dead_letters(conn, delivery.queue) == 1
+    back = wait_for(delivery.queue, channel)
+    again = Origin.of(back.headers, back.delivery_info["exchange"], back.delivery_info["routing_key"])
+    assert again == Origin("exchange/taskcluster-queue/v1/task-failed", "primary.task.2",
+                           ("route.index.b",), 1, ("app.h",))
+    back.ack()
+    assert list_dead_letters(conn, delivery.queue) == []
+
+
+def test_a_poison_dead_letter_lists_its_text_and_reason(conn, topology):
+    delivery, source, channel = topology
+    publish(channel, source, "primary.p", body=b"not json \xff")
+    message = wait_for(delivery.queue, channel)
+    delivery.dead_letter(message, Origin.of(message.headers, source.name, "primary.p"),
+                         DeadLetter("body is not valid UTF-8 (byte 9)"))
+    message.ack()
+    [record] = list_dead_letters(conn, delivery.queue)
+    assert record["reason"] == "body is not valid UTF-8 (byte 9)"
+    assert record["body_text"] == "not json \ufffd" and "body" not in record
+
+
+def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_queue(conn, pulse_user, unique_name):
+    queue = f"queue/{pulse_user.name}/{unique_name}"
+    delivery = Delivery(queue, POLICY, max_length=3)
+    channel = conn.channel()
+    source = kombu.Exchange(f"exchange/{pulse_user.name}/{unique_name}-src", type="topic", channel=channel)
+    source.declare()
+    kombu.Queue(queue, source, routing_key="#", queue_arguments=delivery.queue_arguments(), channel=channel).declare()
+    delivery.declare(channel)
+    try:
+        for i in range(5):
+            publish(channel, source, f"primary.{i}", body=b'{"i": %d}' % i)
+        deadline = time.monotonic() + 5
+        while channel.queue_declare(delivery.dead_letter_queue, passive=True).message_count < 2:
+            assert time.monotonic() < deadline, "the dropped messages never reached the dead-letter queue"
+            time.sleep(0.02)
+        records = list_dead_letters(conn, queue)
+        assert [r["body"]["i"] for r in records] == [0, 1]
+        assert records[0]["reason"] == f"dropped by the broker from {queue} (maxlen)"
+        assert channel.queue_declare(queue, passive=True).message_count == 3
+    finally:
+        for name in (queue, delivery.dead_letter_queue, delivery.holding_queue(2), delivery.holding_queue(3)):
+            channel.queue_delete(name)
+        channel.exchange_delete(source.name)
+
+
+def test_redeclaring_with_other_queue_arguments_is_one_line_naming_the_queue_and_remedy(conn, topology):
+    delivery, _, _ = topology
+    bigger = Delivery(delivery.queue, POLICY, max_length=20)
+    channel = conn.channel()
+    with pytest.raises(QueueConflict) as caught:
+        with explain_conflicts():
+            kombu.Queue(delivery.queue, durable=True, queue_arguments=bigger.queue_arguments(),
+                        channel=channel).declare()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"queue {delivery.queue!r} already exists with a different 'x-max-length' (")
+    assert message.endswith(f"delete it (rabbitmqctl delete_queue {delivery.queue!r}, or from the Pulse "
+                            "web UI; its messages are lost) or start the listener with the options it "
+                            "was created with")
+
+
+def test_listing_the_dead_letters_of_a_listener_that_never_ran_says_so(conn, pulse_user):
+    queue = f"queue/{pulse_user.name}/never-ran"
+    with pytest.raises(BrokerFailure, match=f"there is no dead-letter queue '{queue}/dead-letter' on this broker"):
+        list_dead_letters(conn, queue)
+
+
+def test_a_queue_not_named_like_a_pulse_queue_is_refused():
+    with pytest.raises(ValueError, match=r"must be named queue/<user>/<name> \(got 'watcher'\)"):
+        Delivery("watcher", POLICY)
