@@ -305,6 +305,9 @@ def events_class(reference: Reference) -> type:
     return _build_class(reference)
 
 
+_RESERVED = set(dir(BaseEvents)) | set(BaseEvents.__annotations__)
+
+
 @functools.lru_cache(maxsize=None)
 def _build_class(reference: Reference) -> type:
     namespace: Dict[str, Any] = {
@@ -313,7 +316,7 @@ def _build_class(reference: Reference) -> type:
         "reference": reference, "exchangePrefix": reference.exchange_prefix,
     }
     for entry in reference.entries:
-        if hasattr(BaseEvents, entry.name) or entry.name.startswith("_"):
+        if entry.name in _RESERVED or entry.name.startswith("_"):
             raise InvalidReference(f"{reference.path}: exchange name {entry.name!r} clashes with "
                                    f"an attribute every events class has")
         exchange = Exchange(

@@ -1,0 +1,63 @@
+"""The pure modules, and `import tcpulse` with its routing keys, load neither kombu nor requests.
+
+Each case runs in a fresh interpreter (from a temporary directory, so the installed package is
+what gets imported) and reports which of the heavy packages ended up in `sys.modules`.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("kombu", "amqp", "requests", "urllib3")
+
+# One line per pure module; a new pure module adds its line here.
+PURE_MODULES = [
+    "tcpulse.errors",
+    "tcpulse.references",
+    "tcpulse.exchanges",
+    "tcpulse.dispatch",
+    "tcpulse.metrics",
+    "tcpulse.outcome",
+    "tcpulse.utils",
+]
+
+REPORT = f"""
+import json, sys
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))
+"""
+
+
+def heavy_modules_after(code: str, tmp_path) -> list:
+    done = subprocess.run([sys.executable, "-c", code + REPORT], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_a_pure_module_imports_neither_kombu_nor_requests(module, tmp_path):
+    assert heavy_modules_after(f"import {module}", tmp_path) == []
+
+
+def test_import_tcpulse_and_building_bindings_imports_neither_kombu_nor_requests(tmp_path):
+    code = """
+import tcpulse
+pattern = tcpulse.QueueEvents.taskCompleted(taskGroupId="g")["routingKeyPattern"]
+assert pattern == "primary.*.*.*.*.*.*.*.g.#", pattern
+assert tcpulse.QueueEvents(exchangePrefix="exchange/x/v1/").taskCompleted().exchange == "exchange/x/v1/task-completed"
+assert len(tcpulse.exchanges()) > 20
+assert "QueueEvents" in dir(tcpulse)
+"""
+    assert heavy_modules_after(code, tmp_path) == []
+
+
+def test_tcpulse_exchanges_stays_callable_after_the_submodule_is_imported(tmp_path):
+    # Importing tcpulse.exchanges rebinds the package attribute to the module itself.
+    code = """
+import tcpulse.exchanges
+import tcpulse
+assert tcpulse.exchanges() == tcpulse.exchanges.exchanges()
+assert tcpulse.exchanges.find_exchange("QueueEvents.taskCompleted").name == "taskCompleted"
+"""
+    assert heavy_modules_after(code, tmp_path) == []
