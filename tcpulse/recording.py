@@ -1,0 +1,195 @@
+"""Record and replay Pulse messages as JSON Lines.
+
+Owns: the file format (one message per line: `{"exchange": ..., "routing_key": ..., "routes":
+[...], "body": {...}}` plus optional metadata keys, `routes` being the CC'd routes without their
+`route.` prefix, as in `event.routes`), reading it with errors that name the file and line,
+writing it, and moving messages between a broker and a file (`record_from`, `replay_into`).
+
+Imports kombu only inside the broker-facing functions; never imports requests or the listener.
+
+Example:
+    >>> import io
+    >>> line = '{"exchange": "exchange/x", "routing_key": "primary.a", "routes": ["r.1"], "body": {}}'
+    >>> [m.cc for m in read_lines(io.StringIO(line + "\\n"))]
+    [['route.r.1']]
+"""
+import difflib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from .errors import TaskclusterFailure
+
+REQUIRED = ("exchange", "routing_key", "body")
+ROUTE_PREFIX = "route."
+
+
+class RecordingError(TaskclusterFailure, ValueError):
+    """A recording file that cannot be read: the message names the file, the line and the problem."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One recorded message; `metadata` holds any other keys of its line (kept on rewrite).
+
+    Example:
+        >>> Recorded("exchange/x", "primary.a", ("index.b",), {"n": 1}).cc
+        ['route.index.b']
+    """
+    exchange: str
+    routing_key: str
+    routes: Tuple[str, ...]
+    body: Dict[str, Any]
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cc(self) -> List[str]:
+        """The routes as they travel in the AMQP `CC` header."""
+        return [ROUTE_PREFIX + route for route in self.routes]
+
+    def to_json(self) -> str:
+        data = {"exchange": self.exchange, "routing_key": self.routing_key,
+                "routes": list(self.routes), "body": self.body, **self.metadata}
+        return json.dumps(data, sort_keys=False, separators=(",", ":"))
+
+    @classmethod
+    def from_delivery(cls, body: Dict[str, Any], delivery_info: Dict[str, Any],
+                      headers: Optional[Dict[str, Any]]) -> "Recorded":
+        """Build from what a consumer received (the CC header keeps its `route.` prefix)."""
+        cc = (headers or {}).get("CC") or []
+        routes = tuple(r[len(ROUTE_PREFIX):] for r in cc if r.startswith(ROUTE_PREFIX))
+        return cls(delivery_info["exchange"], delivery_info["routing_key"], routes, body,
+                   {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def read(path: Union[str, Path]) -> List[Recorded]:
+    """Every message of the recording at `path`; the first bad line raises `RecordingError`.
+
+    Example:
+        >>> read("/nonexistent.jsonl")
+        Traceback (most recent call last):
+        ...
+        tcpulse.recording.RecordingError: /nonexistent.jsonl: no such file
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(read_lines(handle, str(path)))
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{path}: cannot be read ({exc})") from None
+
+
+def read_lines(lines: Iterable[str], name: str = "<input>") -> Iterator[Recorded]:
+    """Parse JSON Lines; blank lines are skipped, the first bad one raises `RecordingError`."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield parse_line(line, f"{name} line {number}")
+
+
+def parse_line(line: str, where: str) -> Recorded:
+    """One message from one JSON line; `where` prefixes any error ("file.jsonl line 3")."""
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise RecordingError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecordingError(f"{where}: expected a JSON object with {', '.join(REQUIRED)} "
+                             f"(got {type(data).__name__})")
+    _check_required(data, where)
+    routes = data.get("routes", [])
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        raise RecordingError(f"{where}: 'routes' must be a list of strings (got {routes!r})")
+    metadata = {k: v for k, v in data.items() if k not in (*REQUIRED, "routes")}
+    return Recorded(data["exchange"], data["routing_key"], tuple(routes), data["body"], metadata)
+
+
+def _check_required(data: Dict[str, Any], where: str) -> None:
+    for name in REQUIRED:
+        if name not in data:
+            close = difflib.get_close_matches(name, [k for k in data if k not in REQUIRED], n=1)
+            hint = f" Did you mean {name!r} instead of {close[0]!r}?" if close else ""
+            raise RecordingError(f"{where}: field {name!r} is missing (each line needs "
+                                 f"{', '.join(REQUIRED)}).{hint}")
+    for name, kind, label in (("exchange", str, "a string"), ("routing_key", str, "a string"),
+                              ("body", dict, "a JSON object")):
+        if not isinstance(data[name], kind):
+            raise RecordingError(f"{where}: {name!r} must be {label} (got {data[name]!r})")
+    if not data["exchange"]:
+        raise RecordingError(f"{where}: 'exchange' must not be empty")
+
+
+def write(out: IO[str], messages: Iterable[Recorded]) -> int:
+    """Write `messages` as JSON Lines to the open text file `out`; returns how many."""
+    count = 0
+    for message in messages:
+        out.write(message.to_json() + "\n")
+        count += 1
+    out.flush()
+    return count
+
+
+def replay_into(connection: Any, messages: Sequence[Recorded],
+                progress: Optional[Callable[[int], None]] = None) -> int:
+    """Publish `messages` to their exchanges on `connection` (a kombu Connection), with
+    their routes in the CC header; returns how many were published."""
+    import kombu
+
+    producer = kombu.Producer(connection.channel())
+    for count, message in enumerate(messages, start=1):
+        headers = {"CC": message.cc} if message.routes else {}
+        producer.publish(message.body, exchange=message.exchange, routing_key=message.routing_key,
+                         headers=headers, serializer="json", delivery_mode=2)
+        if progress:
+            progress(count)
+    return len(messages)
+
+
+def record_from(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, str]], out: IO[str],
+                count: Optional[int] = None, timeout: Optional[float] = None,
+                progress: Optional[Callable[[int], None]] = None,
+                ready: Optional[Callable[[], None]] = None) -> int:
+    """Bind an exclusive, auto-delete queue to `bindings` ((exchange, pattern) pairs, exchanges
+    declared passively), write every message it receives to `out`, and stop after `count`
+    messages or after `timeout` seconds in all; returns how many were recorded. `ready` is
+    called once the queue is bound and consuming."""
+    import kombu
+
+    channel = connection.channel()
+    queue = kombu.Queue(queue_name, exclusive=True, auto_delete=True, channel=channel)
+    queue.declare()
+    for exchange, pattern in bindings:
+        channel.exchange_declare(exchange, type="topic", passive=True)
+        queue.bind_to(exchange=exchange, routing_key=pattern)
+    recorded: List[int] = [0]
+
+    def on_message(body: Any, message: Any) -> None:
+        if count is None or recorded[0] < count:
+            out.write(Recorded.from_delivery(body, message.delivery_info, message.headers).to_json() + "\n")
+            out.flush()
+            recorded[0] += 1
+            if progress:
+                progress(recorded[0])
+        message.ack()
+
+    with kombu.Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
+        if ready:
+            ready()
+        _drain(connection, lambda: count is not None and recorded[0] >= count, timeout)
+    return recorded[0]
+
+
+def _drain(connection: Any, done: Callable[[], bool], timeout: Optional[float]) -> None:
+    import socket
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not done():
+        remaining = 1.0 if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            connection.drain_events(timeout=min(remaining, 1.0))
+        except socket.timeout:
+            pass
