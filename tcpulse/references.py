@@ -12,7 +12,7 @@ Example:
     'taskDefined'
 """
 import functools
-import importlib.resources
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +82,12 @@ def reference_dir() -> Path:
     reads the repository's top-level `references/` folder directly.
     """
     try:
-        return Path(str(importlib.resources.files("tcpulse.apis")))
+        apis = importlib.import_module("tcpulse.apis")
     except ModuleNotFoundError:
         return Path(__file__).resolve().parent.parent / "references"
+    # The folder has no __init__.py, so it imports as a namespace package, for which
+    # importlib.resources.files() gives a MultiplexedPath whose str() is not a path.
+    return Path(next(iter(apis.__path__)))
 
 
 @functools.lru_cache(maxsize=None)
