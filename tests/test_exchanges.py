@@ -1,5 +1,9 @@
 """Exchange classes, bindings, routing keys and parsing, over every exchange of every shipped
-reference (the parameters come from the loaded references, not from a hand-written list)."""
+reference (the parameters come from the loaded references, not from a hand-written list).
+
+The official client's patterns are a fixture; after changing a reference, regenerate it with
+`/tmp/tcv/bin/python tests/fixtures/make_official_patterns.py` (an interpreter with taskcluster==4.0.1).
+"""
 import dataclasses
 import doctest
 import json
