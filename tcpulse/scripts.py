@@ -1,0 +1,64 @@
+"""Finding the listener in a user's handler script, for `tcpulse listen`, `bindings` and `record`.
+
+Owns: importing the script as a module named after its file (so handler names read
+`task_group_watcher.completed`), and choosing its listener: the one `Listener` it defines, else
+the default listener its module-level `tcpulse.on` handlers registered on. Anything else is a
+`ScriptError` that explains what a script should look like.
+
+Imports neither kombu nor requests (the listener loads kombu only when it runs).
+
+Example:
+    >>> load_listener("no-such-script.py")
+    Traceback (most recent call last):
+    ...
+    tcpulse.scripts.ScriptError: no-such-script.py: no such file
+"""
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, List
+
+from .errors import TaskclusterFailure
+
+EXPECTED = ("a handler script registers functions with `@tcpulse.on(QueueEvents.taskCompleted, ...)`, "
+            "or defines `app = tcpulse.Listener('name')` and uses `@app.on(...)`")
+
+
+class ScriptError(TaskclusterFailure, ValueError):
+    """The script is missing, fails to import, or defines no (or several) listeners."""
+
+
+def load_listener(path: str) -> Any:
+    """Import the script at `path` and return the `Listener` whose handlers it registers."""
+    from .listener import Listener, default_listener
+
+    module = _import(path)
+    found = [value for value in vars(module).values() if isinstance(value, Listener)]
+    unique: List[Any] = list({id(x): x for x in found}.values())
+    if len(unique) > 1:
+        names = ", ".join(k for k, v in vars(module).items() if isinstance(v, Listener))
+        raise ScriptError(f"{path}: defines {len(unique)} listeners ({names}); keep one per script")
+    listener = unique[0] if unique else default_listener()
+    if not listener.handlers:
+        raise ScriptError(f"{path}: registers no handlers; {EXPECTED}")
+    return listener
+
+
+def _import(path: str) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise ScriptError(f"{path}: no such file")
+    name = file.stem if file.stem.isidentifier() else "handler_script"
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(file.resolve().parent))  # let the script import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        frame = next((f for f in reversed(traceback.extract_tb(exc.__traceback__))
+                      if Path(f.filename).resolve() == file.resolve()), None)
+        where = f" (line {frame.lineno})" if frame else ""
+        raise ScriptError(f"{path}: failed to load{where}: {type(exc).__name__}: {exc}") from None
+    return module
