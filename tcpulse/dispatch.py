@@ -1,13 +1,30 @@
-"""Topic matching with AMQP's rules.
+"""Which handlers a message goes to: AMQP topic matching, the handler registry, and `Event`.
 
-Pure module: imports only the standard library (never kombu or requests).
+Owns: `topic_matches` (RabbitMQ's topic rules), turning the arguments of `Listener.on` into
+bindings, the ordered registry of handlers with their bindings, `select` (each matching handler
+once, in registration order, on the primary key and every CC'd key), and the `Event` a handler
+receives. The listener and the testing harness both dispatch through this module, so a message
+reaches the same handlers live and in tests.
+
+Pure module: imports only the standard library, `tcpulse.exchanges` and `tcpulse.errors`
+(never kombu or requests).
 
 Example:
-    >>> topic_matches("primary.#", "primary")
-    True
+    >>> from tcpulse.exchanges import Binding
+    >>> registry = Registry()
+    >>> h = registry.add(print, [Binding("exchange/x", "primary.#")])
+    >>> [x.name for x in registry.select("exchange/x", "primary", ())]
+    ['builtins.print']
 """
 import functools
-from typing import Tuple
+import inspect
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .errors import TaskclusterTopicExchangeFailure
+from .exchanges import Binding, Exchange, exchange_named
+
+ROUTE_PREFIX = "route."
 
 
 def _words(text: str) -> Tuple[str, ...]:
@@ -22,7 +39,12 @@ def _compile(pattern: str) -> Tuple[str, ...]:
 
 def topic_matches(pattern: str, key: str) -> bool:
     """Whether routing key `key` matches binding `pattern`: `*` is exactly one word,
-    `#` zero or more words, anything else must equal the word in that position."""
+    `#` zero or more words, anything else must equal the word in that position.
+
+    Example:
+        >>> topic_matches("a.#.b", "a.b"), topic_matches("a.*", "a")
+        (True, False)
+    """
     pat = _compile(pattern)
     words = _words(key)
     # reachable[j]: the pattern consumed so far can end right before word j.
@@ -36,3 +58,206 @@ def topic_matches(pattern: str, key: str) -> bool:
                 reachable[j] = reachable[j - 1] and (token == "*" or token == words[j - 1])
             reachable[0] = False
     return reachable[len(words)]
+
+
+class Event:
+    """One message as a handler sees it.
+
+    `routes` are the CC'd routes without their 'route.' prefix; `fields` is the primary key
+    parsed with the exchange's reference (computed on first use; {} for an exchange tcpulse
+    has no reference for); `attempt` is 1 on the first delivery.
+
+    Example:
+        >>> e = Event({"status": {}}, "exchange/taskcluster-queue/v1/task-completed",
+        ...           "primary.t1.0.w.p.wt.pr.s.g._", cc=["route.index.a"])
+        >>> e.routes, e.fields["taskId"], e.attempt
+        (['index.a'], 't1', 1)
+    """
+
+    __slots__ = ("body", "exchange", "routing_key", "routes", "redelivered", "attempt",
+                 "headers", "_source", "_fields")
+
+    def __init__(self, body: Any, exchange: str, routing_key: str, cc: Sequence[str] = (),
+                 redelivered: bool = False, attempt: int = 1,
+                 headers: Optional[Mapping] = None, source: Optional[Exchange] = None) -> None:
+        self.body = body
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.routes = [r[len(ROUTE_PREFIX):] for r in cc if r.startswith(ROUTE_PREFIX)]
+        self.redelivered = redelivered
+        self.attempt = attempt
+        self.headers = dict(headers or {})
+        self._source = source
+        self._fields: Optional[Dict[str, Optional[str]]] = None
+
+    @property
+    def fields(self) -> Dict[str, Optional[str]]:
+        if self._fields is None:
+            source = self._source or exchange_named(self.exchange)
+            self._fields = source.parse(self.routing_key) if source is not None else {}
+        return self._fields
+
+    def __repr__(self) -> str:
+        return (f"Event(exchange={self.exchange!r}, routing_key={self.routing_key!r}, "
+                f"routes={self.routes!r}, attempt={self.attempt})")
+
+
+class Handler:
+    """A registered handler: the plain function, its stable name and its bindings.
+
+    Example:
+        >>> Handler(print, "builtins.print", ()).name
+        'builtins.print'
+    """
+
+    __slots__ = ("func", "name", "bindings")
+
+    def __init__(self, func: Callable[[Event], Any], name: str, bindings: Tuple[Binding, ...]):
+        self.func = func
+        self.name = name
+        self.bindings = bindings
+
+    def matches(self, exchange: str, keys: Sequence[str]) -> bool:
+        return any(b.exchange == exchange and any(topic_matches(b.routing_key_pattern, k) for k in keys)
+                   for b in self.bindings)
+
+    def __repr__(self) -> str:
+        return f"<Handler {self.name} ({len(self.bindings)} bindings)>"
+
+
+class Registry:
+    """Handlers in registration order; selects the ones a message goes to.
+
+    Example:
+        >>> from tcpulse.exchanges import Binding
+        >>> r = Registry()
+        >>> _ = r.add(len, [Binding("exchange/x", "route.a.#")])
+        >>> [h.name for h in r.select("exchange/x", "primary.k", ["route.a.b"])]
+        ['builtins.len']
+    """
+
+    def __init__(self) -> None:
+        self.handlers: List[Handler] = []
+        self._by_func: Dict[Any, Handler] = {}
+        self._by_exchange: Dict[str, List[Handler]] = {}
+
+    def add(self, func: Callable[[Event], Any], bindings: Iterable[Binding]) -> Handler:
+        """Register `func` for `bindings`; the same function registered again keeps its place
+        and gains the new bindings, so it still runs once per message."""
+        _check_handler(func)
+        old = self._by_func.get(func)
+        new = tuple(bindings)
+        if old is not None:
+            old.bindings = tuple(dict.fromkeys(old.bindings + new))
+            handler = old
+        else:
+            handler = Handler(func, self._unique_name(func), tuple(dict.fromkeys(new)))
+            self.handlers.append(handler)
+            self._by_func[func] = handler
+        self._reindex()
+        return handler
+
+    def _unique_name(self, func: Callable) -> str:
+        # Names travel in retry headers, so two functions must never share one; a clash (e.g.
+        # closures made in a loop) gets a suffix that is stable for a stable registration order.
+        base = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', repr(func))}"
+        taken = {h.name for h in self.handlers}
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}[{n}]"
+        return name
+
+    def _reindex(self) -> None:
+        self._by_exchange = {}
+        for handler in self.handlers:
+            for exchange in dict.fromkeys(b.exchange for b in handler.bindings):
+                self._by_exchange.setdefault(exchange, []).append(handler)
+
+    def select(self, exchange: str, routing_key: str, cc: Sequence[str] = (),
+               only: Optional[Sequence[str]] = None) -> List[Handler]:
+        """The handlers whose bindings match the primary key or any CC'd key, each once, in
+        registration order; `only` keeps just the handlers with those names (retries)."""
+        keys = (routing_key, *cc)
+        chosen = [h for h in self._by_exchange.get(exchange, ()) if h.matches(exchange, keys)]
+        if only is not None:
+            chosen = [h for h in chosen if h.name in only]
+        return chosen
+
+    def bindings(self) -> List[Binding]:
+        """Every (exchange, pattern) pair once, in registration order."""
+        return list(dict.fromkeys(b for h in self.handlers for b in h.bindings))
+
+    def source(self, exchange: str) -> Optional[Exchange]:
+        """The Exchange a registered binding on `exchange` came from (for parsing fields)."""
+        for binding in self.bindings():
+            if binding.exchange == exchange and binding.source is not None:
+                return binding.source
+        return exchange_named(exchange)
+
+
+def _check_handler(func: Any) -> None:
+    if not callable(func):
+        raise TypeError(f"a handler must be a callable taking one event (got {type(func).__name__} {func!r})")
+    try:
+        inspect.signature(func).bind(None)
+    except TypeError:
+        raise TypeError(f"handler {getattr(func, '__qualname__', func)!r} must accept exactly one "
+                        f"positional argument, the event (its signature is {inspect.signature(func)})") from None
+    except ValueError:
+        pass  # no signature to inspect (some builtins): trust the caller
+
+
+def bindings_for(targets: Sequence[Any], route: Any = None, fields: Optional[Mapping] = None) -> List[Binding]:
+    """The bindings `Listener.on(*targets, route=..., **fields)` stands for.
+
+    Each target is an `Exchange` (called with `fields`, or bound on its CC'd `route` pattern(s)),
+    a `Binding`, or an official-client dict {'exchange', 'routingKeyPattern'}.
+
+    Example:
+        >>> from tcpulse.exchanges import find_exchange
+        >>> [b.routing_key_pattern for b in bindings_for([find_exchange("QueueEvents.taskDefined")],
+        ...                                              route="index.project.#")]
+        ['route.index.project.#']
+    """
+    fields = dict(fields or {})
+    routes = [route] if isinstance(route, str) else list(route or ())
+    if not targets:
+        raise TypeError("on() needs at least one exchange or binding, e.g. "
+                        "on(QueueEvents.taskCompleted, taskGroupId='...')")
+    if routes and fields:
+        raise TypeError(f"on() takes either route= (a CC'd route pattern) or routing-key fields, "
+                        f"not both (got route={route!r} and fields {sorted(fields)})")
+    result: List[Binding] = []
+    for target in targets:
+        result.extend(_target_bindings(target, routes, fields))
+    return result
+
+
+def _target_bindings(target: Any, routes: List[str], fields: Dict[str, Any]) -> List[Binding]:
+    if isinstance(target, Exchange):
+        if routes:
+            return [Binding(target.exchange, _route_pattern(r, target), target) for r in routes]
+        return [target(**fields)]
+    extra = "route=" if routes else ", ".join(sorted(fields))
+    if isinstance(target, Binding) or _looks_like_binding(target):
+        if extra:
+            raise TypeError(f"{extra} apply only to an Exchange; the binding {dict(target)} "
+                            "already has its routing-key pattern")
+        if isinstance(target, Binding):
+            return [target]
+        return [Binding(target["exchange"], target["routingKeyPattern"])]
+    raise TypeError(f"on() takes Exchange or Binding objects (e.g. QueueEvents.taskCompleted), "
+                    f"got {type(target).__name__} {target!r}")
+
+
+def _looks_like_binding(target: Any) -> bool:
+    return isinstance(target, Mapping) and set(target) == {"exchange", "routingKeyPattern"}
+
+
+def _route_pattern(route: Any, exchange: Exchange) -> str:
+    if not isinstance(route, str) or not route:
+        raise TaskclusterTopicExchangeFailure(
+            f"route for {exchange.service}.{exchange.name} ({exchange.exchange}) must be a "
+            f"non-empty pattern such as 'index.project.#' (got {route!r})")
+    return ROUTE_PREFIX + route

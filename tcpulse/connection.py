@@ -1,0 +1,143 @@
+"""Which broker to talk to, as whom, and the kombu Connection for it.
+
+Owns: resolving the broker per the contract (an explicit URL, else PULSE_URL, else
+PULSE_USERNAME/PULSE_PASSWORD with PULSE_HOST over amqps on 5671, else the local guest broker),
+the Pulse user name that prefixes queue names, a redacted form of the URL for logs and reprs,
+and building the kombu Connection (heartbeats on). `memory://` selects the embedded broker
+(`tcpulse.broker:Transport`).
+
+Passwords may hold '/', '@' and '%': in a URL they may be percent-encoded, or given raw
+(the user part then ends at the last '@'). The password never appears in a repr or a log line.
+
+Imports kombu only inside `BrokerAddress.connection()`; never imports requests or the listener.
+
+Example:
+    >>> a = resolve_broker("amqp://alice:s%2Fecret@127.0.0.1:5672//", environ={})
+    >>> a.user, a.password, a.redacted
+    ('alice', 's/ecret', 'amqp://alice:***@127.0.0.1:5672//')
+"""
+import os
+import re
+from typing import Any, Mapping, Optional
+from urllib.parse import unquote
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
+PULSE_HOST = "pulse.mozilla.org"
+MEMORY_TRANSPORT = "tcpulse.broker:Transport"
+HEARTBEAT = 30  # seconds we ask for; the broker may negotiate lower
+DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
+_URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$", re.IGNORECASE)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+class BrokerAddress:
+    """Where and as whom to connect; `str()` and `repr()` hide the password.
+
+    Example:
+        >>> BrokerAddress("amqps", "pulse.mozilla.org", 5671, "/", "bob", "pw")
+        BrokerAddress('amqps://bob:***@pulse.mozilla.org:5671//')
+    """
+
+    def __init__(self, scheme: str, host: str, port: Optional[int], vhost: str,
+                 user: str, password: str) -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.vhost = vhost
+        self.user = user
+        self.password = password
+
+    @property
+    def is_memory(self) -> bool:
+        return self.scheme == "memory"
+
+    @property
+    def redacted(self) -> str:
+        if self.is_memory:
+            return "memory://"
+        secret = ":***" if self.password else ""
+        return f"{self.scheme}://{self.user}{secret}@{self.host}:{self.port}/{self.vhost}"
+
+    def __repr__(self) -> str:
+        return f"BrokerAddress({self.redacted!r})"
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    def connection(self, heartbeat: int = HEARTBEAT, **options: Any) -> Any:
+        """A new (not yet connected) kombu Connection to this broker."""
+        import kombu
+
+        if self.is_memory:
+            return kombu.Connection("memory://", transport=MEMORY_TRANSPORT, **options)
+        return kombu.Connection(hostname=self.host, port=self.port, userid=self.user,
+                                password=self.password, virtual_host=self.vhost,
+                                ssl=self.scheme == "amqps", transport="pyamqp",
+                                heartbeat=heartbeat, **options)
+
+
+def resolve_broker(broker: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> BrokerAddress:
+    """The broker to use: `broker`, else PULSE_URL, else PULSE_USERNAME/PULSE_PASSWORD
+    (+ PULSE_HOST) over amqps, else the local guest broker.
+
+    Example:
+        >>> resolve_broker(environ={"PULSE_USERNAME": "u", "PULSE_PASSWORD": "p"}).redacted
+        'amqps://u:***@pulse.mozilla.org:5671//'
+    """
+    env = os.environ if environ is None else environ
+    if broker:
+        return parse_url(broker)
+    if env.get("PULSE_URL"):
+        return parse_url(env["PULSE_URL"])
+    if env.get("PULSE_USERNAME") or env.get("PULSE_PASSWORD"):
+        return _from_credentials(env)
+    return parse_url(DEFAULT_URL)
+
+
+def _from_credentials(env: Mapping[str, str]) -> BrokerAddress:
+    missing = [k for k in ("PULSE_USERNAME", "PULSE_PASSWORD") if not env.get(k)]
+    if missing:
+        given = "PULSE_USERNAME" if missing[0] == "PULSE_PASSWORD" else "PULSE_PASSWORD"
+        raise ValueError(f"{missing[0]} is not set but {given} is: set both (or PULSE_URL) to connect to Pulse")
+    return BrokerAddress("amqps", env.get("PULSE_HOST") or PULSE_HOST, 5671, "/",
+                         env["PULSE_USERNAME"], env["PULSE_PASSWORD"])
+
+
+def parse_url(url: str) -> BrokerAddress:
+    """Parse an amqp://, amqps:// or memory:// URL whose password may be raw or percent-encoded.
+
+    Example:
+        >>> parse_url("amqp://u:p/@%aa@h:1/vh").password
+        'p/@%aa'
+    """
+    found = _URL.match(url.strip())
+    if not found or found["scheme"].lower() not in (*DEFAULT_PORTS, "memory"):
+        raise ValueError(f"broker URL must look like amqp://user:password@host:5672// or amqps://... "
+                         f"or memory:// (got {_redact_text(url)!r})")
+    scheme, rest = found["scheme"].lower(), found["rest"]
+    if scheme == "memory":
+        return BrokerAddress("memory", "", None, "/", "guest", "")
+    userinfo, _, hostpart = rest.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    hostport, _, vhost = hostpart.partition("/")
+    host, _, port = hostport.partition(":")
+    if port and not port.isdigit():
+        raise ValueError(f"broker URL port must be a number (got {port!r} in {_redact_text(url)!r})")
+    return BrokerAddress(scheme, host or "localhost", int(port) if port else DEFAULT_PORTS[scheme],
+                         unquote(vhost) or "/", _decode(user) or "guest",
+                         _decode(password) if userinfo else "guest")
+
+
+def _decode(text: str) -> str:
+    # A raw password may contain '/', '@' or a lone '%': only decode text that is a clean
+    # percent-encoding, so that both spellings of one password work.
+    raw_marks = any(c in text for c in "/@") or "%" in _PERCENT_ESCAPE.sub("", text)
+    return text if raw_marks else unquote(text)
+
+
+def _redact_text(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, userinfo = head.partition("://")
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{tail}"

@@ -1,0 +1,315 @@
+"""The connection thread of a listener: connect, declare, consume, hand messages to a pool of
+handler threads, and settle (ack / reject) their results, always on this thread.
+
+Owns: the consume loop (built on kombu's `ConsumerMixin` hooks), reconnecting with backoff and
+jitter, heartbeats while handlers run, the handler thread pool, batched acks, and the bounded
+drain on shutdown. What a message's result means (ack, retry, dead letter) is decided by the
+`settle` callable it is given (`Listener._settle`); what to declare by `declare`.
+
+Why a pool and a completion queue: a handler may take minutes, but heartbeats and acks must go
+out on the connection's own thread (kombu channels are not thread-safe), so handlers never run
+here; this thread wakes every `TICK` seconds to settle what finished.
+
+Acks are batched: a contiguous prefix of settled delivery tags is acked with one
+`basic.ack(multiple=True)`; acks that finished out of order go out singly, so one slow handler
+never holds the prefetch window hostage. Messages of a lost connection are never acked on the
+next one (delivery tags belong to a channel); the broker redelivers them.
+
+Imports kombu; never imports requests or the listener.
+
+Example:
+    >>> pool = WorkerPool(2, lambda message: (message, {}))
+    >>> pool.submit(pool.epoch, "m")
+    >>> import time; time.sleep(0.1); pool.done.popleft()
+    (0, 'm', ('m', {}))
+"""
+import collections
+import logging
+import queue
+import random
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+
+from kombu.mixins import ConsumerMixin
+
+from .connection import BrokerAddress
+from .errors import BrokerFailure
+from .metrics import Metrics
+
+log = logging.getLogger("tcpulse.listener")
+
+TICK = 0.02  # seconds the connection thread waits for the broker before settling finished work
+ACK_DELAY = 0.02  # longest time a finished message waits for its (batched) ack
+HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep flowing
+FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
+BACKOFF_CAP = 30.0
+PENDING, ACK, SETTLED = 0, 1, 2
+
+Work = Callable[[Any], Tuple[Any, Dict[str, BaseException]]]
+Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
+
+
+class WorkerPool:
+    """`size` daemon threads running `work(message)`; results land in `done` as
+    (epoch, message, result). A job whose epoch is no longer current (its connection is gone,
+    or we are stopping) is skipped, never started.
+
+    Example:
+        >>> WorkerPool(1, lambda m: (m, {})).running
+        0
+    """
+
+    def __init__(self, size: int, work: Work) -> None:
+        self._work = work
+        self._jobs: "queue.SimpleQueue[Optional[Tuple[int, Any]]]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.done: Deque[Tuple[int, Any, Any]] = collections.deque()
+        self.running = 0
+        self.epoch: Optional[int] = 0  # None: stopping, start nothing new
+        self._threads = [threading.Thread(target=self._loop, name=f"tcpulse-handler-{i}", daemon=True)
+                         for i in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, epoch: int, message: Any) -> None:
+        self._jobs.put((epoch, message))
+
+    def set_epoch(self, epoch: Optional[int]) -> None:
+        with self._lock:
+            self.epoch = epoch
+
+    def busy(self) -> bool:
+        """Whether a handler is running or a result waits to be settled."""
+        with self._lock:
+            return self.running > 0 or bool(self.done)
+
+    def close(self) -> None:
+        self.set_epoch(None)
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            epoch, message = job
+            with self._lock:
+                if epoch != self.epoch:
+                    continue
+                self.running += 1
+            try:
+                self.done.append((epoch, message, self._work(message)))
+            finally:
+                with self._lock:
+                    self.running -= 1
+
+
+class Consumer(ConsumerMixin):
+    """Consumes one queue for a listener until `stop` is set.
+
+    `declare(channel) -> queue name` (re)declares the topology on every connect; `work` runs on
+    the pool; `settle(message, event, failures)` runs on this thread and calls `ack`/`reject`.
+    """
+
+    def __init__(self, address: BrokerAddress, declare: Callable[[Any], str], work: Work,
+                 settle: Settle, *, concurrency: int, prefetch: int, grace: float,
+                 metrics: Metrics, stop: threading.Event) -> None:
+        self.address = address
+        self.connection = address.connection()
+        self._declare, self._settle = declare, settle
+        self._prefetch, self._grace = prefetch, grace
+        self.metrics = metrics
+        self._stop = stop
+        self.pool = WorkerPool(concurrency, work)
+        self.ready = False
+        self._epoch = 0
+        self._ever_connected = False
+        self._failures = 0  # consecutive failed or short-lived connections, for the backoff
+        self._connected_at = 0.0
+        self._conn: Any = None
+        self._channel: Any = None
+        # Batched acks over the current channel (only where basic.ack(multiple) is honoured).
+        self._batch = address.scheme in ("amqp", "amqps")
+        self._order: Deque[int] = collections.deque()
+        self._state: Dict[int, int] = {}
+        self._acks: List[int] = []
+        self._first_ack_at = 0.0
+        self._last_heartbeat = 0.0
+
+    @property
+    def should_stop(self) -> bool:  # type: ignore[override]
+        return self._stop.is_set()
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self, _tokens: int = 1, **kwargs: Any) -> None:
+        """Consume until stopped, reconnecting after every recoverable broker error."""
+        recoverable = self.connection.connection_errors + self.connection.channel_errors
+        try:
+            while not self.should_stop:
+                try:
+                    for _ in self.consume(limit=None, safety_interval=TICK):
+                        pass
+                except recoverable as exc:
+                    self._lost(exc)
+                except _Stopped:
+                    break
+        finally:
+            self.ready = False
+            self.pool.close()
+
+    def _lost(self, exc: BaseException) -> None:
+        self.ready = False
+        lived = time.monotonic() - self._connected_at
+        self._failures = 0 if lived > 5 else self._failures + 1
+        in_flight = len(self._state) if self._batch else self.pool.running
+        log.warning("lost the connection to %s (%s: %s); reconnecting; messages in flight (%d) "
+                    "will be redelivered by the broker", self.address, type(exc).__name__, exc, in_flight)
+
+    @contextmanager
+    def establish_connection(self) -> Iterator[Any]:
+        with self.create_connection() as conn:
+            self._connect(conn)
+            yield conn
+
+    def _connect(self, conn: Any) -> None:
+        attempt = 0
+        while True:
+            delay = _backoff(self._failures)
+            if delay and self._stop.wait(delay):
+                raise _Stopped()
+            try:
+                conn.connect()
+                return
+            except Exception as exc:
+                self._connect_failed(conn, exc, attempt := attempt + 1)
+
+    def _connect_failed(self, conn: Any, exc: Exception, attempt: int) -> None:
+        if type(exc).__name__ == "AccessRefused":
+            raise BrokerFailure(f"the broker at {self.address} refused user {self.address.user!r} "
+                                f"(wrong user name or password?): {exc}") from None
+        if not isinstance(exc, conn.connection_errors):
+            raise exc
+        if not self._ever_connected and attempt >= FIRST_CONNECT_ATTEMPTS:
+            raise BrokerFailure(f"cannot reach the broker at {self.address}: {exc}") from None
+        self._failures += 1
+        log.warning("cannot reach the broker at %s (%s); retrying in about %.1f s",
+                    self.address, exc, _backoff(self._failures))
+
+    # -- kombu ConsumerMixin hooks ---------------------------------------------------------
+    def on_connection_revived(self) -> None:
+        self._epoch += 1
+        self.pool.set_epoch(self._epoch)
+        self._order.clear()
+        self._state.clear()
+        self._acks.clear()
+        if self._ever_connected:
+            self.metrics.inc("reconnects")
+        self._ever_connected = True
+        self._connected_at = time.monotonic()
+
+    def get_consumers(self, Consumer: Any, channel: Any) -> List[Any]:
+        import kombu
+
+        name = self._declare(channel)
+        return [Consumer(queues=[kombu.Queue(name, no_declare=True)], on_message=self._on_message,
+                         prefetch_count=self._prefetch, auto_declare=False, no_ack=False)]
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
+        self._conn, self._channel = connection, channel
+        self.ready = True
+        heartbeat = getattr(connection.connection, "heartbeat", None)
+        log.info("consuming from %s (prefetch %d, heartbeat %s s)", self.address, self._prefetch, heartbeat)
+
+    def on_iteration(self) -> None:
+        self._settle_done()
+        self._flush_acks()
+        now = time.monotonic()
+        if self._conn is not None and now - self._last_heartbeat > HEARTBEAT_EVERY:
+            self._last_heartbeat = now
+            self._conn.heartbeat_check()
+
+    def on_consume_end(self, connection: Any, channel: Any) -> None:
+        """Consumption was cancelled because we stop: let running handlers finish (bounded by
+        the grace period), settle them, and leave everything not started on the broker."""
+        self.ready = False
+        self.pool.set_epoch(None)
+        deadline = time.monotonic() + self._grace
+        while self.pool.busy() and time.monotonic() < deadline:
+            try:
+                connection.drain_events(timeout=TICK)
+            except socket.timeout:
+                connection.heartbeat_check()
+            self._settle_done()
+        self._settle_done()
+        self._flush_acks(force=True)
+        if self.pool.running:
+            log.warning("%d handler(s) still running after the %.0f s grace period; their messages "
+                        "stay on the broker and will be delivered again", self.pool.running, self._grace)
+
+    # -- messages ---------------------------------------------------------------------------
+    def _on_message(self, message: Any) -> None:
+        self.metrics.inc("received")
+        if self._batch:
+            self._order.append(message.delivery_tag)
+            self._state[message.delivery_tag] = PENDING
+        self.pool.submit(self._epoch, message)
+
+    def _settle_done(self) -> None:
+        done = self.pool.done
+        while done:
+            epoch, message, (event, failures) = done.popleft()
+            if epoch == self._epoch:  # else its channel is gone and the broker redelivers it
+                self._settle(message, event, failures)
+
+    def ack(self, message: Any) -> None:
+        """Acknowledge `message` (soon, possibly together with others)."""
+        if not self._batch:
+            message.ack()
+            self.metrics.inc("acked")
+            return
+        if not self._acks:
+            self._first_ack_at = time.monotonic()
+        self._state[message.delivery_tag] = ACK
+        self._acks.append(message.delivery_tag)
+
+    def reject(self, message: Any, requeue: bool) -> None:
+        """Reject `message` now; with `requeue` the broker delivers it again."""
+        message.reject(requeue=requeue)
+        if self._batch:
+            self._state[message.delivery_tag] = SETTLED
+
+    def _flush_acks(self, force: bool = False) -> None:
+        if not self._acks:
+            return
+        if not force and len(self._acks) < max(1, self._prefetch // 4) \
+                and time.monotonic() - self._first_ack_at < ACK_DELAY:
+            return
+        last = None
+        while self._order and self._state[self._order[0]] != PENDING:
+            tag = self._order.popleft()
+            if self._state.pop(tag) == ACK:
+                last = tag
+        if last is not None:
+            self._channel.basic_ack(last, multiple=True)
+        for tag in self._acks:
+            if self._state.get(tag) == ACK:  # finished out of order: ack it alone
+                self._channel.basic_ack(tag)
+                self._state[tag] = SETTLED
+        self.metrics.inc("acked", len(self._acks))
+        self._acks.clear()
+
+
+class _Stopped(Exception):
+    """Stop was requested while waiting to reconnect."""
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait before the next connection attempt: none at first, then exponential
+    with jitter so that many listeners do not reconnect in lockstep."""
+    if failures <= 0:
+        return 0.0
+    return min(BACKOFF_CAP, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)

@@ -1,0 +1,345 @@
+"""`Listener`: the app object users register handlers on, and `run()` that serves them.
+
+Owns: the decorator registry (`Listener.on`, `add_handler`, module-level `on` on a default
+listener), the listener's options, its queue's name and declaration (durable
+`queue/<user>/<name>`, or an exclusive auto-delete queue when unnamed), exchanges declared
+passively (or for real with `declare_exchanges=True`, for local development), turning a message
+into an `Event` and running its handlers, the ONE place where a result becomes broker actions
+(`_settle`), signals (first SIGTERM/SIGINT drains, the second exits at once), readiness and
+metrics for health checks.
+
+The consume loop itself lives in `tcpulse.consumer`; dispatch rules in `tcpulse.dispatch`.
+Imports kombu (through the consumer) lazily at `run()`; never imports requests.
+
+Example:
+    >>> from tcpulse import Listener, QueueEvents
+    >>> app = Listener("task-watcher", broker="amqp://alice:secret@localhost:5672//")
+    >>> @app.on(QueueEvents.taskCompleted, taskGroupId="fQ3")
+    ... def completed(event):
+    ...     pass
+    >>> app.queue, [b.routing_key_pattern for b in app.bindings()]
+    ('queue/alice/task-watcher', ['primary.*.*.*.*.*.*.*.fQ3.#'])
+"""
+import json
+import logging
+import os
+import signal
+import threading
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+
+from .connection import BrokerAddress, resolve_broker
+from .dispatch import Event, Handler, Registry, bindings_for
+from .errors import BrokerFailure
+from .exchanges import Binding
+from .metrics import Metrics
+
+log = logging.getLogger("tcpulse.listener")
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SIGKILL
+BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
+
+
+class Listener:
+    """Binds one queue to every handler's bindings and runs each message's matching handlers.
+
+    Example:
+        >>> app = Listener(broker="memory://", concurrency=4)
+        >>> app.queue.startswith("queue/guest/anonymous-"), app.prefetch
+        (True, 16)
+    """
+
+    def __init__(self, name: Optional[str] = None, broker: Optional[str] = None, *,
+                 concurrency: int = 1, prefetch: Optional[int] = None,
+                 declare_exchanges: Optional[bool] = None, max_attempts: int = 5,
+                 retry_delays: Sequence[float] = (5, 30, 120, 600), max_length: Optional[int] = None,
+                 health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE) -> None:
+        self.metrics = Metrics()
+        self._registry = Registry()
+        self._stop = threading.Event()
+        self._running = False
+        self._consumer: Any = None
+        self._anonymous = "anonymous-" + uuid.uuid4().hex[:12]
+        self.name: Optional[str] = None
+        self.broker: Optional[str] = None
+        self.concurrency = 1
+        self.prefetch = 1
+        self._explicit_prefetch: Optional[int] = None
+        self.declare_exchanges = declare_exchanges
+        self.max_attempts = max_attempts
+        self.retry_delays = tuple(retry_delays)
+        self.max_length = max_length
+        self.health_port = health_port
+        self.shutdown_grace = shutdown_grace
+        self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch)
+
+    def configure(self, **options: Any) -> "Listener":
+        """Change options before `run()` (the CLI applies its flags this way); `None` keeps
+        the current value.
+
+        Example:
+            >>> Listener("a").configure(name="b", concurrency=8).queue.endswith("/b")
+            True
+        """
+        self._check_not_running("change options")
+        unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
+                                  "health_port", "shutdown_grace"}
+        if unknown:
+            raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
+        for key in ("name", "broker", "declare_exchanges", "health_port", "shutdown_grace"):
+            if options.get(key) is not None:
+                setattr(self, key, options[key])
+        _check_name(self.name)
+        self._address = resolve_broker(self.broker)
+        if options.get("concurrency") is not None:
+            self.concurrency = _positive("concurrency", options["concurrency"])
+        if options.get("prefetch") is not None:
+            self._explicit_prefetch = _positive("prefetch", options["prefetch"])
+        # Enough prefetched work to keep every thread busy while acks travel back.
+        self.prefetch = self._explicit_prefetch or max(10, 4 * self.concurrency)
+        return self
+
+    # -- registration ---------------------------------------------------------------------
+    def on(self, *targets: Any, route: Any = None, **fields: Any) -> Callable[[F], F]:
+        """Decorator: run the function for messages matching `targets` (Exchanges with
+        routing-key `fields`, Bindings, or several of either; `route='index.project.#'`
+        binds that CC'd route). Checks everything at once and returns the function unchanged.
+
+        Example:
+            >>> from tcpulse import QueueEvents
+            >>> app = Listener("w")
+            >>> @app.on(QueueEvents.taskDefined, route="index.project.#")
+            ... def defined(event): ...
+            >>> defined.__name__, app.bindings()[0].routing_key_pattern
+            ('defined', 'route.index.project.#')
+        """
+        bindings = bindings_for(targets, route, fields)
+
+        def register(func: F) -> F:
+            self._add(func, bindings)
+            return func
+        return register
+
+    def add_handler(self, func: Callable[[Event], Any], *targets: Any, route: Any = None,
+                    **fields: Any) -> Handler:
+        """`on` without the decorator: `app.add_handler(func, QueueEvents.taskFailed)`.
+
+        Example:
+            >>> from tcpulse import QueueEvents
+            >>> Listener("w").add_handler(print, QueueEvents.taskFailed).name
+            'builtins.print'
+        """
+        return self._add(func, bindings_for(targets, route, fields))
+
+    def _add(self, func: Callable[[Event], Any], bindings: List[Binding]) -> Handler:
+        self._check_not_running(f"register handler {getattr(func, '__qualname__', func)!r}")
+        return self._registry.add(func, bindings)
+
+    def _check_not_running(self, what: str) -> None:
+        if self._running:
+            raise RuntimeError(f"cannot {what}: {self!r} is already running; register handlers "
+                               "and set options before calling run()")
+
+    @property
+    def handlers(self) -> List[Handler]:
+        return list(self._registry.handlers)
+
+    def bindings(self) -> List[Binding]:
+        """Every (exchange, pattern) binding of the queue, once each, in registration order."""
+        return self._registry.bindings()
+
+    @property
+    def queue(self) -> str:
+        return f"queue/{self._address.user}/{self.name or self._anonymous}"
+
+    def __repr__(self) -> str:
+        return f"Listener({self.name!r}, broker={self._address.redacted!r})"
+
+    # -- running --------------------------------------------------------------------------
+    def run(self) -> None:
+        """Consume until SIGTERM/SIGINT (or `stop()`), then finish running handlers within
+        the grace period, ack them, and return. A second signal exits the process at once."""
+        from .consumer import Consumer
+
+        if not self._registry.handlers:
+            raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
+        self._check_not_running("run again")
+        self._running = True
+        self._consumer = Consumer(self._address, self._declare, self._process, self._settle,
+                                  concurrency=self.concurrency, prefetch=self.prefetch,
+                                  grace=self.shutdown_grace, metrics=self.metrics, stop=self._stop)
+        restore = self._install_signals()
+        try:
+            self._consumer.run()
+        finally:
+            restore()
+        log.info("stopped listening on %s", self.queue)
+
+    def stop(self) -> None:
+        """Ask `run()` to drain and return (thread-safe; what the first signal does)."""
+        self._stop.set()
+
+    def is_ready(self) -> bool:
+        """Connected to the broker and consuming (for a readiness probe)."""
+        return self._consumer is not None and self._consumer.ready and not self._stop.is_set()
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()] and None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self._stop.is_set():
+            log.warning("second %s: exiting now; unfinished messages stay on the broker", name)
+            logging.shutdown()
+            os._exit(1)
+        log.info("%s: no new messages; finishing running handlers (up to %.0f s), then exiting; "
+                 "send it again to exit at once", name, self.shutdown_grace)
+        self.stop()
+
+    # -- topology -------------------------------------------------------------------------
+    def _declare(self, channel: Any) -> str:
+        """Declare exchanges (passively unless asked), the queue and every binding; runs on
+        every (re)connect. Returns the queue name."""
+        declare = self.declare_exchanges
+        if declare is None:
+            declare = self._address.is_memory
+        for exchange in dict.fromkeys(b.exchange for b in self.bindings()):
+            self._declare_exchange(channel, exchange, passive=not declare)
+        named = self.name is not None
+        _translating(channel.queue_declare, f"declare queue {self.queue!r}", self._address,
+                     queue=self.queue, durable=named, exclusive=not named, auto_delete=not named,
+                     arguments=self._queue_arguments())
+        for b in self.bindings():
+            _translating(channel.queue_bind, f"bind {self.queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
+                         self._address, queue=self.queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
+        log.info("declared %s with %d binding(s)", self.queue, len(self.bindings()))
+        return self.queue
+
+    def _declare_exchange(self, channel: Any, exchange: str, passive: bool) -> None:
+        try:
+            channel.exchange_declare(exchange=exchange, type="topic", durable=True,
+                                     auto_delete=False, passive=passive)
+        except Exception as exc:
+            if passive and _is_refusal(exc, "NOT_FOUND", "NotFound"):
+                raise BrokerFailure(
+                    f"exchange {exchange!r} does not exist on {self._address}: is the service that "
+                    "publishes it running there? (for local development, "
+                    "Listener(..., declare_exchanges=True) creates it)") from None
+            _raise_refusal(exc, f"declare exchange {exchange!r}", self._address)
+            raise
+
+    def _queue_arguments(self) -> Dict[str, Any]:
+        return {"x-max-length": self.max_length} if self.max_length else {}
+
+    # -- messages -------------------------------------------------------------------------
+    def _process(self, message: Any) -> tuple:
+        """Run on a handler thread: the message's Event and {handler name: exception} for
+        every matching handler that raised ({} when all succeeded or none matched)."""
+        try:
+            event = self._event_for(message)
+        except ValueError as exc:
+            return None, {BODY_FAILURE: exc}
+        handlers = self._registry.select(event.exchange, event.routing_key, message.headers.get("CC") or ())
+        if not handlers:
+            self.metrics.inc("unmatched")
+            log.warning("message from %s with key %r matched no handler; acked without action "
+                        "(a binding left on %s by an earlier version of this listener?)",
+                        event.exchange, event.routing_key, self.queue)
+        failures: Dict[str, BaseException] = {}
+        for handler in handlers:
+            try:
+                handler.func(event)
+            except Exception as exc:
+                failures[handler.name] = exc
+                self.metrics.inc("handler_errors", handler=handler.name)
+                log.exception("handler %s failed on %r", handler.name, event)
+        return event, failures
+
+    def _event_for(self, message: Any) -> Event:
+        info = message.delivery_info
+        body = json.loads(message.body)
+        if not isinstance(body, dict):
+            raise ValueError(f"the body is JSON but not an object (got {type(body).__name__})")
+        return Event(body, info["exchange"], info["routing_key"], message.headers.get("CC") or (),
+                     redelivered=bool(info.get("redelivered")), headers=message.headers,
+                     source=self._registry.source(info["exchange"]))
+
+    def _settle(self, message: Any, event: Optional[Event], failures: Dict[str, BaseException]) -> None:
+        """Turn a message's result into broker actions, on the connection's thread. The one
+        place that decides ack / retry / dead letter."""
+        if not failures:
+            self._consumer.ack(message)
+            return
+        if event is None:
+            log.error("dropping a message whose body is not a JSON object: %s", failures[BODY_FAILURE])
+            self._consumer.reject(message, requeue=False)
+            return
+        log.warning("not acking %r: %s failed; the broker will deliver it again", event, ", ".join(failures))
+        self._consumer.reject(message, requeue=True)
+
+
+def _translating(call: Callable[..., Any], what: str, address: BrokerAddress, **kwargs: Any) -> Any:
+    try:
+        return call(**kwargs)
+    except Exception as exc:
+        _raise_refusal(exc, what, address)
+        raise
+
+
+def _raise_refusal(exc: Exception, what: str, address: BrokerAddress) -> None:
+    """A declaration the broker refuses will be refused again after a reconnect: say so once
+    and stop, rather than reconnecting in a loop."""
+    if _is_refusal(exc, "ACCESS_REFUSED", "AccessRefused"):
+        raise BrokerFailure(f"the broker at {address} does not let user {address.user!r} {what} "
+                            f"(Pulse users may only create queue/{address.user}/... and "
+                            f"exchange/{address.user}/...): {exc}") from None
+    if _is_refusal(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
+        raise BrokerFailure(f"cannot {what} on {address}: it exists with other settings: {exc}") from None
+
+
+def _is_refusal(exc: Exception, code: str, class_name: str) -> bool:
+    return type(exc).__name__ == class_name or code in str(exc)
+
+
+def _check_name(name: Optional[str]) -> None:
+    if name is not None and (not isinstance(name, str) or not name or name.startswith("/")):
+        raise ValueError(f"Listener name must be a non-empty string such as 'task-watcher' (got {name!r})")
+
+
+def _positive(what: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1 (got {value!r})")
+    return value
+
+
+_default: Optional[Listener] = None
+
+
+def default_listener() -> Listener:
+    """The listener that module-level `tcpulse.on` registers on and `tcpulse listen` runs.
+
+    Example:
+        >>> default_listener() is default_listener()
+        True
+    """
+    global _default
+    if _default is None:
+        _default = Listener()
+    return _default
+
+
+def on(*targets: Any, route: Any = None, **fields: Any) -> Callable[[F], F]:
+    """`Listener.on` for the default listener: `@tcpulse.on(QueueEvents.taskCompleted)`.
+
+    Example:
+        >>> import tcpulse
+        >>> @tcpulse.on(tcpulse.QueueEvents.taskException)
+        ... def exception(event): ...
+        >>> exception in [h.func for h in default_listener().handlers]
+        True
+    """
+    return default_listener().on(*targets, route=route, **fields)
