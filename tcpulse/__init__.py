@@ -23,12 +23,15 @@ from .errors import (
     TaskclusterRestFailure,
     TaskclusterTopicExchangeFailure,
 )
+# Imported now (it is pure and cheap) so that the import system has already bound the
+# submodule when `exchanges` below rebinds the name to the function: a later
+# `import tcpulse.exchanges` then leaves `tcpulse.exchanges()` callable.
+from .exchanges import Binding, Exchange, exchanges
 
 __version__ = "0.1.0"
 
 # Public names that live in modules loaded only when first asked for.
 _LAZY = {
-    "Exchange": "exchanges", "Binding": "exchanges", "exchanges": "exchanges",
     "fromNow": "utils", "fromNowJSON": "utils", "stringDate": "utils",
     "slugId": "utils", "stableSlugId": "utils", "scopeMatch": "utils",
     "createTemporaryCredentials": "auth",
@@ -40,7 +43,8 @@ _LAZY = {
 __all__ = [
     "BrokerFailure", "ClientUsageError", "InvalidReference", "PermanentFailure",
     "TaskclusterAuthFailure", "TaskclusterConnectionError", "TaskclusterFailure",
-    "TaskclusterRestFailure", "TaskclusterTopicExchangeFailure", *_LAZY,
+    "TaskclusterRestFailure", "TaskclusterTopicExchangeFailure",
+    "Binding", "Exchange", "exchanges", *_LAZY,
 ]
 
 

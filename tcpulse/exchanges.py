@@ -16,8 +16,6 @@ Example:
 import dataclasses
 import difflib
 import functools
-import sys
-import types
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -386,13 +384,3 @@ def find_exchange(text: str) -> Exchange:
         f"or a full exchange name).{_did_you_mean(text, [*by_dotted, *by_full])} "
         f"Exchange classes: {', '.join(services)}")
 
-
-class _Module(types.ModuleType):
-    # `import tcpulse.exchanges` makes the package attribute `tcpulse.exchanges` this module,
-    # replacing the `exchanges()` function that `tcpulse` exports under the same name; calling
-    # the module keeps `tcpulse.exchanges()` working whichever of the two it is.
-    def __call__(self) -> List[Exchange]:
-        return exchanges()
-
-
-sys.modules[__name__].__class__ = _Module

@@ -52,12 +52,12 @@ assert "QueueEvents" in dir(tcpulse)
     assert heavy_modules_after(code, tmp_path) == []
 
 
-def test_tcpulse_exchanges_stays_callable_after_the_submodule_is_imported(tmp_path):
-    # Importing tcpulse.exchanges rebinds the package attribute to the module itself.
+def test_tcpulse_exchanges_stays_the_function_after_the_submodule_is_imported(tmp_path):
     code = """
 import tcpulse.exchanges
+from tcpulse.exchanges import find_exchange
 import tcpulse
-assert tcpulse.exchanges() == tcpulse.exchanges.exchanges()
-assert tcpulse.exchanges.find_exchange("QueueEvents.taskCompleted").name == "taskCompleted"
+assert len(tcpulse.exchanges()) > 20
+assert find_exchange("QueueEvents.taskCompleted").name == "taskCompleted"
 """
     assert heavy_modules_after(code, tmp_path) == []
