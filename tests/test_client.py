@@ -204,3 +204,10 @@ def test_debug_taskcluster_client_turns_on_debug_logging():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
                          env={"DEBUG_TASKCLUSTER_CLIENT": "1", "PATH": ""})
     assert out.stdout.strip() == str(logging.DEBUG), out.stderr
+
+
+def test_proxy_settings_are_read_from_the_environment_when_the_client_is_built(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert tcpulse.Queue({"baseUrl": "http://queue.invalid/v1", "maxRetries": 0}).ping() == {"path": "/v1/ping"}

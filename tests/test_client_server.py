@@ -77,6 +77,7 @@ class HawkServer(ThreadingHTTPServer):
         self.responder: Optional[Callable[[Seen], Tuple[int, Any]]] = None
         self.delay = 0.0
         self.lock = threading.Lock()
+        self.nonces: set = set()
 
     @property
     def url(self) -> str:
@@ -91,6 +92,13 @@ class HawkServer(ThreadingHTTPServer):
         if self.responder:
             return self.responder(seen)
         return 200, {"path": seen.path}
+
+    def seen_nonce(self, client_id: str, nonce: str, timestamp: str) -> bool:
+        """Replays are refused, as a real service would refuse them."""
+        with self.lock:
+            seen = (client_id, nonce, timestamp) in self.nonces
+            self.nonces.add((client_id, nonce, timestamp))
+        return seen
 
     def credentials_for(self, client_id: str, ext: Optional[Dict[str, Any]]) -> Dict[str, str]:
         cert = (ext or {}).get("certificate")
@@ -140,7 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
             receiver = mohawk.Receiver(
                 lambda client_id: self.server.credentials_for(client_id, seen.ext), header,
                 f"http://{self.headers['Host']}{self.path}", self.command,
-                content=seen.body, content_type=self.headers.get("Content-Type", ""))
+                content=seen.body, content_type=self.headers.get("Content-Type", ""),
+                seen_nonce=self.server.seen_nonce)
             seen.client_id = receiver.parsed_header["id"]
         except (mohawk.exc.HawkFail, LookupError, KeyError, ValueError) as exc:
             seen.auth_error = f"{type(exc).__name__}: {exc}"
@@ -183,3 +192,11 @@ def test_the_test_server_counts_one_connection_for_keep_alive_requests(server):
         for _ in range(3):
             session.get(server.url + "/x")
     assert server.connections == 1
+
+
+def test_the_test_server_refuses_a_replayed_request(server):
+    url = server.url + "/api/queue/v1/ping"
+    headers = _signed(url, "tester", CLIENTS["tester"])
+    assert requests.get(url, headers=headers).status_code == 200
+    assert requests.get(url, headers=headers).status_code == 401
+    assert "AlreadyProcessed" in server.requests[1].auth_error
