@@ -257,6 +257,8 @@ class Listener:
                 failures[handler.name] = exc
                 self.metrics.inc("handler_errors", handler=handler.name)
                 log.exception("handler %s failed on %r", handler.name, event)
+            else:
+                self.metrics.inc("handled", handler=handler.name)
         return event, failures
 
     def _event_for(self, message: Any) -> Event:
