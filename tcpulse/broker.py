@@ -265,6 +265,12 @@ class Broker:
             queue = self.queues.get(name)
             return len(queue.messages) if queue else 0
 
+    def depths(self) -> Dict[str, int]:
+        """Ready messages per queue, after expiring what is due (for "is anything pending?")."""
+        with self.cond:
+            self._expire_all(time.monotonic())
+            return {name: len(queue.messages) for name, queue in self.queues.items()}
+
     def _expire_all(self, now: float) -> None:
         # RabbitMQ expires messages in the background, whether or not anyone reads the queue.
         for queue in list(self.queues.values()):

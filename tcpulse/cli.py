@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from .commands import EXIT_OK, RuntimeFailure, UsageError, add_commands, guarded
 from .errors import BrokerFailure
+from .runner import add_listen_options, run_listen
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -48,6 +49,7 @@ def _add_listen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=_positive_int, help="handler threads (default 1: in order)")
     p.add_argument("--prefetch", type=_positive_int, help="unacked messages the broker may send ahead")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    add_listen_options(p)
     p.set_defaults(func=guarded(cmd_listen))
 
 
@@ -72,7 +74,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        listener.run()
+        run_listen(listener, args)
     except BrokerFailure as exc:
         raise RuntimeFailure(str(exc)) from None
     return EXIT_OK

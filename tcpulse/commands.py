@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import TaskclusterFailure, TaskclusterTopicExchangeFailure
 from .recording import RecordingError
+from .scripts import ScriptError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY = 100
@@ -54,7 +55,7 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (UsageError, RecordingError, TaskclusterTopicExchangeFailure) as exc:
+        except (UsageError, RecordingError, ScriptError, TaskclusterTopicExchangeFailure) as exc:
             return fail(str(exc), EXIT_USAGE)
         except RuntimeFailure as exc:
             return fail(str(exc), EXIT_FAILURE)

@@ -1,0 +1,126 @@
+"""What `tcpulse listen` adds around `Listener.run()`: `--replay FILE`, `--exit-when-idle`,
+and the summary line printed when the run ends.
+
+Owns: publishing a recording into the listener's broker once it is consuming (on `memory://`
+that is the same process, so a replay needs nothing else running), deciding when the listener
+is idle (no message for `--idle-seconds` and, on the embedded broker, nothing waiting in its
+queue or its retry holding queues), and the summary of the run from the listener's metrics.
+
+Imports kombu only through `tcpulse.commands.connect`; never imports requests.
+
+Example:
+    >>> from tcpulse.metrics import Metrics
+    >>> m = Metrics(); m.inc("received", 2); m.inc("handled", handler="watch.completed", amount=2)
+    >>> summary(m)
+    'received 2 messages; handled: watch.completed 2; unmatched 0, retried 0, dead-lettered 0'
+"""
+import argparse
+import sys
+import threading
+import time
+from typing import Any, List, Optional
+
+from .commands import RuntimeFailure, broker_errors, connect
+
+POLL = 0.05  # seconds between idle checks
+
+
+def add_listen_options(parser: argparse.ArgumentParser) -> None:
+    """The options this module implements, on the `listen` subcommand."""
+    parser.add_argument("--replay", metavar="FILE",
+                        help="publish this JSON Lines recording once the listener consumes "
+                             "(with --broker memory:// nothing else needs to run)")
+    parser.add_argument("--exit-when-idle", action="store_true",
+                        help="stop once no message arrived for --idle-seconds and, on memory://, "
+                             "none waits in the listener's queue or its retry queues")
+    parser.add_argument("--idle-seconds", type=float, default=1.0, metavar="S",
+                        help="how long without a message counts as idle (default 1.0)")
+
+
+def run_listen(listener: Any, args: argparse.Namespace) -> None:
+    """Run `listener` with the replay and idle options of `args`, then print the summary."""
+    from .recording import read
+
+    messages = read(args.replay) if getattr(args, "replay", None) else None
+    errors: List[BaseException] = []
+    finished = threading.Event()
+    if messages is not None or getattr(args, "exit_when_idle", False):
+        helper = threading.Thread(target=_assist, args=(listener, args, messages, errors, finished),
+                                  name="tcpulse-listen-assist", daemon=True)
+        helper.start()
+    try:
+        listener.run()
+    finally:
+        finished.set()
+    print(summary(listener.metrics), flush=True)
+    if errors:
+        raise errors[0]
+
+
+def _assist(listener: Any, args: argparse.Namespace, messages: Optional[list],
+            errors: List[BaseException], finished: threading.Event) -> None:
+    try:
+        if not _wait_ready(listener, finished):
+            return
+        if messages is not None:
+            _replay(listener, messages)
+        if args.exit_when_idle:
+            _stop_when_idle(listener, args.idle_seconds)
+    except Exception as exc:  # reported by run_listen after the listener stopped
+        errors.append(exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(f"replay failed: {exc}"))
+        listener.stop()
+
+
+def _wait_ready(listener: Any, finished: threading.Event) -> bool:
+    while not listener.is_ready():
+        if finished.wait(POLL):
+            return False
+    return True
+
+
+def _replay(listener: Any, messages: list) -> None:
+    from .recording import replay_into
+
+    conn, address = connect(listener.broker)
+    with conn:
+        try:
+            replay_into(conn, messages)
+        except broker_errors() as exc:
+            raise RuntimeFailure(f"replaying into {address.redacted} failed: {exc}") from None
+    print(f"replayed {len(messages)} messages into {address.redacted}", file=sys.stderr, flush=True)
+
+
+def _stop_when_idle(listener: Any, idle_seconds: float) -> None:
+    last, quiet_since = None, time.monotonic()
+    while listener.is_ready():
+        seen = (listener.metrics.snapshot(), _pending(listener))
+        if seen != last or seen[1]:
+            last, quiet_since = seen, time.monotonic()
+        elif time.monotonic() - quiet_since >= idle_seconds:
+            listener.stop()
+            return
+        time.sleep(POLL)
+
+
+def _pending(listener: Any) -> int:
+    """Messages waiting for this listener on the embedded broker (0 on a real broker)."""
+    from .connection import resolve_broker
+
+    address = resolve_broker(listener.broker)
+    if not address.is_memory:
+        return 0
+    from .broker import broker_for
+
+    own = listener.queue
+    depths = broker_for(address.vhost).depths()
+    return sum(n for name, n in depths.items() if name == own or name.startswith(own + "/retry-"))
+
+
+def summary(metrics: Any) -> str:
+    """One line saying what the run did, from the listener's counters."""
+    handled = sorted((key.split('"')[1], int(value)) for key, value in metrics.snapshot().items()
+                     if key.startswith("handled{"))
+    per_handler = ", ".join(f"{name} {count}" for name, count in handled) or "none"
+    return (f"received {int(metrics.get('received'))} messages; handled: {per_handler}; "
+            f"unmatched {int(metrics.get('unmatched'))}, retried {int(metrics.get('retried'))}, "
+            f"dead-lettered {int(metrics.get('dead_lettered'))}")
