@@ -50,10 +50,11 @@ _MISSING: Any = object()
 def optionsFromEnvironment(defaults: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Client options from TASKCLUSTER_ROOT_URL, _CLIENT_ID, _ACCESS_TOKEN and _CERTIFICATE.
 
+    `defaults` are kept where the environment says nothing.
+
     Example:
-        >>> os.environ["TASKCLUSTER_ROOT_URL"] = "https://tc.example.com"
-        >>> optionsFromEnvironment()["rootUrl"]
-        'https://tc.example.com'
+        >>> optionsFromEnvironment({"maxRetries": 3})["maxRetries"]
+        3
     """
     options: Dict[str, Any] = dict(defaults or {})
     if os.environ.get("TASKCLUSTER_ROOT_URL"):

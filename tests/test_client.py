@@ -140,17 +140,18 @@ def test_a_404_is_called_once_and_carries_status_and_server_message(server):
     assert len(server.requests) == 1
 
 
-def test_a_refused_port_raises_connection_error_after_max_retries_plus_one_attempts(caplog):
+def test_a_refused_port_raises_connection_error_after_max_retries_plus_one_attempts(caplog, mocker):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = tcpulse.Queue({"rootUrl": f"http://127.0.0.1:{port}", "maxRetries": 2})
+    attempts = mocker.spy(client.session, "request")
     with caplog.at_level(logging.WARNING, logger="tcpulse.client"):
         with pytest.raises(tcpulse.TaskclusterConnectionError, match=r"Queue.task: ConnectionError on GET "
                                                                        r"http://127.0.0.1:\d+/api/queue/v1/task/abc, "
                                                                        r"after 3 attempt\(s\)") as caught:
             client.task("abc")
-    assert caplog.text.count("retrying in") == 2
+    assert caplog.text.count("retrying in") == 2 and attempts.call_count == 3
     assert caught.value.__cause__ is caught.value.superExc
 
 
