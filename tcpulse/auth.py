@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import logging
 from typing import Any, Dict, List, Mapping, Optional
 
 import mohawk
@@ -28,6 +29,17 @@ from .utils import slugId
 
 _CREDENTIAL_KEYS = ("clientId", "accessToken", "certificate")
 _MAX_TEMPORARY = datetime.timedelta(days=31)
+
+
+class _DropDebug(logging.Filter):
+    """mohawk logs whole Hawk headers (the MAC) and the signed text (the certificate) at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+for _name in ("mohawk.base", "mohawk.util", "mohawk.sender", "mohawk.receiver", "mohawk.bewit"):
+    logging.getLogger(_name).addFilter(_DropDebug())
 
 
 def _text(value: Any, what: str) -> str:

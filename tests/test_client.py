@@ -186,7 +186,7 @@ def test_no_credential_appears_in_logs_exceptions_or_reprs(server, caplog):
     server.script = [(500, {}), (200, {}), (401, {"message": "nope"})]
     secrets = [creds["accessToken"], CLIENTS["issuer"], json.loads(creds["certificate"])["signature"]]
     texts = []
-    with caplog.at_level(logging.DEBUG, logger="tcpulse"):
+    with caplog.at_level(logging.DEBUG):  # every logger: tcpulse, mohawk, urllib3
         client.task("abc")
         signed = client.buildSignedUrl("task", "abc")
         with pytest.raises(tcpulse.TaskclusterAuthFailure) as caught:
