@@ -10,6 +10,7 @@ import time
 
 import mohawk.bewit
 import pytest
+import requests
 
 import tcpulse
 from tcpulse.auth import Credentials
@@ -99,6 +100,19 @@ def test_a_signed_url_carries_a_bewit_that_mohawk_verifies(server, credentials):
                                     lambda cid: {"id": cid, "key": key, "algorithm": "sha256"})
     parsed = mohawk.bewit.parse_bewit(unpadded_to_standard(bewit))
     assert 55 <= int(parsed.expiration) - time.time() <= 61
+
+
+@pytest.mark.parametrize("credentials", ["permanent", "temporary"])
+def test_the_server_accepts_a_signed_url_and_refuses_it_once_altered(server, credentials):
+    creds = PERMANENT if credentials == "permanent" else temporary(name="reader")
+    url = queue(server, credentials=creds, authorizedScopes=["queue:get-artifact:*"]).buildSignedUrl(
+        "getLatestArtifact", "abc", "public/x.log")
+    assert requests.get(url).status_code == 200
+    assert requests.get(url.replace("/abc/", "/abd/")).status_code == 401
+    accepted, altered = server.requests
+    assert (accepted.auth_error, accepted.client_id) == (None, creds["clientId"])
+    assert accepted.ext["authorizedScopes"] == ["queue:get-artifact:*"]
+    assert "MacMismatch" in altered.auth_error
 
 
 def test_a_signed_url_defaults_to_fifteen_minutes_and_keeps_the_query(server):

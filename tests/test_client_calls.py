@@ -3,7 +3,7 @@ import pytest
 
 import tcpulse
 from tcpulse.references import load_all
-from test_client_server import server  # noqa: F401
+from test_client_server import CLIENTS, server  # noqa: F401
 
 API_REFERENCES = [ref for ref in load_all().values() if ref.kind == "api"]
 
@@ -55,7 +55,9 @@ def test_pagination_handler_follows_continuation_tokens_across_three_pages(serve
 
     server.responder = respond
     received = []
-    assert queue(server).listTaskGroup("g", paginationHandler=received.append, paginationLimit=2) is None
+    client = queue(server, credentials={"clientId": "tester", "accessToken": CLIENTS["tester"]})
+    assert client.listTaskGroup("g", paginationHandler=received.append, paginationLimit=2) is None
+    assert all(seen.auth_error is None for seen in server.requests)
     assert [task for page in received for task in page["tasks"]] == [1, 2, 3, 4, 5]
     assert [seen.query for seen in server.requests] == [
         {"limit": ["2"]}, {"limit": ["2"], "continuationToken": ["p2"]}, {"limit": ["2"], "continuationToken": ["p3"]}]
