@@ -1,0 +1,194 @@
+"""Test handlers without a broker: deliver a message to a listener's handlers and see what happened.
+
+Owns: `deliver` (one message: dict body, exchange, routing key, CC routes) and `deliver_file`
+(a JSON Lines recording), `load` (a handler script, on a fresh default listener), the
+`Delivered` report (which handlers ran, and whether the message was acked, retried or
+dead-lettered), and the `tcpulse_harness` pytest fixture, registered through the `pytest11`
+entry point so any project that installs tcpulse can use it.
+
+Delivery follows the live path's rules exactly, through the same pure pieces: handler selection
+by `tcpulse.dispatch` (primary key and every CC'd route, each handler once, in registration
+order), the body check of `tcpulse.outcome.decode_body`, and the ack / retry / dead-letter verdict
+of `tcpulse.outcome.decide` with the listener's own retry policy; a retry re-runs only the
+handlers that failed, as attempt 2, 3, ... without waiting.
+
+Imports neither kombu nor requests; pytest only if it is installed (for the fixture).
+
+Example:
+    >>> from tcpulse import Listener, QueueEvents
+    >>> app = Listener("doc")
+    >>> @app.on(QueueEvents.taskCompleted, route="index.project.#")
+    ... def indexed(event):
+    ...     print("indexed", event.routes)
+    >>> result = deliver(app, QueueEvents.taskCompleted, "primary.t.0.wg.w.p.wt.s.g._",
+    ...                  {"status": {}}, routes=["index.project.a"])
+    indexed ['index.project.a']
+    >>> result.ran, result.acked
+    (['tcpulse.testing.indexed'], True)
+"""
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+try:
+    import pytest
+except ImportError:  # the plain functions work without pytest; only the fixture needs it
+    pytest = None
+
+from .dispatch import ROUTE_PREFIX, Event
+from .outcome import Ack, DeadLetter, Outcome, Poison, Retry, RetryPolicy, decide, decode_body
+
+Body = Union[Mapping[str, Any], bytes, str]
+
+
+@dataclass
+class Attempt:
+    """One delivery of the message: which handlers ran, which raised, and the verdict."""
+    number: int
+    ran: Tuple[str, ...]
+    failures: Dict[str, BaseException]
+    outcome: Outcome
+
+
+@dataclass
+class Delivered:
+    """What happened to one delivered message, over all its attempts.
+
+    Example:
+        >>> Delivered("exchange/x", "k", (), [Attempt(1, ("m.h",), {}, Ack())]).acked
+        True
+    """
+    exchange: str
+    routing_key: str
+    routes: Tuple[str, ...]
+    attempts: List[Attempt] = field(default_factory=list)
+    events: List[Event] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.attempts[-1].outcome
+
+    @property
+    def ran(self) -> List[str]:
+        """Every handler that ran at least once, in the order it first ran."""
+        return list(dict.fromkeys(name for a in self.attempts for name in a.ran))
+
+    @property
+    def calls(self) -> List[Tuple[int, str]]:
+        """(attempt, handler) for every handler run."""
+        return [(a.number, name) for a in self.attempts for name in a.ran]
+
+    @property
+    def acked(self) -> bool:
+        return isinstance(self.outcome, Ack)
+
+    @property
+    def retried(self) -> List[str]:
+        """Handlers that were scheduled for another attempt at least once."""
+        return list(dict.fromkeys(n for a in self.attempts if isinstance(a.outcome, Retry)
+                                  for n in a.outcome.handlers))
+
+    @property
+    def dead_lettered(self) -> bool:
+        return isinstance(self.outcome, DeadLetter)
+
+    @property
+    def reason(self) -> Optional[str]:
+        """Why the message was dead-lettered (None when it was not)."""
+        return self.outcome.reason if isinstance(self.outcome, DeadLetter) else None
+
+    def __repr__(self) -> str:
+        verdict = type(self.outcome).__name__ if self.attempts else "not delivered"
+        return (f"<Delivered {self.routing_key!r} on {self.exchange}: ran {self.ran}, "
+                f"{len(self.attempts)} attempt(s), {verdict}>")
+
+
+def deliver(listener: Any, exchange: Any, routing_key: str, body: Body, routes: Sequence[str] = (),
+            *, follow_retries: bool = True, redelivered: bool = False,
+            rand: Callable[[], float] = random.random) -> Delivered:
+    """Deliver one message to `listener`'s handlers as the live listener would.
+
+    `exchange` is an Exchange (`QueueEvents.taskCompleted`), 'QueueEvents.taskCompleted' or a
+    full exchange name; `routes` are CC'd routes without 'route.' (as in `event.routes`); `body`
+    a dict, or raw bytes/str to see how a bad body is treated. With `follow_retries` every
+    retry is delivered at once until the message is acked or dead-lettered.
+    """
+    name = _exchange_name(exchange)
+    cc = tuple(ROUTE_PREFIX + r for r in routes)
+    report = Delivered(name, routing_key, tuple(routes))
+    try:
+        decoded = decode_body(body if isinstance(body, (bytes, str)) else json.dumps(body))
+    except Poison as exc:
+        report.attempts.append(Attempt(1, (), {}, DeadLetter(f"poison: {exc.reason}")))
+        return report
+    policy = RetryPolicy(max_attempts=listener.max_attempts, retry_delays=listener.retry_delays)
+    registry = listener._registry  # the very registry the live listener selects from
+    number, only = 1, None
+    while True:
+        event = Event(decoded, name, routing_key, cc, redelivered=redelivered, attempt=number,
+                      headers={"CC": list(cc)} if cc else {}, source=registry.source(name))
+        handlers = registry.select(name, routing_key, cc, only=only)
+        failures = _run(handlers, event)
+        verdict = decide(failures, number, policy, rand)
+        report.events.append(event)
+        report.attempts.append(Attempt(number, tuple(h.name for h in handlers), failures, verdict))
+        if not (follow_retries and isinstance(verdict, Retry)):
+            return report
+        number, only = verdict.attempt, verdict.handlers
+
+
+def _run(handlers: Iterable[Any], event: Event) -> Dict[str, BaseException]:
+    failures: Dict[str, BaseException] = {}
+    for handler in handlers:
+        try:
+            handler.func(event)
+        except Exception as exc:  # a handler's failure is the verdict's input, as when live
+            failures[handler.name] = exc
+    return failures
+
+
+def _exchange_name(exchange: Any) -> str:
+    from .exchanges import find_exchange
+
+    if isinstance(exchange, str):
+        return exchange if exchange.startswith("exchange/") else find_exchange(exchange).exchange
+    return exchange.exchange
+
+
+def deliver_file(listener: Any, path: str, **options: Any) -> List[Delivered]:
+    """Deliver every message of a JSON Lines recording (see `tcpulse.recording`), in order.
+
+    A message reaches the listener only if one of its queue's bindings matches, as on a broker;
+    `Delivered.ran` is then empty for the others.
+    """
+    from .recording import read
+
+    return [deliver(listener, m.exchange, m.routing_key, m.body, m.routes, **options) for m in read(path)]
+
+
+def load(path: str) -> Any:
+    """The listener of the handler script at `path`, imported afresh (as `tcpulse listen` does)."""
+    from .scripts import load_listener
+
+    return load_listener(path)
+
+
+class Harness:
+    """What the `tcpulse_harness` fixture gives a test: `load`, `deliver` and `deliver_file`.
+
+    Example:
+        >>> Harness().deliver  # doctest: +ELLIPSIS
+        <function deliver at ...>
+    """
+
+    load = staticmethod(load)
+    deliver = staticmethod(deliver)
+    deliver_file = staticmethod(deliver_file)
+
+
+if pytest is not None:
+    @pytest.fixture
+    def tcpulse_harness() -> Harness:
+        """Deliver messages to your handlers the way a live tcpulse listener would."""
+        return Harness()
