@@ -26,11 +26,14 @@ import datetime
 import json
 import logging
 import math
+import sys
 from typing import Any, Dict, List, Optional
 
 import kombu
-from amqp.exceptions import NotFound, PreconditionFailed
+from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
+from kombu.exceptions import KombuError
 
+from .connection import resolve_broker
 from .errors import BrokerFailure
 from .outcome import H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy, decode_body
 
@@ -60,7 +63,7 @@ class Delivery:
     """
 
     def __init__(self, queue: str, policy: RetryPolicy, max_length: Optional[int] = None,
-                 expires: Optional[float] = None) -> None:
+                 exclusive: bool = False) -> None:
         if not queue.startswith("queue/"):
             raise ValueError(f"the listener queue must be named queue/<user>/<name> (got {queue!r})")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
@@ -68,7 +71,8 @@ class Delivery:
         self.queue = queue
         self.policy = policy
         self.max_length = max_length
-        self.expires = expires  # seconds unused before our queues vanish (anonymous listeners)
+        # An anonymous listener's queues live as long as its connection, like its own queue.
+        self.exclusive = exclusive
         self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
         self.dead_letter_queue = queue + "/dead-letter"
 
@@ -88,7 +92,8 @@ class Delivery:
     def declare(self, channel: Any) -> None:
         """Declare the exchange, holding queues and dead-letter queue, and bind the listener's
         queue (already declared) to the exchange's `return` key. Safe to repeat."""
-        exchange = kombu.Exchange(self.exchange, type="direct", durable=True, channel=channel)
+        exchange = kombu.Exchange(self.exchange, type="direct", durable=not self.exclusive,
+                                  auto_delete=self.exclusive, channel=channel)
         with explain_conflicts():
             exchange.declare()
             for base in sorted(set(float(d) for d in self.policy.retry_delays)):
@@ -102,10 +107,8 @@ class Delivery:
 
     def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, key: str,
                        arguments: Dict[str, Any]) -> None:
-        if self.expires:
-            arguments["x-expires"] = math.ceil(self.expires * 1000)
-        queue = kombu.Queue(name, exchange, routing_key=key, durable=True,
-                            queue_arguments=arguments, channel=channel)
+        queue = kombu.Queue(name, exchange, routing_key=key, durable=not self.exclusive,
+                            exclusive=self.exclusive, queue_arguments=arguments, channel=channel)
         queue.declare()
 
     def retry(self, message: Any, origin: Origin, verdict: Retry) -> None:
@@ -121,7 +124,7 @@ class Delivery:
 
     def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
                  expiration: Optional[float] = None) -> None:
-        exchange = kombu.Exchange(self.exchange, type="direct", durable=True)
+        exchange = kombu.Exchange(self.exchange, type="direct")
         producer = kombu.Producer(message.channel, exchange=exchange, auto_declare=False)
         producer.publish(message.body, routing_key=routing_key, headers=headers,
                          content_type=message.content_type or "application/octet-stream",
@@ -170,6 +173,36 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
             message.ack()
             sent += 1
     return sent
+
+
+def dead_letters_cli(name: str, broker: Optional[str] = None, requeue: bool = False,
+                     limit: Optional[int] = None, out: Any = None, err: Any = None) -> int:
+    """`tcpulse dead-letters NAME --list/--requeue`: print the dead letters of listener `name`
+    as JSON lines (or requeue them) and return the exit code (0 ok, 1 broker failure).
+
+    Example (needs a broker):
+        >>> dead_letters_cli("task-watcher", broker="memory://")   # doctest: +SKIP
+        1
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    address = resolve_broker(broker)
+    queue = f"queue/{address.user}/{name}"
+    try:
+        with address.connection() as connection:
+            connection.ensure_connection(max_retries=1)
+            if requeue:
+                sent = requeue_dead_letters(connection, queue, limit)
+                print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=err)
+            else:
+                for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
+                    print(json.dumps(record, sort_keys=True), file=out)
+    except BrokerFailure as exc:
+        print(f"tcpulse dead-letters: {exc}", file=err)
+        return 1
+    except (OSError, KombuError, AMQPError) as exc:
+        print(f"tcpulse dead-letters: cannot use the broker {address.redacted}: {exc}", file=err)
+        return 1
+    return 0
 
 
 class _dead_letter_channel:
@@ -255,12 +288,14 @@ def conflict_message(broker_text: str) -> str:
         "queue 'queue/u/w' already exists with a different 'x-max-length' (received '10' but current is none); delete it (rabbitmqctl delete_queue 'queue/u/w', or from the Pulse web UI; its messages are lost) or start the listener with the options it was created with"
     """
     text = broker_text.split("PRECONDITION_FAILED - ", 1)[-1]
-    queue = _between(text, "for queue '", "'") or "?"
+    kind = "exchange" if "for exchange '" in text else "queue"
+    name = _between(text, f"for {kind} '", "'") or "?"
     arg = _between(text, "inequivalent arg '", "'")
     detail = text.split(": ", 1)[1] if ": " in text else text
     what = f"a different {arg!r}" if arg else "different arguments"
-    return (f"queue {queue!r} already exists with {what} ({detail}); delete it "
-            f"(rabbitmqctl delete_queue {queue!r}, or from the Pulse web UI; its messages are lost) "
+    tool = f"rabbitmqctl delete_queue {name!r}" if kind == "queue" else f"rabbitmqadmin delete exchange name={name!r}"
+    return (f"{kind} {name!r} already exists with {what} ({detail}); delete it "
+            f"({tool}, or from the Pulse web UI; its messages are lost) "
             "or start the listener with the options it was created with")
 
 

@@ -20,7 +20,6 @@ Example:
     >>> app.queue, [b.routing_key_pattern for b in app.bindings()]
     ('queue/alice/task-watcher', ['primary.*.*.*.*.*.*.*.fQ3.#'])
 """
-import json
 import logging
 import os
 import signal
@@ -31,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 from .connection import BrokerAddress, resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
 from .errors import BrokerFailure
+from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
 from .metrics import Metrics
 
@@ -70,6 +70,8 @@ class Listener:
         self.max_attempts = max_attempts
         self.retry_delays = tuple(retry_delays)
         self.max_length = max_length
+        self._policy = RetryPolicy(max_attempts, self.retry_delays)
+        self._delivery: Any = None
         self.health_port = health_port
         self.shutdown_grace = shutdown_grace
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch)
@@ -166,6 +168,8 @@ class Listener:
             raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
         self._check_not_running("run again")
         self._running = True
+        from .delivery import Delivery
+        self._delivery = Delivery(self.queue, self._policy, self.max_length, exclusive=self.name is None)
         self._consumer = Consumer(self._address, self._declare, self._process, self._settle,
                                   concurrency=self.concurrency, prefetch=self.prefetch,
                                   grace=self.shutdown_grace, metrics=self.metrics, stop=self._stop)
@@ -216,6 +220,7 @@ class Listener:
         for b in self.bindings():
             _translating(channel.queue_bind, f"bind {self.queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
                          self._address, queue=self.queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
+        self._delivery.declare(channel)
         log.info("declared %s with %d binding(s)", self.queue, len(self.bindings()))
         return self.queue
 
@@ -233,17 +238,18 @@ class Listener:
             raise
 
     def _queue_arguments(self) -> Dict[str, Any]:
-        return {"x-max-length": self.max_length} if self.max_length else {}
+        return self._delivery.queue_arguments()
 
     # -- messages -------------------------------------------------------------------------
     def _process(self, message: Any) -> tuple:
         """Run on a handler thread: the message's Event and {handler name: exception} for
         every matching handler that raised ({} when all succeeded or none matched)."""
+        origin = _origin(message)
         try:
-            event = self._event_for(message)
+            event = self._event_for(message, origin)
         except ValueError as exc:
             return None, {BODY_FAILURE: exc}
-        handlers = self._registry.select(event.exchange, event.routing_key, message.headers.get("CC") or ())
+        handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
         if not handlers:
             self.metrics.inc("unmatched")
             log.warning("message from %s with key %r matched no handler; acked without action "
@@ -261,27 +267,43 @@ class Listener:
                 self.metrics.inc("handled", handler=handler.name)
         return event, failures
 
-    def _event_for(self, message: Any) -> Event:
-        info = message.delivery_info
-        body = json.loads(message.body)
-        if not isinstance(body, dict):
-            raise ValueError(f"the body is JSON but not an object (got {type(body).__name__})")
-        return Event(body, info["exchange"], info["routing_key"], message.headers.get("CC") or (),
-                     redelivered=bool(info.get("redelivered")), headers=message.headers,
-                     source=self._registry.source(info["exchange"]))
+    def _event_for(self, message: Any, origin: Origin) -> Event:
+        return Event(decode_body(message.body), origin.exchange, origin.routing_key, origin.cc,
+                     redelivered=bool(message.delivery_info.get("redelivered")), attempt=origin.attempt,
+                     headers=message.headers, source=self._registry.source(origin.exchange))
 
     def _settle(self, message: Any, event: Optional[Event], failures: Dict[str, BaseException]) -> None:
         """Turn a message's result into broker actions, on the connection's thread. The one
-        place that decides ack / retry / dead letter."""
-        if not failures:
-            self._consumer.ack(message)
-            return
+        place that applies the ack / retry / dead-letter decision of `tcpulse.outcome`: a copy
+        is published (retry or dead letter) before the original is acked on the same channel,
+        so a lost connection can duplicate a message but never lose it."""
+        origin = _origin(message)
         if event is None:
-            log.error("dropping a message whose body is not a JSON object: %s", failures[BODY_FAILURE])
-            self._consumer.reject(message, requeue=False)
-            return
-        log.warning("not acking %r: %s failed; the broker will deliver it again", event, ", ".join(failures))
-        self._consumer.reject(message, requeue=True)
+            verdict: Outcome = DeadLetter(str(failures[BODY_FAILURE]))
+        else:
+            verdict = decide(failures, origin.attempt, self._policy)
+        if isinstance(verdict, Retry):
+            self._delivery.retry(message, origin, verdict)
+            self.metrics.inc("retried")
+            log.warning("%s failed on %s %r (%s); retrying in %.1f s, attempt %d of %d",
+                        ", ".join(verdict.handlers), origin.exchange, origin.routing_key,
+                        _summary(failures), verdict.delay, verdict.attempt, self._policy.max_attempts)
+        elif isinstance(verdict, DeadLetter):
+            self._delivery.dead_letter(message, origin, verdict)
+            self.metrics.inc("dead_lettered")
+            log.error("dead-lettered a message from %s %r: %s; it waits in %s (tcpulse dead-letters "
+                      "%s --list / --requeue)", origin.exchange, origin.routing_key, verdict.reason,
+                      self._delivery.dead_letter_queue, self.name or "NAME")
+        self._consumer.ack(message)
+
+
+def _origin(message: Any) -> Origin:
+    info = message.delivery_info
+    return Origin.of(message.headers, info["exchange"], info["routing_key"])
+
+
+def _summary(failures: Dict[str, BaseException]) -> str:
+    return "; ".join(f"{type(exc).__name__}: {exc}" for exc in failures.values())
 
 
 def _translating(call: Callable[..., Any], what: str, address: BrokerAddress, **kwargs: Any) -> Any:
@@ -300,7 +322,8 @@ def _raise_refusal(exc: Exception, what: str, address: BrokerAddress) -> None:
                             f"(Pulse users may only create queue/{address.user}/... and "
                             f"exchange/{address.user}/...): {exc}") from None
     if _is_refusal(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
-        raise BrokerFailure(f"cannot {what} on {address}: it exists with other settings: {exc}") from None
+        from .delivery import QueueConflict, conflict_message
+        raise QueueConflict(conflict_message(str(exc))) from None
 
 
 def _is_refusal(exc: Exception, code: str, class_name: str) -> bool:
