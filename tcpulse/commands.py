@@ -230,7 +230,7 @@ def connect(broker: Optional[str]) -> Tuple[Any, str]:
                                              "transport_options": {"confirm_publish": True}}
     conn = address.connection(**options)
     try:
-        conn.connect()
+        conn.ensure_connection(max_retries=0)  # one try: a CLI user wants the error now
     except Exception as exc:  # kombu/amqp raise many kinds here; all mean "cannot connect"
         raise RuntimeFailure(f"cannot connect to the broker at {address.redacted}: {_reason(exc)}") from None
     return conn, address
