@@ -6,7 +6,8 @@ clients through REQUESTS_CA_BUNDLE, so both verify it) runs in its own process. 
 client with --official-python. Two rounds: anonymous calls, and Hawk-signed calls (the official
 client needs `base64.encodestring` put back to sign at all on Python >= 3.9).
 
-    .venv/bin/python benchmarks/rest_calls.py [--calls 500] [--repeat 3] [--official-python /tmp/tcv/bin/python]
+    .venv/bin/python benchmarks/rest_calls.py [--calls 500] [--repeat 3] [--plain-http]
+                                              [--official-python /tmp/tcv/bin/python]
 
 Needs the official client in a separate venv (it pins old mohawk/slugid):
     python3 -m venv V && V/bin/pip install taskcluster==4.0.1
@@ -59,12 +60,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(cert: str, key: str) -> None:
-    """Server process: print the port, then answer until killed."""
+    """Server process: print the port, then answer until killed (plain HTTP when cert is '-')."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    if cert != "-":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
@@ -78,7 +80,7 @@ def make_certificate(folder: Path) -> tuple:
 
 
 def run_client(python: str, package: str, url: str, calls: int, mode: str, cert: str) -> float:
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": cert}
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": cert} if cert != "-" else dict(os.environ)
     env.pop("DEBUG_TASKCLUSTER_CLIENT", None)
     done = subprocess.run([python, "-c", RUNNER, package, url, str(calls), mode], env=env,
                           capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=600)
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3, help="runs per client and mode; the median counts")
     parser.add_argument("--official-python", default="/tmp/tcv/bin/python")
+    parser.add_argument("--plain-http", action="store_true", help="no TLS (shows what keep-alive alone gives)")
     parser.add_argument("--serve", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -109,10 +112,11 @@ def main() -> None:
                          "and pass --official-python V/bin/python")
     print(machine_info(args.official_python))
     with tempfile.TemporaryDirectory() as folder:
-        cert, key = make_certificate(Path(folder))
+        cert, key = ("-", "-") if args.plain_http else make_certificate(Path(folder))
         server = subprocess.Popen([sys.executable, __file__, "--serve", cert, key], stdout=subprocess.PIPE, text=True)
         try:
-            url = f"https://127.0.0.1:{server.stdout.readline().strip()}/api/queue/v1"
+            scheme = "http" if args.plain_http else "https"
+            url = f"{scheme}://127.0.0.1:{server.stdout.readline().strip()}/api/queue/v1"
             compare(args, url, cert)
         finally:
             server.terminate()
@@ -120,7 +124,8 @@ def main() -> None:
 
 
 def compare(args: argparse.Namespace, url: str, cert: str) -> None:
-    print(f"{args.calls} x Queue.task() over HTTPS (verified self-signed cert), median of {args.repeat} runs")
+    transport = "plain HTTP" if args.plain_http else "HTTPS (verified self-signed cert)"
+    print(f"{args.calls} x Queue.task() over {transport}, median of {args.repeat} runs")
     for mode in ("anonymous", "signed"):
         rates = {}
         for package, python in (("tcpulse", sys.executable), ("taskcluster", args.official_python)):

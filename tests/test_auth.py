@@ -6,6 +6,7 @@ import hmac
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -112,3 +113,12 @@ def test_credentials_hide_their_secrets_in_repr_and_accept_bytes():
 def test_a_credential_of_the_wrong_type_names_the_field_but_not_the_value():
     with pytest.raises(tcpulse.ClientUsageError, match=r"credentials: accessToken must be a string \(got int\)"):
         Credentials("me", 12345)
+
+
+def test_the_utilities_and_temporary_credentials_load_neither_requests_nor_kombu(tmp_path):
+    code = ("import sys, datetime, tcpulse; tcpulse.fromNow('1 day'); tcpulse.scopeMatch([], []); "
+            "tcpulse.createTemporaryCredentials('i', 't', datetime.datetime(2020, 1, 1), "
+            "datetime.datetime(2020, 1, 2), []); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('requests', 'urllib3', 'kombu')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
