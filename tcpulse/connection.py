@@ -69,7 +69,8 @@ class BrokerAddress:
         import kombu
 
         if self.is_memory:
-            return kombu.Connection("memory://", transport=MEMORY_TRANSPORT, **options)
+            # A hostname keeps kombu from warning "No hostname was supplied" on every start.
+            return kombu.Connection("memory://localhost/", transport=MEMORY_TRANSPORT, **options)
         return kombu.Connection(hostname=self.host, port=self.port, userid=self.user,
                                 password=self.password, virtual_host=self.vhost,
                                 ssl=self.scheme == "amqps", transport="pyamqp",
