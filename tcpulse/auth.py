@@ -218,7 +218,12 @@ def _check_temporary(start: datetime.datetime, expiry: datetime.datetime, scopes
 
 
 def certificate_text(certificate: Mapping[str, Any], name: Optional[str] = None) -> str:
-    """The text the certificate's signature covers (the auth service's format)."""
+    """The text the certificate's signature covers (the auth service's format).
+
+    Example:
+        >>> certificate_text({"version": 1, "seed": "s", "start": 1, "expiry": 2, "scopes": ["a"]}).split()
+        ['version:1', 'seed:s', 'start:1', 'expiry:2', 'scopes:', 'a']
+    """
     lines = [f"version:{certificate['version']}"]
     if name:
         lines += [f"clientId:{name}", f"issuer:{certificate['issuer']}"]
@@ -228,6 +233,11 @@ def certificate_text(certificate: Mapping[str, Any], name: Optional[str] = None)
 
 
 def temporary_access_token(issuer_access_token: str, seed: str) -> str:
-    """The accessToken of temporary credentials: base64url, unpadded, of HMAC(issuer token, seed)."""
+    """The accessToken of temporary credentials: base64url, unpadded, of HMAC(issuer token, seed).
+
+    Example:
+        >>> len(temporary_access_token("issuer-secret", "seed"))
+        43
+    """
     digest = _hmac(issuer_access_token, seed)
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")

@@ -84,7 +84,15 @@ def _suggest(name: str, valid: Sequence[str]) -> str:
 
 
 def check_options(options: Mapping[str, Any]) -> None:
-    """Raise ClientUsageError for an unknown option name or a value of the wrong kind."""
+    """Raise ClientUsageError for an unknown option name or a value of the wrong kind.
+
+    Example:
+        >>> try:
+        ...     check_options({**DEFAULT_OPTIONS, "rootURL": "https://tc"})
+        ... except ClientUsageError as error:
+        ...     print(str(error).split(" Valid")[0])
+        unknown client option 'rootURL'. Did you mean 'rootUrl'?
+    """
     for name in options:
         if name not in OPTION_NAMES:
             raise ClientUsageError(f"unknown client option {name!r}.{_suggest(name, OPTION_NAMES)} "
@@ -107,7 +115,12 @@ def check_options(options: Mapping[str, Any]) -> None:
 
 @dataclass
 class BoundCall:
-    """A generated method's arguments sorted out: route params, payload, query and pagination."""
+    """A generated method's arguments sorted out: route params, payload, query and pagination.
+
+    Example:
+        >>> BoundCall(params={"taskId": "abc"}).query
+        {}
+    """
     params: Dict[str, str]
     payload: Any = None
     query: Dict[str, Any] = field(default_factory=dict)
@@ -270,7 +283,12 @@ class BaseClient:
         return f"<{type(self).__name__} {self._base_url} clientId={client_id!r}>"
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections.
+
+        Example:
+            >>> import tcpulse
+            >>> tcpulse.Queue({"rootUrl": "https://tc"}).close()
+        """
         self.session.close()
 
     def _entry(self, method_name: str) -> FunctionEntry:
@@ -292,13 +310,26 @@ class BaseClient:
         return f"{url}?{urlencode(query)}" if query else url
 
     def buildUrl(self, methodName: str, *args: Any, **kwargs: Any) -> str:
-        """The URL a call would use (arguments as for the method itself, payload not needed)."""
+        """The URL a call would use (arguments as for the method itself, payload not needed).
+
+        Example:
+            >>> import tcpulse
+            >>> tcpulse.Queue({"rootUrl": "https://tc"}).buildUrl("listTaskGroup", "g", query={"limit": 1})
+            'https://tc/api/queue/v1/task-group/g/list?limit=1'
+        """
         entry = self._entry(methodName)
         return self._url(entry, bind_arguments(self._label(entry), entry, args, kwargs, need_payload=False))
 
     def buildSignedUrl(self, methodName: str, *args: Any, expiration: Optional[float] = None,
                        **kwargs: Any) -> str:
-        """The URL with a Hawk bewit, valid `expiration` seconds (default option signedUrlExpiration)."""
+        """The URL with a Hawk bewit, valid `expiration` seconds (default option signedUrlExpiration).
+
+        Example:
+            >>> import tcpulse
+            >>> queue = tcpulse.Queue({"rootUrl": "https://tc", "credentials": {"clientId": "a", "accessToken": "b"}})
+            >>> queue.buildSignedUrl("task", "abc", expiration=60).startswith("https://tc/api/queue/v1/task/abc?bewit=")
+            True
+        """
         entry = self._entry(methodName)
         if entry.method != "get":
             raise ClientUsageError(f"{self._label(entry)}: only GET endpoints can have signed URLs "
