@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import tcpulse
+import tcpulse.client
 from tcpulse.auth import Credentials
 from test_client_server import CLIENTS, derived_token, server  # noqa: F401
 
@@ -134,8 +135,18 @@ def test_500_500_200_succeeds_on_the_third_call_after_growing_delays(server, cap
         assert queue(server, maxRetries=5).task("abc") == {"ok": 1}
     first, second, third = (seen.arrived for seen in server.requests)
     assert len(server.requests) == 3
-    assert 0.07 <= second - first < third - second
+    # Lower bounds only (a busy machine only adds time): the second wait is at least 0.15 s,
+    # more than the first can ever be (0.1 s + 25 %).
+    assert second - first >= 0.075 and third - second >= 0.15
     assert "retrying in" in caplog.text and "attempt 2 of 6" in caplog.text and "attempt 3 of 6" in caplog.text
+
+
+@pytest.mark.parametrize("retry, low, middle, high", [
+    (1, 0.075, 0.1, 0.125), (2, 0.15, 0.2, 0.25), (5, 1.2, 1.6, 2.0), (9, 19.2, 25.6, 30.0), (12, 30.0, 30.0, 30.0),
+])
+def test_backoff_doubles_from_a_tenth_of_a_second_with_a_quarter_jitter_capped_at_thirty(retry, low, middle, high):
+    delays = [tcpulse.client.backoff_delay(retry, rand=lambda r=r: r) for r in (0.0, 0.5, 1.0)]
+    assert delays == pytest.approx([low, middle, high])
 
 
 def test_a_server_error_on_the_last_attempt_is_raised_with_its_message(server):
