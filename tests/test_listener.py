@@ -1,0 +1,175 @@
+"""The listener end to end on the real RabbitMQ, as a user with Pulse's permissions: which
+handlers get which messages, queues, exchanges, acks, registration rules."""
+import logging
+import threading
+
+import pytest
+
+import tcpulse
+from tcpulse import BrokerFailure, Listener, QueueEvents
+from tcpulse.exchanges import Binding
+from listenerkit import Publisher, queue_name, queued, running, task_key, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.rabbitmq
+
+COMPLETED, FAILED, EXCEPTION = QueueEvents.taskCompleted, QueueEvents.taskFailed, QueueEvents.taskException
+
+# (id, exchange, fields, CC'd routes) and, written by hand, who must receive each message.
+MESSAGES = [
+    ("m1", COMPLETED, dict(taskId="t1", taskGroupId="g1"), []),
+    ("m2", COMPLETED, dict(taskId="t2", taskGroupId="g1"), ["index.project.a"]),
+    ("m3", COMPLETED, dict(taskId="t3", taskGroupId="g2"), ["index.project.b", "index.other.c"]),
+    ("m4", COMPLETED, dict(taskId="t4", taskGroupId="g3"), ["index.other.c"]),
+    ("m5", FAILED, dict(taskId="t1", taskGroupId="g1"), []),
+    ("m6", FAILED, dict(taskId="t5", taskGroupId="g2"), ["index.project.z"]),
+    ("m7", COMPLETED, dict(taskId="t6", taskGroupId="g2"), []),
+    ("m8", EXCEPTION, dict(taskId="t1", taskGroupId="g1"), ["index.project.a"]),
+    ("m9", COMPLETED, dict(taskId="t1", taskGroupId="g2"), ["index.project.q"]),
+]
+EXPECTED = {
+    "group_g1": {"m1", "m2"},
+    "task_t1": {"m1", "m5", "m9"},
+    "project_route": {"m2", "m3", "m9"},
+    "group_g2_or_project": {"m2", "m3", "m7", "m9"},
+    "any_failure": {"m5", "m6", "last"},
+    "never": set(),
+}
+
+
+def test_each_handler_receives_exactly_its_messages_once_on_primary_keys_and_cc_routes(pulse_user, taskcluster_exchanges, queue_name):
+    app = Listener(queue_name, broker=pulse_user.url)
+    got = {name: [] for name in EXPECTED}
+    events = {}
+
+    def record(name):
+        def handler(event):
+            got[name].append(event.body["id"])
+            events[event.body["id"]] = event
+        handler.__qualname__ = name
+        return handler
+
+    app.on(COMPLETED, taskGroupId="g1")(record("group_g1"))
+    app.on(COMPLETED(taskId="t1"), FAILED(taskId="t1"))(record("task_t1"))
+    app.on(COMPLETED, route="index.project.#")(record("project_route"))
+    both = record("group_g2_or_project")
+    app.on(COMPLETED, taskGroupId="g2")(both)
+    app.on(COMPLETED, route="index.project.#")(both)
+    app.add_handler(record("any_failure"), FAILED)
+    app.add_handler(record("never"), QueueEvents.taskDefined, route="index.project.#")
+
+    with running(app), Publisher() as pub:
+        for mid, exchange, fields, routes in MESSAGES + [("last", FAILED, dict(taskId="t9"), [])]:
+            pub.publish(exchange.exchange, task_key(exchange, **fields), {"id": mid}, routes)
+        wait_for(lambda: "last" in got["any_failure"], what="the last message")
+
+    assert {name: sorted(ids) for name, ids in got.items()} == {n: sorted(ids) for n, ids in EXPECTED.items()}
+    m3 = events["m3"]
+    assert (m3.exchange, m3.routing_key, m3.routes) == (COMPLETED.exchange, task_key(COMPLETED, taskId="t3", taskGroupId="g2"),
+                                                        ["index.project.b", "index.other.c"])
+    assert (m3.fields["taskId"], m3.fields["taskGroupId"], m3.redelivered, m3.attempt) == ("t3", "g2", False, 1)
+    assert app.metrics.get("received") == app.metrics.get("acked") == 8
+    assert queued(pulse_user.url, app.queue) == 0
+
+
+def test_a_named_listener_has_a_durable_queue_and_an_unnamed_one_an_exclusive_auto_delete_queue(pulse_user, taskcluster_exchanges, queue_name, rabbitmq):
+    from conftest import rabbitmqctl
+
+    named, anonymous = Listener(queue_name, broker=pulse_user.url), Listener(broker=pulse_user.url)
+    for app in (named, anonymous):
+        app.add_handler(lambda event: None, COMPLETED)
+    with running(named), running(anonymous):
+        rows = rabbitmqctl("list_queues", "name", "durable", "auto_delete", "exclusive", "--no-table-headers")
+    table = {row.split("\t")[0]: row.split("\t")[1:] for row in rows.splitlines()}
+    assert named.queue == f"queue/{pulse_user.name}/{queue_name}"
+    assert table[named.queue] == ["true", "false", "false"]
+    assert anonymous.queue.startswith(f"queue/{pulse_user.name}/anonymous-")
+    assert table[anonymous.queue] == ["false", "true", "true"]
+
+
+def test_a_missing_exchange_is_one_clear_error_naming_it(pulse_user, queue_name):
+    app = Listener(queue_name, broker=pulse_user.url)
+    app.add_handler(lambda event: None, Binding("exchange/no-such-service/v1/gone", "#"))
+    with pytest.raises(BrokerFailure, match=r"exchange 'exchange/no-such-service/v1/gone' does not exist on "
+                                            r"amqp://.*declare_exchanges=True"):
+        app.run()
+
+
+def test_declare_exchanges_creates_them_for_local_development_but_a_pulse_user_may_not(pulse_user, rabbitmq, queue_name):
+    exchange = f"exchange/tcpulse-local-{queue_name}/v1/thing"
+    local = Listener(queue_name, broker=rabbitmq, declare_exchanges=True)
+    local.add_handler(lambda event: None, Binding(exchange, "#"))
+    with running(local):
+        pass
+    pulse = Listener(queue_name, broker=pulse_user.url, declare_exchanges=True)
+    pulse.add_handler(lambda event: None, Binding(exchange, "#"))
+    with pytest.raises(BrokerFailure, match=f"does not let user '{pulse_user.name}' declare exchange '{exchange}'"):
+        pulse.run()
+    with Publisher(rabbitmq) as guest:
+        guest.conn.channel().queue_delete(queue=local.queue)
+        guest.conn.channel().exchange_delete(exchange=exchange)
+
+
+def test_a_message_no_handler_matches_is_acked_counted_and_logged(pulse_user, taskcluster_exchanges, queue_name, caplog):
+    # A durable queue keeps the bindings of an earlier version of the script.
+    old = Listener(queue_name, broker=pulse_user.url)
+    old.add_handler(lambda event: None, FAILED)
+    with running(old):
+        pass
+    new = Listener(queue_name, broker=pulse_user.url)
+    seen = []
+    new.add_handler(seen.append, COMPLETED)
+    caplog.set_level(logging.WARNING, logger="tcpulse.listener")
+    with running(new), Publisher() as pub:
+        pub.publish(FAILED.exchange, task_key(FAILED, taskId="stale"), {"id": 1})
+        pub.publish(COMPLETED.exchange, task_key(COMPLETED), {"id": 2})
+        wait_for(lambda: seen and new.metrics.get("acked") == 2, what="both messages acked")
+    assert [e.body["id"] for e in seen] == [2]
+    assert new.metrics.get("unmatched") == 1
+    assert "matched no handler" in caplog.text and task_key(FAILED, taskId="stale") in caplog.text
+    assert queued(pulse_user.url, new.queue) == 0
+
+
+def test_the_decorator_returns_the_function_unchanged_and_registering_after_run_is_an_error(pulse_user, taskcluster_exchanges, queue_name):
+    app = Listener(queue_name, broker=pulse_user.url)
+
+    def handler(event):
+        return "plain"
+    assert app.on(COMPLETED, taskGroupId="g")(handler) is handler and handler(None) == "plain"
+    with running(app):
+        with pytest.raises(RuntimeError, match=r"cannot register handler '.*late': Listener\(.*\) is already running; "
+                                               r"register handlers and set options before calling run\(\)"):
+            @app.on(FAILED)
+            def late(event): ...
+
+
+def test_on_checks_its_arguments_at_once_before_any_function_is_given():
+    with pytest.raises(tcpulse.TaskclusterTopicExchangeFailure, match="Did you mean 'taskGroupId'"):
+        Listener("x").on(COMPLETED, taskGroupID="g")
+
+
+def test_module_level_on_registers_on_the_default_listener():
+    from tcpulse.listener import default_listener
+
+    @tcpulse.on(QueueEvents.taskPending, route="index.x.#")
+    def pending(event): ...
+    handler = next(h for h in default_listener().handlers if h.func is pending)
+    assert handler.bindings == (Binding(QueueEvents.taskPending.exchange, "route.index.x.#"),)
+
+
+def test_running_handlers_keep_the_connection_serviced_and_all_are_acked_at_the_end(pulse_user, taskcluster_exchanges, queue_name):
+    app = Listener(queue_name, broker=pulse_user.url, concurrency=4, prefetch=8)
+    release = threading.Event()
+    done = []
+
+    def slow(event):
+        release.wait(10)
+        done.append(event.body["id"])
+    app.add_handler(slow, COMPLETED)
+    with running(app), Publisher() as pub:
+        for i in range(20):
+            pub.publish(COMPLETED.exchange, task_key(COMPLETED), {"id": i})
+        wait_for(lambda: app.metrics.get("received") == 8, what="the prefetch window to fill")
+        assert app.is_ready() and app._consumer.pool.running == 4
+        release.set()
+        wait_for(lambda: app.metrics.get("acked") == 20, what="every message acked")
+    assert sorted(done) == list(range(20))
