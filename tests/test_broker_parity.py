@@ -5,15 +5,20 @@ Each distinct binding pattern gets its own queue (one per would-be handler) on o
 exchange; every case is published once with its primary key and CC routes; then every queue is
 drained. A case's selection is the set of patterns whose queues received its message. The whole
 cross product (every message against every pattern) must agree, each queue may receive a message
-at most once, and each case's own pattern must match its hand-worked `expected`.
+at most once, and each case's own pattern must match its hand-worked `expected`. Then the same
+corpus goes through a real `Listener` with one handler per pattern, on both brokers: the handlers
+that run for each case must be the same.
 """
 import collections
+import threading
+import time
 import uuid
 
 import kombu
 import pytest
 
 from tcpulse.broker import Transport
+from tcpulse.connection import resolve_broker
 from tcpulse.dispatch import topic_matches
 
 # (binding pattern, primary key, CC routes as sent in the header, expected), the expected
@@ -147,3 +152,48 @@ def test_memory_selection_agrees_with_the_hand_worked_column_and_the_pure_matche
     assert wrong == []
     assert all(set(on_memory[i]) == expected_by_matcher(key, routes)
                for i, (_, key, routes, _) in enumerate(CASES))
+
+
+def handler_selection(broker_url: str) -> dict:
+    """Run a real Listener with one handler per pattern on `broker_url`, publish every case,
+    and return {case index: [patterns of the handlers that ran]}."""
+    from tcpulse import Listener
+    from tcpulse.exchanges import Binding
+
+    exchange = f"exchange/tcpulse-test/{uuid.uuid4().hex}"
+    app = Listener(broker=broker_url, declare_exchanges=True)
+    ran = collections.defaultdict(list)
+    done = threading.Event()
+    for pattern in PATTERNS:
+        app.add_handler(lambda event, p=pattern: ran[event.body["case"]].append(p), Binding(exchange, pattern))
+    app.add_handler(lambda event: done.set(), Binding(exchange, "tcpulse.end.of.corpus"))
+    thread = threading.Thread(target=app.run, daemon=True)
+    thread.start()
+    address = resolve_broker(broker_url)
+    with address.connection() as conn:
+        _wait_until(app.is_ready)
+        producer = kombu.Producer(conn.channel(), exchange=kombu.Exchange(exchange, type="topic"))
+        for index, (_, key, routes, _) in enumerate(CASES):
+            producer.publish({"case": index}, routing_key=key, headers={"CC": list(routes)} if routes else {})
+        producer.publish({"case": -1}, routing_key="tcpulse.end.of.corpus")  # queues keep order
+        assert done.wait(30), "the listener never handled the end-of-corpus message"
+        app.stop()
+        thread.join(30)
+        conn.channel().exchange_delete(exchange)
+    return {i: sorted(ran[i]) for i in range(len(CASES))}
+
+
+def _wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the listener never became ready"
+        time.sleep(0.02)
+
+
+@pytest.mark.rabbitmq
+def test_a_listener_runs_the_same_handlers_for_every_case_on_memory_and_on_rabbitmq(rabbitmq):
+    on_memory = handler_selection("memory://")
+    on_rabbit = handler_selection(rabbitmq)
+    assert [i for i in on_memory if on_memory[i] != on_rabbit[i]] == []
+    assert all(on_memory[i] == sorted(expected_by_matcher(key, routes)) for i, (_, key, routes, _) in enumerate(CASES))
+    assert [case for i, case in enumerate(CASES) if (case[0] in on_rabbit[i]) != case[3]] == []
