@@ -25,6 +25,11 @@ COUNTERS = {
     "reconnects": "Connections re-established after the broker went away.",
 }
 
+# name -> help text; gauges appear once first set (e.g. by tcpulse.backlog.BacklogWatch).
+GAUGES = {
+    "queue_messages": "Messages waiting in the listener's queue at the last backlog poll.",
+}
+
 _Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
 
@@ -36,6 +41,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._values: Dict[_Key, float] = {(name, ()): 0 for name in COUNTERS}
         self.last_message_at: Optional[float] = None
+        self._gauges: Dict[str, float] = {}
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -52,6 +58,15 @@ class Metrics:
         """The sum of a counter over all its label values."""
         with self._lock:
             return sum(v for (n, _), v in self._values.items() if n == name)
+
+    def set_gauge(self, name: str, value: float) -> None:
+        """Set a value that can go down as well as up (unlike the counters)."""
+        with self._lock:
+            self._gauges[name] = value
+
+    def gauge(self, name: str) -> Optional[float]:
+        with self._lock:
+            return self._gauges.get(name)
 
     def snapshot(self) -> Dict[str, float]:
         """Every counter as 'name' or 'name{label="value"}' -> value."""
@@ -74,6 +89,13 @@ class Metrics:
             lines.append(f"# HELP {metric} Seconds since the last message was received.")
             lines.append(f"# TYPE {metric} gauge")
             lines.append(f"{metric} {time.time() - self.last_message_at:.3f}")
+        with self._lock:
+            gauges = sorted(self._gauges.items())
+        for name, value in gauges:
+            metric = f"{self.prefix}_{name}"
+            lines.append(f"# HELP {metric} {GAUGES.get(name, name)}")
+            lines.append(f"# TYPE {metric} gauge")
+            lines.append(f"{metric} {value:g}")
         return "\n".join(lines) + "\n"
 
 

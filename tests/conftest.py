@@ -115,3 +115,19 @@ def taskcluster_exchanges(rabbitmq) -> list:
 def unique_name() -> str:
     """A queue or listener name no other test uses."""
     return "t-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def private_rabbitmq(rabbitmq):
+    """A private RabbitMQ node (tests/faultkit.py: own node name, port, cookie, data dir) that
+    fault tests may stop, start and disconnect without disturbing tests on the shared broker."""
+    from faultkit import RABBIT_BIN, PrivateRabbit
+
+    if not (RABBIT_BIN / "rabbitmq-server").exists():
+        message = f"cannot start a private RabbitMQ node: {RABBIT_BIN / 'rabbitmq-server'} is missing"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    node = PrivateRabbit().start()
+    yield node
+    node.stop()

@@ -1,0 +1,374 @@
+"""Tools for the fault-injection and health tests: a private RabbitMQ node, a ledger of
+message ids, a burst publisher that survives broker faults, and a `tcpulse listen` process.
+
+The shared broker on 5672 is used by every other test running beside these ones, so faults
+that hit a whole broker (`stop_app`, `close_all_connections`) are injected only into a private
+node started here (its own node name, ports, cookie, Mnesia and log directories under a temp
+dir), never into the shared one.
+
+Imports kombu (test-only module); the package under test is reached through its public API
+and its console script.
+"""
+import collections
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+EXCHANGE = "exchange/taskcluster-queue/v1/task-completed"
+# primary.<taskId>.<runId>.<workerGroup>.<workerId>.<provisionerId>.<workerType>.<schedulerId>.<taskGroupId>.<reserved>
+ROUTING_KEY = "primary.{id}.0.wg.wid.prov.wtype.sched.group.fault._"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of our own on 127.0.0.1, safe to stop, start and disconnect at will."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="tcpulse-fault-"))
+        self.node = f"tcpfault{os.getpid()}x{uuid.uuid4().hex[:4]}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.guest_url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        (self.base / "home").mkdir()
+        cookie = self.base / "home" / ".erlang.cookie"
+        cookie.write_text("TCPULSEFAULT" + uuid.uuid4().hex.upper())
+        cookie.chmod(0o400)
+        (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (self.base / "enabled_plugins").write_text("[].\n")
+        (self.base / "env.conf").write_text("")
+
+    def env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            HOME=str(self.base / "home"),
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=str(self.base / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.base / "log"),
+            RABBITMQ_CONFIG_FILE=str(self.base / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.base / "advanced.config"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base / "enabled_plugins"),
+            RABBITMQ_CONF_ENV_FILE=str(self.base / "env.conf"),
+            RABBITMQ_PID_FILE=str(self.base / "pid"),
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}",
+        )
+        return env
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> str:
+        """rabbitmqctl against this node only."""
+        done = subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, *args],
+                              capture_output=True, text=True, timeout=timeout, env=self.env())
+        if check and done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl -n {self.node} {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, timeout: float = 90) -> "PrivateRabbit":
+        subprocess.run([str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self.env(), check=True,
+                       capture_output=True, timeout=60)
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, "await_startup"],
+                                  capture_output=True, text=True, timeout=60, env=self.env())
+            if done.returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"private RabbitMQ {self.node} did not start: {done.stderr.strip()}\n"
+                                   f"log dir: {self.base / 'log'}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, "stop"],
+                       capture_output=True, timeout=60, env=self.env())
+        pid_file = self.base / "pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+            except (ValueError, ProcessLookupError):
+                pass
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def stop_app(self) -> None:
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        self.ctl("start_app")
+
+    def close_all_connections(self, reason: str = "fault injection") -> None:
+        self.ctl("close_all_connections", reason)
+
+    def add_pulse_user(self, prefix: str = "fault") -> "NodeUser":
+        """A user with Pulse's permissions on this node (see tests/conftest.py)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        password = "p/@%" + uuid.uuid4().hex[:8]
+        self.ctl("add_user", name, password)
+        self.ctl("set_permissions", "-p", "/", name, f"^(queue/{name}/.*|exchange/{name}/.*)",
+                 f"^(queue/{name}/.*|exchange/{name}/.*)", f"^(queue/{name}/.*|exchange/.*)")
+        return NodeUser(self, name, password)
+
+    def queue_counts(self) -> Dict[str, int]:
+        rows = self.ctl("list_queues", "name", "messages", "--no-table-headers").splitlines()
+        return {name: int(count) for name, count in (row.rsplit("\t", 1) for row in rows if "\t" in row)}
+
+
+class NodeUser:
+    def __init__(self, node: PrivateRabbit, name: str, password: str) -> None:
+        from urllib.parse import quote
+
+        self.node = node
+        self.name = name
+        self.password = password
+        self.url = f"amqp://{quote(name, safe='')}:{quote(password, safe='')}@127.0.0.1:{node.port}//"
+
+    def __repr__(self) -> str:
+        return f"NodeUser({self.name!r})"
+
+    def close_connections(self) -> int:
+        rows = self.node.ctl("list_connections", "pid", "user").splitlines()
+        pids = [row.split("\t")[0] for row in rows if row.endswith("\t" + self.name)]
+        for pid in pids:
+            self.node.ctl("close_connection", pid, "fault injection", check=False)
+        return len(pids)
+
+
+class Ledger:
+    """Ids published vs ids handled (one file line per handler run) and dead-lettered."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.published: List[int] = []
+        self.dead_lettered: collections.Counter = collections.Counter()
+
+    def handled_file(self, label: str) -> Path:
+        return self.directory / f"handled-{label}.txt"
+
+    def handled_by(self, label: str) -> collections.Counter:
+        path = self.handled_file(label)
+        lines = path.read_text().split() if path.exists() else []
+        return collections.Counter(int(line) for line in lines)
+
+    def handled(self) -> collections.Counter:
+        total: collections.Counter = collections.Counter()
+        for path in self.directory.glob("handled-*.txt"):
+            total.update(int(line) for line in path.read_text().split())
+        return total
+
+    def lost(self) -> List[int]:
+        seen = set(self.handled()) | set(self.dead_lettered)
+        return sorted(set(self.published) - seen)
+
+    def duplicates(self) -> Dict[int, int]:
+        return {mid: n for mid, n in self.handled().items() if n > 1}
+
+    def report(self, scenario: str) -> str:
+        handled = self.handled()
+        dups = self.duplicates()
+        line = (f"[{scenario}] published {len(set(self.published))} ids; handled {len(handled)} distinct "
+                f"({sum(handled.values())} handler runs), dead-lettered {len(self.dead_lettered)}, "
+                f"lost {len(self.lost())}, duplicated {len(dups)} ids ({sum(dups.values()) - len(dups)} extra runs)")
+        print(line)
+        return line
+
+
+class BurstPublisher:
+    """Publish persistent messages `{"id": n}` in batches; a batch counts as published once a
+    synchronous round trip on the same channel returns after it (the broker processes a
+    channel's commands in order). A batch cut by a fault is published again after reconnecting,
+    so the broker may hold an id twice, but never lose one the ledger calls published."""
+
+    def __init__(self, url: str, ledger: Ledger, batch: int = 500, pause: float = 0.0) -> None:
+        self.url = url
+        self.ledger = ledger
+        self.batch = batch
+        self.pause = pause
+        self.republished = 0
+        self.error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def publish(self, ids: Iterable[int], max_faults: int = 200) -> None:
+        import kombu
+
+        ids = list(ids)
+        conn = None
+        position = 0
+        while position < len(ids):
+            chunk = ids[position:position + self.batch]
+            try:
+                if conn is None:
+                    conn = kombu.Connection(self.url, connect_timeout=2)
+                    conn.ensure_connection(max_retries=200, interval_start=0.2, interval_step=0.2, interval_max=0.5)
+                    channel = conn.default_channel
+                self._send(channel, chunk)
+            except (OSError, *kombu.Connection(self.url).connection_errors, *kombu.Connection(self.url).channel_errors):
+                # A broker fault cut this batch: reconnect and send all of it again.
+                self.republished += len(chunk)
+                max_faults -= 1
+                if max_faults < 0:
+                    raise
+                _close_quietly(conn)
+                conn = None
+                time.sleep(0.2)
+                continue
+            self.ledger.published.extend(chunk)
+            position += len(chunk)
+            if self.pause:
+                time.sleep(self.pause)
+        _close_quietly(conn)
+
+    def _send(self, channel, chunk: List[int]) -> None:
+        import amqp
+
+        for mid in chunk:
+            body = json.dumps({"id": mid, "status": {"taskId": str(mid)}})
+            message = amqp.Message(body, content_type="application/json", content_encoding="utf-8", delivery_mode=2)
+            channel.basic_publish(message, exchange=EXCHANGE, routing_key=ROUTING_KEY.format(id=mid))
+        channel.exchange_declare(EXCHANGE, "topic", durable=True, passive=True)
+
+    def start(self, ids: Iterable[int]) -> "BurstPublisher":
+        def run() -> None:
+            try:
+                self.publish(ids)
+            except BaseException as exc:  # noqa: BLE001 - reported by join()
+                self.error = exc
+        self._thread = threading.Thread(target=run, name="burst-publisher", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float = 120) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError("publisher did not finish in time")
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+
+def _close_quietly(conn) -> None:
+    if conn is not None:
+        try:
+            conn.release()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def declare_exchange(guest_url: str) -> None:
+    """Declare the Taskcluster exchange as the service would (a Pulse user declares it passively)."""
+    import kombu
+
+    with kombu.Connection(guest_url) as conn:
+        kombu.Exchange(EXCHANGE, type="topic", durable=True)(conn.channel()).declare()
+
+
+LISTENER_SCRIPT = '''
+"""A fault-test listener: appends each handled id to $LEDGER_FILE (unbuffered, so kill -9 keeps it)."""
+import json, os, time
+import tcpulse
+
+FD = os.open(os.environ["LEDGER_FILE"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+DELAY = float(os.environ.get("HANDLER_DELAY", "0"))
+FAIL_UNTIL = int(os.environ.get("FAIL_UNTIL_ATTEMPT", "0"))
+FAIL_EVERY = int(os.environ.get("FAIL_EVERY", "0"))
+
+@tcpulse.on(tcpulse.QueueEvents.taskCompleted(taskGroupId="group"))
+def handled(event):
+    mid = event.body["id"]
+    if DELAY:
+        time.sleep(DELAY)
+    if FAIL_EVERY and mid % FAIL_EVERY == 0 and event.attempt < FAIL_UNTIL:
+        raise RuntimeError(f"transient failure of {mid} on attempt {event.attempt}")
+    os.write(FD, f"{mid}\\n".encode())
+'''
+
+
+class ListenerProcess:
+    """`tcpulse listen` in a subprocess with a health port, writing to the ledger file `label`."""
+
+    def __init__(self, script: Path, url: str, queue: str, ledger: Ledger, label: str,
+                 extra_args: Iterable[str] = (), env: Optional[Dict[str, str]] = None) -> None:
+        self.label = label
+        self.health_port = free_port()
+        self.log_path = ledger.directory / f"listener-{label}.log"
+        command = [sys.executable, "-m", "tcpulse", "listen", str(script), "--broker", url, "--queue", queue,
+                   "--health-port", str(self.health_port), "--log-level", "INFO", *extra_args]
+        full_env = dict(os.environ, LEDGER_FILE=str(ledger.handled_file(label)), PYTHONUNBUFFERED="1", **(env or {}))
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+
+    def get(self, path: str) -> (int, str):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}", timeout=2) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        wait_for(lambda: self._ready(), timeout, f"listener {self.label} to be ready", self)
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"listener {self.label} exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return self.get("/ready")[0] == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> Dict[str, float]:
+        return parse_prometheus(self.get("/metrics")[1])
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def parse_prometheus(text: str) -> Dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            values[series] = float(value)
+    return values
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, process=None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            detail = f"\nlistener log:\n{process.log()}" if process is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        time.sleep(0.1)
