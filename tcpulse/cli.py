@@ -49,6 +49,9 @@ def _add_listen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=_positive_int, help="handler threads (default 1: in order)")
     p.add_argument("--prefetch", type=_positive_int, help="unacked messages the broker may send ahead")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    p.add_argument("--health-port", type=_port, metavar="P",
+                   help="serve /live, /ready and /metrics (Prometheus) on 127.0.0.1:P")
     add_listen_options(p)
     p.set_defaults(func=guarded(cmd_listen))
 
@@ -63,19 +66,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number from 1 to 65535 (got {text!r})")
+    return int(text)
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     from .scripts import ScriptError, load_listener
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_json:
+        from .health import JsonFormatter
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     try:
         listener = load_listener(args.script)
         listener.configure(name=args.queue, broker=args.broker, concurrency=args.concurrency,
-                           prefetch=args.prefetch)
+                           prefetch=args.prefetch, health_port=args.health_port)
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     try:
         run_listen(listener, args)
-    except BrokerFailure as exc:
+    except (BrokerFailure, OSError) as exc:  # OSError: e.g. the health port is taken
         raise RuntimeFailure(str(exc)) from None
     return EXIT_OK
 

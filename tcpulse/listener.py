@@ -37,6 +37,7 @@ from .metrics import Metrics
 log = logging.getLogger("tcpulse.listener")
 
 F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_BACKLOG_WARNING = 5000  # below the queue sizes at which Pulse acts
 DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SIGKILL
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
 
@@ -73,6 +74,8 @@ class Listener:
         self._policy = RetryPolicy(max_attempts, self.retry_delays)
         self._delivery: Any = None
         self.health_port = health_port
+        # Messages waiting in the queue above which a warning is logged (0: never).
+        self.backlog_warning = DEFAULT_BACKLOG_WARNING
         self.shutdown_grace = shutdown_grace
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch)
 
@@ -173,12 +176,23 @@ class Listener:
         self._consumer = Consumer(self._address, self._declare, self._process, self._settle,
                                   concurrency=self.concurrency, prefetch=self.prefetch,
                                   grace=self.shutdown_grace, metrics=self.metrics, stop=self._stop)
+        from .backlog import BacklogWatch
+        self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
+        health = self._start_health()
         restore = self._install_signals()
         try:
             self._consumer.run()
         finally:
             restore()
+            if health is not None:
+                health.stop()
         log.info("stopped listening on %s", self.queue)
+
+    def _start_health(self) -> Any:
+        if self.health_port is None:
+            return None
+        from .health import HealthServer
+        return HealthServer(self, self.health_port).start()
 
     def stop(self) -> None:
         """Ask `run()` to drain and return (thread-safe; what the first signal does)."""

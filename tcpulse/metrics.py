@@ -19,6 +19,7 @@ COUNTERS = {
     "received": "Messages delivered to this listener by the broker.",
     "acked": "Messages acknowledged after every matching handler succeeded (or none matched).",
     "unmatched": "Messages that matched no handler (acknowledged).",
+    "handled": "Handler runs that succeeded, by handler.",
     "retried": "Messages sent to a delayed retry.",
     "dead_lettered": "Messages parked in the dead-letter queue.",
     "handler_errors": "Exceptions raised by handlers, by handler.",
