@@ -131,6 +131,7 @@ class Consumer(ConsumerMixin):
         self._failures = 0  # consecutive failed or short-lived connections, for the backoff
         self._connected_at = 0.0
         self._conn: Any = None
+        self._queue_name = "the queue"
         self._channel: Any = None
         # Batched acks over the current channel (only where basic.ack(multiple) is honoured).
         self._batch = address.scheme in ("amqp", "amqps")
@@ -166,6 +167,11 @@ class Consumer(ConsumerMixin):
         lived = time.monotonic() - self._connected_at
         self._failures = 0 if lived > 5 else self._failures + 1
         in_flight = len(self._state) if self._batch else self.pool.running
+        if type(exc).__name__ == "ConsumerCancelled":
+            log.warning("the broker cancelled the consumer of %s: the queue was deleted (by an operator, or "
+                        "by Pulse for growing too large) and the messages it held are LOST; redeclaring "
+                        "it with all its bindings and resuming", self._queue_name)
+            return
         log.warning("lost the connection to %s (%s: %s); reconnecting; messages in flight (%d) "
                     "will be redelivered by the broker", self.address, type(exc).__name__, exc, in_flight)
 
@@ -214,7 +220,7 @@ class Consumer(ConsumerMixin):
     def get_consumers(self, Consumer: Any, channel: Any) -> List[Any]:
         import kombu
 
-        name = self._declare(channel)
+        name = self._queue_name = self._declare(channel)
         return [Consumer(queues=[kombu.Queue(name, no_declare=True)], on_message=self._on_message,
                          prefetch_count=self._prefetch, auto_declare=False, no_ack=False)]
 
