@@ -1,5 +1,5 @@
 """The `tcpulse` subcommands other than `listen`: exchanges, routing-key, bindings, publish,
-record and replay.
+record, replay and dead-letters (whose work `tcpulse.delivery` does).
 
 Owns: their argparse definitions (each with an example in `--help`), their output, and turning
 every expected failure into one line on stderr with exit code 2 (usage: unknown exchange or
@@ -97,11 +97,19 @@ def _parser(subparsers: Any, name: str, help_text: str, example: str) -> argpars
 
 def add_commands(subparsers: Any) -> None:
     """Add every subcommand this module owns to `subparsers` (from `add_subparsers`)."""
+    for add in (_add_exchanges, _add_routing_key, _add_bindings, _add_publish, _add_record,
+                _add_replay, _add_dead_letters):
+        add(subparsers)
+
+
+def _add_exchanges(subparsers: Any) -> None:
     p = _parser(subparsers, "exchanges", "List the Taskcluster exchanges and their routing-key fields.",
                 "tcpulse exchanges QueueEvents")
     p.add_argument("service", nargs="?", help="only this exchange class, e.g. QueueEvents")
     p.set_defaults(func=guarded(cmd_exchanges))
 
+
+def _add_routing_key(subparsers: Any) -> None:
     p = _parser(subparsers, "routing-key", "Print the binding pattern for EXCHANGE and fields "
                 "(a concrete key when every required field is given).",
                 "tcpulse routing-key QueueEvents.taskCompleted taskGroupId=fQ3Zb2yYQ5yD6oZ6Q0Fq1A")
@@ -111,15 +119,19 @@ def add_commands(subparsers: Any) -> None:
                    help="print the concrete key a publisher sends (every required field must be given)")
     p.set_defaults(func=guarded(cmd_routing_key))
 
+
+def _add_bindings(subparsers: Any) -> None:
     p = _parser(subparsers, "bindings", "Print the (exchange, pattern) pairs SCRIPT's handlers bind, "
                 "without connecting.", "tcpulse bindings examples/task_group_watcher.py")
     p.add_argument("script")
     p.set_defaults(func=guarded(cmd_bindings))
 
+
+def _add_publish(subparsers: Any) -> None:
     p = _parser(subparsers, "publish", "Publish one message (for local testing).",
                 "tcpulse publish QueueEvents.taskCompleted --routing-key primary.t1.0.wg.w1.p.wt.s.g1._ "
                 "--route index.project.a --body '{\"status\": {}}'")
-    p.add_argument("exchange")
+    p.add_argument("exchange", help="'Service.name' such as QueueEvents.taskCompleted, or a full exchange name")
     p.add_argument("--routing-key", required=True)
     p.add_argument("--route", action="append", default=[], help="a CC'd route without 'route.' (repeatable)")
     body = p.add_mutually_exclusive_group()
@@ -128,22 +140,39 @@ def add_commands(subparsers: Any) -> None:
     _broker_option(p)
     p.set_defaults(func=guarded(cmd_publish))
 
+
+def _add_record(subparsers: Any) -> None:
     p = _parser(subparsers, "record", "Record messages from a broker into a JSON Lines file.",
                 "tcpulse record QueueEvents.taskCompleted taskGroupId=g --out done.jsonl --count 10")
-    p.add_argument("exchange", nargs="?")
+    p.add_argument("exchange", nargs="?", help="'Service.name' or a full exchange name (or use --script)")
     p.add_argument("fields", nargs="*", metavar="field=value")
     p.add_argument("--script", help="record every binding of this handler script instead")
     p.add_argument("--out", required=True, help="the .jsonl file to write")
     p.add_argument("--count", type=int, help="stop after this many messages")
-    p.add_argument("--timeout", type=float, help="stop after this many seconds")
+    p.add_argument("--timeout", type=float, help="stop after this many seconds in all")
     _broker_option(p)
     p.set_defaults(func=guarded(cmd_record))
 
-    p = _parser(subparsers, "replay", "Publish every message of a JSON Lines recording to a broker.",
+
+def _add_replay(subparsers: Any) -> None:
+    p = _parser(subparsers, "replay", "Publish every message of a JSON Lines recording to a broker "
+                "(to replay into a listener on the embedded broker, use `listen --replay`).",
                 "tcpulse replay examples/messages/task-group.jsonl --broker amqp://guest:guest@localhost:5672//")
     p.add_argument("file")
     _broker_option(p)
     p.set_defaults(func=guarded(cmd_replay))
+
+
+def _add_dead_letters(subparsers: Any) -> None:
+    p = _parser(subparsers, "dead-letters", "List (as JSON lines) or requeue the dead letters of listener NAME.",
+                "tcpulse dead-letters task-watcher --requeue")
+    p.add_argument("name", help="the listener's name: its queue is queue/<user>/NAME")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--list", action="store_true", help="print them, leaving them in place (default)")
+    action.add_argument("--requeue", action="store_true", help="send them back to the listener's queue")
+    p.add_argument("--limit", type=int, help="at most this many")
+    _broker_option(p)
+    p.set_defaults(func=guarded(cmd_dead_letters))
 
 
 def _broker_option(parser: argparse.ArgumentParser) -> None:
@@ -340,6 +369,12 @@ def cmd_record(args: argparse.Namespace) -> int:
             count = sum(1 for _ in open(args.out, encoding="utf-8"))
     print(f"recorded {count} messages into {args.out}")
     return EXIT_OK
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from .delivery import dead_letters_cli
+
+    return dead_letters_cli(args.name, broker=args.broker, requeue=args.requeue, limit=args.limit)
 
 
 def record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:

@@ -33,7 +33,8 @@ def assert_fails(done, code, text):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("command", ["listen", "exchanges", "routing-key", "bindings", "publish", "record", "replay"])
+@pytest.mark.parametrize("command", ["listen", "exchanges", "routing-key", "bindings", "publish", "record", "replay",
+                                     "dead-letters"])
 def test_every_command_has_help_with_an_example(command):
     done = tcpulse(command, "--help")
     assert done.returncode == 0 and "example:\n  tcpulse " + command in done.stdout
@@ -142,3 +143,61 @@ def test_publish_and_replay_reach_rabbitmq_with_key_routes_and_body(rabbitmq, ta
         assert [m.delivery_info["routing_key"] for m in got] == \
             [e["routing_key"] for e in expected if e["exchange"] == COMPLETED]
         assert got[0].headers["CC"] == ["route." + r for r in expected[0]["routes"]]
+
+
+FLAKY = '''
+from tcpulse import Listener, QueueEvents
+
+app = Listener("flaky", retry_delays=(0.2,), max_attempts=3)
+
+
+@app.on(QueueEvents.taskCompleted, taskGroupId="Q2ZlV3k3QmWq2RvdcYxWFA")
+def flaky(event):
+    print("flaky", event.attempt, event.fields["taskId"])
+    if event.attempt == 1:
+        raise ConnectionError("database down")
+
+
+@app.on(QueueEvents.taskFailed)
+def broken(event):
+    print("broken", event.attempt)
+    raise ValueError("always")
+'''
+
+
+def test_listen_on_memory_waits_for_retries_before_exiting_when_idle(tmp_path):
+    script = tmp_path / "flaky.py"
+    script.write_text(FLAKY)
+    done = tcpulse("listen", str(script), "--broker", "memory://", "--replay", GROUP_FILE, "--exit-when-idle")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(line for line in lines if line.startswith("flaky")) == sorted(
+        f"flaky {attempt} {task}" for attempt in (1, 2)
+        for task in ("Vj4tUqDCTWqRUhx_sYtT2A", "d3xRBj6jRPGcJxjbHvsxGA", "GCzF6DY2Sv2N6xGm1K8kZQ"))
+    assert [line for line in lines if line.startswith("broken")] == ["broken 1", "broken 2", "broken 3"]
+    assert lines[-1] == "received 9 messages; handled: flaky.flaky 3; unmatched 0, retried 5, dead-lettered 1"
+    assert "queue/guest/flaky/dead-letter" in done.stderr
+
+
+@pytest.mark.rabbitmq
+def test_dead_letters_lists_and_requeues_what_a_listener_parked_on_rabbitmq(rabbitmq, taskcluster_exchanges, tmp_path):
+    script = tmp_path / "flaky.py"
+    script.write_text(FLAKY)
+    name = f"flaky-{uuid.uuid4().hex[:8]}"
+    one_failed = tmp_path / "failed.jsonl"
+    one_failed.write_text(Path(GROUP_FILE).read_text().splitlines()[3] + "\n")
+    try:
+        done = tcpulse("listen", str(script), "--queue", name, "--broker", rabbitmq, "--replay", str(one_failed),
+                       "--exit-when-idle", "--idle-seconds", "1.5")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1].endswith("retried 2, dead-lettered 1")
+        listed = tcpulse("dead-letters", name, "--broker", rabbitmq)
+        assert listed.returncode == 0, listed.stderr
+        records = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert len(records) == 1 and "failed 3 of 3 attempts" in json.dumps(records[0])
+        requeued = tcpulse("dead-letters", name, "--requeue", "--broker", rabbitmq)
+        assert requeued.returncode == 0 and "requeued 1 dead letter(s)" in requeued.stderr
+    finally:
+        with kombu.Connection(rabbitmq) as conn:
+            for suffix in ("", "/dead-letter", "/retry-0.2s"):
+                conn.channel().queue_delete(f"queue/guest/{name}{suffix}")
