@@ -36,10 +36,10 @@ if signed:
     options["credentials"] = {"clientId": "bench", "accessToken": "bench-secret-token"}
 queue = client_module.Queue(options)
 assert queue.task("warm-up") == {"taskId": "x"}
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 for number in range(calls):
     queue.task("abc%d" % number)
-print(json.dumps({"seconds": time.perf_counter() - start}))
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
 """
 
 
@@ -79,14 +79,14 @@ def make_certificate(folder: Path) -> tuple:
     return str(cert), str(key)
 
 
-def run_client(python: str, package: str, url: str, calls: int, mode: str, cert: str) -> float:
+def run_client(python: str, package: str, url: str, calls: int, mode: str, cert: str) -> dict:
     env = {**os.environ, "REQUESTS_CA_BUNDLE": cert} if cert != "-" else dict(os.environ)
     env.pop("DEBUG_TASKCLUSTER_CLIENT", None)
     done = subprocess.run([python, "-c", RUNNER, package, url, str(calls), mode], env=env,
                           capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"{package} run failed:\n{done.stderr}")
-    return json.loads(done.stdout.splitlines()[-1])["seconds"]
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def machine_info(official_python: str) -> str:
@@ -99,7 +99,8 @@ def machine_info(official_python: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per client and mode; the median counts")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per client and mode, interleaved (load on a shared box hits both); the median counts")
     parser.add_argument("--official-python", default="/tmp/tcv/bin/python")
     parser.add_argument("--plain-http", action="store_true", help="no TLS (shows what keep-alive alone gives)")
     parser.add_argument("--serve", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)
@@ -126,15 +127,17 @@ def main() -> None:
 def compare(args: argparse.Namespace, url: str, cert: str) -> None:
     transport = "plain HTTP" if args.plain_http else "HTTPS (verified self-signed cert)"
     print(f"{args.calls} x Queue.task() over {transport}, median of {args.repeat} runs")
+    clients = (("tcpulse", sys.executable), ("taskcluster", args.official_python))
     for mode in ("anonymous", "signed"):
-        rates = {}
-        for package, python in (("tcpulse", sys.executable), ("taskcluster", args.official_python)):
-            seconds = statistics.median(run_client(python, package, url, args.calls, mode, cert)
-                                        for _ in range(args.repeat))
-            rates[package] = args.calls / seconds
-        ratio = rates["tcpulse"] / rates["taskcluster"]
-        print(f"  {mode:9}  tcpulse {rates['tcpulse']:8.1f} calls/s   taskcluster 4.0.1 "
-              f"{rates['taskcluster']:8.1f} calls/s   ratio {ratio:5.2f}x (target >= 3x)")
+        runs: dict = {package: [] for package, _ in clients}
+        for _ in range(args.repeat):
+            for package, python in clients:
+                runs[package].append(run_client(python, package, url, args.calls, mode, cert))
+        rate = {p: args.calls / statistics.median(r["seconds"] for r in runs[p]) for p in runs}
+        cpu = {p: 1000 * statistics.median(r["cpu"] for r in runs[p]) / args.calls for p in runs}
+        print(f"  {mode:9}  tcpulse {rate['tcpulse']:7.1f} calls/s ({cpu['tcpulse']:.2f} ms CPU/call)   "
+              f"taskcluster 4.0.1 {rate['taskcluster']:7.1f} calls/s ({cpu['taskcluster']:.2f} ms CPU/call)   "
+              f"ratio {rate['tcpulse'] / rate['taskcluster']:5.2f}x (target >= 3x)")
 
 
 if __name__ == "__main__":
