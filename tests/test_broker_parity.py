@@ -20,6 +20,7 @@ import pytest
 from tcpulse.broker import Transport
 from tcpulse.connection import resolve_broker
 from tcpulse.dispatch import topic_matches
+from topic_cases import TOPIC_CASES
 
 # (binding pattern, primary key, CC routes as sent in the header, expected), the expected
 # column worked out by hand from the AMQP topic rules, not computed by the matcher under test.
@@ -98,6 +99,8 @@ CASES = [
                                          "route.index.gecko.v2.try.revision.abc.firefox.linux64"), True),
     ("route.index.gecko.v2.try.#", "p", ("route.index.gecko.v2.mozilla-central.latest",), False),
 ]
+# The listener's table of (pattern, key) cases joins the corpus, with no CC routes.
+CASES = CASES + [(pattern, key, (), expected) for pattern, key, expected in TOPIC_CASES]
 PATTERNS = sorted({case[0] for case in CASES})
 
 
@@ -127,7 +130,7 @@ def expected_by_matcher(key: str, routes: tuple) -> set:
 
 
 def test_the_corpus_is_large_enough_and_has_cc_cases():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 60 + len(TOPIC_CASES)
     assert sum(1 for case in CASES if case[2]) >= 15
 
 
