@@ -38,10 +38,11 @@ class BacklogWatch:
     """
 
     def __init__(self, queue: str, threshold: Optional[int] = DEFAULT_THRESHOLD,
-                 interval: float = DEFAULT_INTERVAL, metrics: Any = None,
+                 interval: Optional[float] = None, metrics: Any = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if threshold is not None and threshold < 0:
             raise ValueError(f"backlog threshold must be a message count >= 0 (got {threshold!r})")
+        interval = DEFAULT_INTERVAL if interval is None else interval
         if interval <= 0:
             raise ValueError(f"backlog interval must be a positive number of seconds (got {interval!r})")
         self.queue = queue

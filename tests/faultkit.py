@@ -311,7 +311,7 @@ class ListenerProcess:
         self.health_port = free_port()
         self.log_path = ledger.directory / f"listener-{label}.log"
         command = [sys.executable, "-m", "tcpulse", "listen", str(script), "--broker", url, "--queue", queue,
-                   "--health-port", str(self.health_port), "--log-level", "INFO", *extra_args]
+                   "--health-port", str(self.health_port), "--log-level", "info", *extra_args]
         full_env = dict(os.environ, LEDGER_FILE=str(ledger.handled_file(label)), PYTHONUNBUFFERED="1", **(env or {}))
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
