@@ -109,7 +109,7 @@ def _pending(listener: Any) -> int:
     address = resolve_broker(listener.broker)
     if not address.is_memory:
         return 0
-    from .broker import broker_for
+    from .embedded import broker_for
 
     own = listener.queue
     depths = broker_for(address.vhost).depths()
