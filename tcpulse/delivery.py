@@ -175,16 +175,17 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
     return sent
 
 
-def dead_letters_cli(name: str, broker: Optional[str] = None, requeue: bool = False,
-                     limit: Optional[int] = None, out: Any = None, err: Any = None) -> int:
+def dead_letters_command(name: str, broker: Optional[str] = None, requeue: bool = False,
+                         limit: Optional[int] = None, out: Any = None) -> None:
     """`tcpulse dead-letters NAME --list/--requeue`: print the dead letters of listener `name`
-    as JSON lines (or requeue them) and return the exit code (0 ok, 1 broker failure).
+    as JSON lines (at most `limit`, default 100), or requeue them (all, or at most `limit`) and
+    print how many. Any broker trouble is one `BrokerFailure`.
 
     Example (needs a broker):
-        >>> dead_letters_cli("task-watcher", broker="memory://")   # doctest: +SKIP
-        1
+        >>> dead_letters_command("task-watcher", broker="amqp://guest:guest@localhost:5672//")   # doctest: +SKIP
+        {"attempts": 5, "body": {...}, "exchange": "exchange/taskcluster-queue/v1/task-completed", ...}
     """
-    out, err = out or sys.stdout, err or sys.stderr
+    out = out or sys.stdout
     address = resolve_broker(broker)
     queue = f"queue/{address.user}/{name}"
     try:
@@ -192,16 +193,26 @@ def dead_letters_cli(name: str, broker: Optional[str] = None, requeue: bool = Fa
             connection.ensure_connection(max_retries=1)
             if requeue:
                 sent = requeue_dead_letters(connection, queue, limit)
-                print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=err)
-            else:
-                for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
-                    print(json.dumps(record, sort_keys=True), file=out)
-    except BrokerFailure as exc:
-        print(f"tcpulse dead-letters: {exc}", file=err)
-        return 1
+                print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=out)
+                return
+            for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
+                print(json.dumps(record, sort_keys=True), file=out)
     except (OSError, KombuError, AMQPError) as exc:
-        print(f"tcpulse dead-letters: cannot use the broker {address.redacted}: {exc}", file=err)
+        raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
+
+
+def dead_letters_cli(name: str, broker: Optional[str] = None, requeue: bool = False,
+                     limit: Optional[int] = None) -> int:
+    """`dead_letters_command` for the CLI: one error line on stderr and the exit code (0 ok,
+    1 broker failure, 2 bad broker URL)."""
+    try:
+        dead_letters_command(name, broker, requeue, limit)
+    except BrokerFailure as exc:
+        print(f"tcpulse: error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        print(f"tcpulse: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
