@@ -15,7 +15,7 @@ import requests
 import tcpulse
 import tcpulse.client
 from tcpulse.auth import Credentials
-from test_client_server import CLIENTS, derived_token, server  # noqa: F401
+from test_client_server import CLIENTS, DROP, derived_token, server  # noqa: F401
 
 PERMANENT = {"clientId": "tester", "accessToken": CLIENTS["tester"]}
 
@@ -147,6 +147,12 @@ def test_500_500_200_succeeds_on_the_third_call_after_growing_delays(server, cap
 def test_backoff_doubles_from_a_tenth_of_a_second_with_a_quarter_jitter_capped_at_thirty(retry, low, middle, high):
     delays = [tcpulse.client.backoff_delay(retry, rand=lambda r=r: r) for r in (0.0, 0.5, 1.0)]
     assert delays == pytest.approx([low, middle, high])
+
+
+def test_a_dropped_connection_is_retried_on_a_new_connection(server):
+    server.script = [(DROP, None)]
+    assert queue(server).task("abc") == {"path": "/api/queue/v1/task/abc"}
+    assert len(server.requests) == 2 and server.connections == 2
 
 
 def test_a_server_error_on_the_last_attempt_is_raised_with_its_message(server):

@@ -45,6 +45,11 @@ def test_an_entry_without_output_returns_none_for_an_empty_answer(server):
     assert queue(server).ping() is None
 
 
+def test_a_success_that_is_not_json_is_returned_wrapped_as_the_official_client_does(server):
+    server.script = [(200, b"plain text")]
+    assert queue(server).ping()["response"].text == "plain text"
+
+
 def test_pagination_handler_follows_continuation_tokens_across_three_pages(server):
     pages = {None: ("p2", [1, 2]), "p2": ("p3", [3, 4]), "p3": (None, [5])}
 

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 CLIENTS = {"tester": "tester-secret-token", "issuer": "issuer-secret-token"}
+DROP = 0  # a scripted status that closes the connection without answering
 
 
 @dataclass
@@ -137,7 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append(seen)
         status, answer = self.server.answer(seen)
         time.sleep(self.server.delay)
-        data = b"" if answer is None else json.dumps(answer).encode()
+        if status == DROP:
+            self.close_connection = True
+            return
+        data = answer if isinstance(answer, bytes) else b"" if answer is None else json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
