@@ -163,22 +163,32 @@ def record_from(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, 
     for exchange, pattern in bindings:
         channel.exchange_declare(exchange, type="topic", passive=True)
         queue.bind_to(exchange=exchange, routing_key=pattern)
-    recorded: List[int] = [0]
-
-    def on_message(body: Any, message: Any) -> None:
-        if count is None or recorded[0] < count:
-            out.write(Recorded.from_delivery(body, message.delivery_info, message.headers).to_json() + "\n")
-            out.flush()
-            recorded[0] += 1
-            if progress:
-                progress(recorded[0])
-        message.ack()
-
-    with kombu.Consumer(channel, [queue], callbacks=[on_message], accept=["json"]):
+    writer = _Writer(out, count, progress)
+    with kombu.Consumer(channel, [queue], callbacks=[writer.on_message], accept=["json"]):
         if ready:
             ready()
-        _drain(connection, lambda: count is not None and recorded[0] >= count, timeout)
-    return recorded[0]
+        _drain(connection, writer.full, timeout)
+    return writer.written
+
+
+class _Writer:
+    """Writes each consumed message as a line, up to `count`, acking every one."""
+
+    def __init__(self, out: IO[str], count: Optional[int], progress: Optional[Callable[[int], None]]):
+        self.out, self.count, self.progress, self.written = out, count, progress, 0
+
+    def full(self) -> bool:
+        return self.count is not None and self.written >= self.count
+
+    def on_message(self, body: Any, message: Any) -> None:
+        if not self.full():
+            line = Recorded.from_delivery(body, message.delivery_info, message.headers).to_json()
+            self.out.write(line + "\n")
+            self.out.flush()
+            self.written += 1
+            if self.progress:
+                self.progress(self.written)
+        message.ack()
 
 
 def _drain(connection: Any, done: Callable[[], bool], timeout: Optional[float]) -> None:

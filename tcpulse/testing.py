@@ -37,7 +37,7 @@ except ImportError:  # the plain functions work without pytest; only the fixture
     pytest = None
 
 from .dispatch import ROUTE_PREFIX, Event
-from .outcome import Ack, DeadLetter, Outcome, Poison, Retry, RetryPolicy, decide, decode_body
+from .outcome import Ack, DeadLetter, Outcome, Poison, Retry, decide, decode_body
 
 Body = Union[Mapping[str, Any], bytes, str]
 
@@ -114,27 +114,32 @@ def deliver(listener: Any, exchange: Any, routing_key: str, body: Body, routes: 
     a dict, or raw bytes/str to see how a bad body is treated. With `follow_retries` every
     retry is delivered at once until the message is acked or dead-lettered.
     """
-    name = _exchange_name(exchange)
-    cc = tuple(ROUTE_PREFIX + r for r in routes)
-    report = Delivered(name, routing_key, tuple(routes))
+    report = Delivered(_exchange_name(exchange), routing_key, tuple(routes))
     try:
         decoded = decode_body(body if isinstance(body, (bytes, str)) else json.dumps(body))
-    except Poison as exc:
-        report.attempts.append(Attempt(1, (), {}, DeadLetter(f"poison: {exc.reason}")))
+    except Poison as exc:  # the live listener dead-letters it with the same reason
+        report.attempts.append(Attempt(1, (), {}, DeadLetter(str(exc))))
         return report
-    policy = RetryPolicy(max_attempts=listener.max_attempts, retry_delays=listener.retry_delays)
-    registry = listener._registry  # the very registry the live listener selects from
+    _attempts(listener, report, decoded, follow_retries, redelivered, rand)
+    return report
+
+
+def _attempts(listener: Any, report: Delivered, body: Dict[str, Any], follow_retries: bool,
+              redelivered: bool, rand: Callable[[], float]) -> None:
+    # The very registry and retry policy the live listener uses.
+    registry, policy = listener._registry, listener._policy
+    cc = tuple(ROUTE_PREFIX + r for r in report.routes)
     number, only = 1, None
     while True:
-        event = Event(decoded, name, routing_key, cc, redelivered=redelivered, attempt=number,
-                      headers={"CC": list(cc)} if cc else {}, source=registry.source(name))
-        handlers = registry.select(name, routing_key, cc, only=only)
+        event = Event(body, report.exchange, report.routing_key, cc, redelivered=redelivered, attempt=number,
+                      headers={"CC": list(cc)} if cc else {}, source=registry.source(report.exchange))
+        handlers = registry.select(report.exchange, report.routing_key, cc, only=only)
         failures = _run(handlers, event)
         verdict = decide(failures, number, policy, rand)
         report.events.append(event)
         report.attempts.append(Attempt(number, tuple(h.name for h in handlers), failures, verdict))
         if not (follow_retries and isinstance(verdict, Retry)):
-            return report
+            return
         number, only = verdict.attempt, verdict.handlers
 
 
