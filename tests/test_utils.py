@@ -43,6 +43,19 @@ def test_from_now_handles_signs_spaces_and_combined_units(offset, delta):
     assert fromNow(offset, dateObj=BASE) == BASE + delta
 
 
+def test_from_now_agrees_with_a_direct_sum_on_random_offsets():
+    rng = random.Random(11)
+    units = list(SPELLINGS.items())
+    for _ in range(1000):
+        chosen = sorted(rng.sample(range(len(units)), rng.randint(1, len(units))))
+        numbers = [rng.randint(0, 99) for _ in chosen]
+        words = [f"{n}{' ' * rng.randint(0, 2)}{rng.choice(units[i][1])}" for n, i in zip(numbers, chosen)]
+        text = " ".join("".join(c.upper() if rng.random() < 0.3 else c for c in w) for w in words)
+        sign = rng.choice(["", "+", "-", " - ", "+ "])
+        delta = sum((n * units[i][0] for n, i in zip(numbers, chosen)), datetime.timedelta())
+        assert fromNow(sign + text, BASE) == BASE + (-delta if "-" in sign else delta), sign + text
+
+
 def test_from_now_defaults_to_the_current_utc_time():
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     assert abs(fromNow("1 hour") - (now + datetime.timedelta(hours=1))) < datetime.timedelta(seconds=5)
