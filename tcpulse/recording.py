@@ -15,6 +15,7 @@ Example:
 """
 import difflib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,8 @@ def record_from(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, 
         channel.exchange_declare(exchange, type="topic", passive=True)
         queue.bind_to(exchange=exchange, routing_key=pattern)
     writer = _Writer(out, count, progress)
-    with kombu.Consumer(channel, [queue], callbacks=[writer.on_message], accept=["json"]):
+    with kombu.Consumer(channel, [queue], callbacks=[writer.on_message], accept=["json"],
+                        on_decode_error=writer.on_undecodable):
         if ready:
             ready()
         _drain(connection, writer.full, timeout)
@@ -188,6 +190,13 @@ class _Writer:
             self.written += 1
             if self.progress:
                 self.progress(self.written)
+        message.ack()
+
+    def on_undecodable(self, message: Any, exc: Exception) -> None:
+        # A recording holds JSON objects only; say what was left out rather than stall on it.
+        info = message.delivery_info
+        print(f"skipped a message that is not JSON from {info.get('exchange')} "
+              f"{info.get('routing_key')!r} ({exc})", file=sys.stderr)
         message.ack()
 
 

@@ -201,3 +201,13 @@ def test_dead_letters_lists_and_requeues_what_a_listener_parked_on_rabbitmq(rabb
         with kombu.Connection(rabbitmq) as conn:
             for suffix in ("", "/dead-letter", "/retry-0.2s"):
                 conn.channel().queue_delete(f"queue/guest/{name}{suffix}")
+
+
+def test_a_long_replay_reports_progress_every_hundred_messages(tmp_path):
+    line = Path(GROUP_FILE).read_text().splitlines()[0]
+    big = tmp_path / "big.jsonl"
+    big.write_text((line + "\n") * 250)
+    done = tcpulse("replay", str(big), "--broker", "memory://")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["replayed 100 messages...", "replayed 200 messages..."]
+    assert done.stdout == f"replayed 250 messages from {big} to memory://\n"

@@ -95,3 +95,16 @@ def test_record_from_rabbitmq_as_a_pulse_user_keeps_key_routes_and_body(pulse_us
         recorder.join(30)
     got = list(read_lines(io.StringIO(out.getvalue())))
     assert [(m.routing_key, m.routes, m.body) for m in got] == [(KEY, ("index.p.x",), {"n": 1}), (KEY, (), {"n": 3})]
+
+
+def test_a_message_that_is_not_json_is_skipped_with_a_note_and_recording_goes_on(capsys):
+    with kombu.Connection(f"memory:///{uuid.uuid4().hex}", transport=Transport) as conn:
+        out = io.StringIO()
+        recorder = record_in_thread(conn.clone(), "queue/guest/rec", [(COMPLETED, "#")], out, count=1, timeout=10)
+        producer = kombu.Producer(conn.channel())
+        producer.publish(b"\x00binary", exchange=COMPLETED, routing_key="a", content_type="application/octet-stream")
+        producer.publish({"n": 1}, exchange=COMPLETED, routing_key="b")
+        recorder.join()
+    assert [m.body for m in read_lines(io.StringIO(out.getvalue()))] == [{"n": 1}]
+    assert "skipped a message that is not JSON from exchange/taskcluster-queue/v1/task-completed 'a'" in \
+        capsys.readouterr().err
