@@ -122,3 +122,23 @@ def test_the_utilities_and_temporary_credentials_load_neither_requests_nor_kombu
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('requests', 'urllib3', 'kombu')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+@pytest.mark.skipif(not os.path.exists(OFFICIAL_PYTHON), reason=f"official taskcluster venv not at {OFFICIAL_PYTHON}")
+@pytest.mark.parametrize("name", [None, "named-temp"])
+def test_temporary_credentials_match_the_official_4_0_1_client_given_the_same_seed(tmp_path, monkeypatch, name):
+    # 4.0.1 cannot run on Python >= 3.9 as shipped (base64.encodestring is gone); put it back.
+    script = ("import base64, json, sys, datetime; base64.encodestring = base64.encodebytes\n"
+              "import taskcluster.client as c, taskcluster.utils as u\n"
+              "u.slugId = lambda: b'fixedSeedHalf_0123456789'\n"
+              "s = datetime.datetime(2024, 5, 1, 10)\n"
+              "name = sys.argv[1] or None\n"
+              "r = c.createTemporaryCredentials('issuer', 'issuer-token', s, s + datetime.timedelta(hours=2),"
+              " ['a', 'b:*'], name)\n"
+              "print(json.dumps({k: v.decode() if isinstance(v, bytes) else v for k, v in r.items()}))")
+    done = subprocess.run([OFFICIAL_PYTHON, "-c", script, name or ""], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setattr("tcpulse.auth.slugId", lambda: "fixedSeedHalf_0123456789")
+    ours = tcpulse.createTemporaryCredentials("issuer", "issuer-token", START, EXPIRY, ["a", "b:*"], name)
+    assert ours == json.loads(done.stdout)
