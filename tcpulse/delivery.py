@@ -22,12 +22,13 @@ Example:
     >>> d.exchange, d.holding_queue(2), d.dead_letter_queue
     ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
 """
+import contextlib
 import datetime
 import json
 import logging
 import math
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
 from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
@@ -188,15 +189,23 @@ def dead_letters_command(name: str, broker: Optional[str] = None, requeue: bool 
     out = out or sys.stdout
     address = resolve_broker(broker)
     queue = f"queue/{address.user}/{name}"
+    with broker_connection(address) as connection:
+        if requeue:
+            sent = requeue_dead_letters(connection, queue, limit)
+            print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=out)
+            return
+        for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
+            print(json.dumps(record, sort_keys=True), file=out)
+
+
+@contextlib.contextmanager
+def broker_connection(address: Any) -> Iterator[kombu.Connection]:
+    """A connection to `address` (a `tcpulse.connection.BrokerAddress`) for a short errand;
+    any broker trouble becomes one `BrokerFailure` that never shows the password."""
     try:
         with address.connection() as connection:
             connection.ensure_connection(max_retries=1)
-            if requeue:
-                sent = requeue_dead_letters(connection, queue, limit)
-                print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=out)
-                return
-            for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
-                print(json.dumps(record, sort_keys=True), file=out)
+            yield connection
     except (OSError, KombuError, AMQPError) as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
 

@@ -202,6 +202,30 @@ class Listener:
         """Connected to the broker and consuming (for a readiness probe)."""
         return self._consumer is not None and self._consumer.ready and not self._stop.is_set()
 
+    def dead_letters(self, limit: int = 100) -> List[Dict[str, Any]]:
+        """Up to `limit` messages parked in `queue/<user>/<name>/dead-letter`, oldest first, each
+        with why it failed, when, after how many attempts and where it came from; they stay there.
+
+        Example (needs a broker where the listener has run):
+            >>> [d["reason"] for d in Listener("task-watcher").dead_letters()]   # doctest: +SKIP
+            ['failed 5 of 5 attempts']
+        """
+        from .delivery import broker_connection, list_dead_letters
+        with broker_connection(self._address) as connection:
+            return list_dead_letters(connection, self.queue, limit)
+
+    def requeue_dead_letters(self, limit: Optional[int] = None) -> int:
+        """After fixing the cause: send the dead letters (all, or the `limit` oldest) back to the
+        listener's queue as attempt 1 of the handlers that failed; returns how many.
+
+        Example (needs a broker where the listener has run):
+            >>> Listener("task-watcher").requeue_dead_letters()   # doctest: +SKIP
+            3
+        """
+        from .delivery import broker_connection, requeue_dead_letters
+        with broker_connection(self._address) as connection:
+            return requeue_dead_letters(connection, self.queue, limit)
+
     def _install_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None

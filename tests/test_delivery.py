@@ -8,11 +8,17 @@ import kombu
 import pytest
 from amqp.exceptions import AccessRefused
 
+from tcpulse import Listener, QueueEvents
+from tcpulse.connection import resolve_broker
 from tcpulse.delivery import (
     Delivery, QueueConflict, explain_conflicts, list_dead_letters, requeue_dead_letters,
 )
 from tcpulse.errors import BrokerFailure
 from tcpulse.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
+from listenerkit import running, task_key
+from listenerkit import wait_for as wait_until
+
+COMPLETED = QueueEvents.taskCompleted
 
 POLICY = RetryPolicy(max_attempts=3, retry_delays=(0.2, 0.5), jitter=0.25)
 
@@ -226,3 +232,26 @@ def test_listing_the_dead_letters_of_a_listener_that_never_ran_says_so(user_conn
 def test_a_queue_not_named_like_a_pulse_queue_is_refused():
     with pytest.raises(ValueError, match=r"must be named queue/<user>/<name> \(got 'watcher'\)"):
         Delivery("watcher", POLICY)
+
+
+def test_retries_and_dead_letters_work_on_the_embedded_broker(unique_name):
+    app = Listener(unique_name, broker="memory://", max_attempts=3, retry_delays=(0.1, 0.2))
+    attempts = {"flaky": [], "doomed": []}
+
+    @app.on(COMPLETED)
+    def handler(event):
+        attempts[event.body["id"]].append(event.attempt)
+        if event.body["id"] == "doomed" or event.attempt < 2:
+            raise ConnectionError("down")
+
+    with running(app):
+        with resolve_broker("memory://", environ={}).connection() as conn:
+            producer = kombu.Producer(conn.channel(), auto_declare=False)
+            for mid in ("flaky", "doomed"):
+                producer.publish({"id": mid}, exchange=COMPLETED.exchange, routing_key=task_key(taskId=mid),
+                                 headers={"CC": ["route.index.m"]})
+        wait_until(lambda: app.metrics.get("dead_lettered") == 1 and attempts["flaky"] == [1, 2],
+                 what="a retry and a dead letter")
+        [record] = app.dead_letters()
+    assert attempts == {"flaky": [1, 2], "doomed": [1, 2, 3]}
+    assert (record["reason"], record["routes"], record["body"]) == ("failed 3 of 3 attempts", ["index.m"], {"id": "doomed"})

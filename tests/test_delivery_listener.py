@@ -10,9 +10,9 @@ import time
 import kombu
 import pytest
 
-from tcpulse import Listener, QueueEvents
+from tcpulse import Listener, PermanentFailure, QueueEvents, TaskclusterRestFailure
 from tcpulse.connection import resolve_broker
-from tcpulse.delivery import Delivery, list_dead_letters, requeue_dead_letters
+from tcpulse.delivery import Delivery, list_dead_letters
 from tcpulse.outcome import RetryPolicy
 from conftest import rabbitmqctl
 from listenerkit import Publisher, queued, running, task_key, wait_for
@@ -98,22 +98,20 @@ def test_a_handler_that_always_fails_is_dead_lettered_with_its_error_and_requeue
         assert seen == [1, 2, 3]
         for queue in [app.queue, *holding_queues(app)]:
             assert queued(pulse_user.url, queue) == 0
-        with pulse_connection(pulse_user) as conn:
-            [record] = list_dead_letters(conn, app.queue)
-            assert record["reason"] == "failed 3 of 3 attempts" and record["attempts"] == 3
-            assert record["failures"] == {doomed_name(app): {"type": "ValueError", "message": "cannot parse task T1"}}
-            assert (record["exchange"], record["routing_key"], record["routes"]) == (COMPLETED.exchange, key, ["index.x"])
-            assert record["body"] == {"id": "doomed"}
+        [record] = app.dead_letters()
+        assert record["reason"] == "failed 3 of 3 attempts" and record["attempts"] == 3
+        assert record["failures"] == {doomed_name(app): {"type": "ValueError", "message": "cannot parse task T1"}}
+        assert (record["exchange"], record["routing_key"], record["routes"]) == (COMPLETED.exchange, key, ["index.x"])
+        assert record["body"] == {"id": "doomed"}
 
-            fixed[0] = True
-            assert requeue_dead_letters(conn, app.queue) == 1
+        fixed[0] = True
+        assert app.requeue_dead_letters() == 1
         wait_for(lambda: len(seen) == 4, what="the requeued message")
         wait_for(lambda: app.metrics.get("acked") == 4, what="its ack")
     assert seen[3] == 1, "a requeued dead letter starts over at attempt 1"
     assert any(f"it waits in {app.queue}/dead-letter (tcpulse dead-letters {unique_name} --list / --requeue)"
                in r.getMessage() for r in caplog.records)
-    with pulse_connection(pulse_user) as conn:
-        assert list_dead_letters(conn, app.queue) == []
+    assert app.dead_letters() == []
 
 
 def doomed_name(app):
@@ -197,3 +195,52 @@ def test_a_queue_argument_conflict_is_one_line_and_exit_code_1(pulse_user, taskc
     assert line.endswith(f"delete it (rabbitmqctl delete_queue '{queue}', or from the Pulse web UI; its "
                          "messages are lost) or start the listener with the options it was created with")
     assert pulse_user.password not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("error, reason", [
+    (PermanentFailure("task definition is malformed"),
+     "permanent failure in {h}: PermanentFailure: task definition is malformed"),
+    (TaskclusterRestFailure("Task not found", status_code=404),
+     "permanent failure in {h}: TaskclusterRestFailure: Task not found"),
+])
+def test_a_permanent_failure_is_dead_lettered_on_the_first_attempt(
+        pulse_user, taskcluster_exchanges, unique_name, error, reason):
+    app = Listener(unique_name, broker=pulse_user.url, retry_delays=(0.2,))
+    seen = []
+
+    @app.on(COMPLETED, taskGroupId="perm")
+    def permanent(event):
+        seen.append(event.attempt)
+        raise error
+
+    with running(app), Publisher() as pub:
+        pub.publish(COMPLETED.exchange, task_key(taskGroupId="perm"), {"id": "p"})
+        wait_for(lambda: app.metrics.get("dead_lettered") == 1, what="the dead letter")
+        [record] = app.dead_letters()
+    assert seen == [1] and app.metrics.get("retried") == 0
+    assert record["reason"] == reason.format(h=app.handlers[0].name) and record["attempts"] == 1
+
+
+def test_the_dead_letters_command_lists_and_requeues(pulse_user, taskcluster_exchanges, unique_name):
+    app = Listener(unique_name, broker=pulse_user.url)
+    handled = []
+    app.add_handler(lambda event: handled.append(event.body), COMPLETED, taskGroupId="cli")
+    command = [sys.executable, "-m", "tcpulse", "dead-letters", unique_name, "--broker", pulse_user.url]
+    with running(app), Publisher() as pub:
+        pub.producer.publish(b"[1, 2]", exchange=COMPLETED.exchange, routing_key=task_key(taskGroupId="cli"),
+                             content_type="application/json", content_encoding="utf-8")
+        wait_for(lambda: app.metrics.get("dead_lettered") == 1, what="the dead letter")
+
+        listed = subprocess.run(command + ["--list"], capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        [line] = listed.stdout.splitlines()
+        record = json.loads(line)
+        assert (record["reason"], record["body_text"]) == ("body is JSON but not an object (got list)", "[1, 2]")
+
+        requeued = subprocess.run(command + ["--requeue"], capture_output=True, text=True, timeout=60)
+        assert requeued.returncode == 0, requeued.stderr
+        assert requeued.stdout == f"requeued 1 dead letter(s) from {app.queue}/dead-letter to {app.queue}\n"
+        # Still not an object: the listener parks it again rather than dying of it.
+        wait_for(lambda: app.metrics.get("dead_lettered") == 2, what="the poison message parked again")
+        assert app.is_ready() and handled == []
+
