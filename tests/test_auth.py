@@ -142,3 +142,19 @@ def test_temporary_credentials_match_the_official_4_0_1_client_given_the_same_se
     monkeypatch.setattr("tcpulse.auth.slugId", lambda: "fixedSeedHalf_0123456789")
     ours = tcpulse.createTemporaryCredentials("issuer", "issuer-token", START, EXPIRY, ["a", "b:*"], name)
     assert ours == json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not os.path.exists(OFFICIAL_PYTHON), reason=f"official taskcluster venv not at {OFFICIAL_PYTHON}")
+def test_signed_urls_match_the_official_4_0_1_client_at_the_same_moment(tmp_path, monkeypatch):
+    options = {"baseUrl": "https://tc/api/queue/v1", "authorizedScopes": ["queue:get-artifact:*"],
+               "credentials": {"clientId": "a", "accessToken": "b"}}
+    script = ("import base64, json, sys, time; base64.encodestring = base64.encodebytes\n"
+              "time.time = lambda: 1700000000.0\n"
+              "import taskcluster\n"
+              "print(taskcluster.Queue(json.loads(sys.argv[1])).buildSignedUrl('getLatestArtifact', 'abc', 'public/x.log'))")
+    done = subprocess.run([OFFICIAL_PYTHON, "-c", script, json.dumps(options)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setattr("time.time", lambda: 1700000000.0)
+    ours = tcpulse.Queue(options).buildSignedUrl("getLatestArtifact", "abc", "public/x.log")
+    assert ours == done.stdout.strip()
