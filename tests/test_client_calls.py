@@ -156,3 +156,19 @@ def test_every_api_reference_gives_a_client_class_with_one_documented_method_per
 def test_every_generated_method_is_the_same_thin_closure_over_call():
     codes = {getattr(tcpulse.Queue, entry.name).__code__ for entry in load_all()["Queue"].entries}
     assert len(codes) == 1
+
+
+@pytest.mark.parametrize("reference", API_REFERENCES, ids=lambda ref: ref.name)
+def test_every_entry_of_every_api_reference_makes_a_signed_request_with_its_method_and_route(server, reference):
+    client = getattr(tcpulse, reference.name)({"rootUrl": server.url, "credentials": {
+        "clientId": "tester", "accessToken": CLIENTS["tester"]}})
+    for entry in reference.entries:
+        args = [f"v{n}" for n in range(len(entry.args))] + ([{"entry": entry.name}] if entry.input else [])
+        getattr(client, entry.name)(*args)
+        seen = server.requests[-1]
+        route = entry.route
+        for number, arg in enumerate(entry.args):
+            route = route.replace(f"<{arg}>", f"v{number}")
+        assert (seen.method, seen.path) == (entry.method.upper(), f"/api/{reference.service_name}/{reference.api_version}{route}")
+        assert seen.auth_error is None
+        assert (seen.json() if entry.input else seen.body) == ({"entry": entry.name} if entry.input else b"")
