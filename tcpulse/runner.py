@@ -1,5 +1,5 @@
 """What `tcpulse listen` adds around `Listener.run()`: `--replay FILE`, `--exit-when-idle`,
-and the summary line printed when the run ends.
+`--declare-exchanges`, and the summary line printed when the run ends.
 
 Owns: publishing a recording into the listener's broker once it is consuming (on `memory://`
 that is the same process, so a replay needs nothing else running), deciding when the listener
@@ -35,6 +35,9 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
                              "none waits in the listener's queue or its retry queues")
     parser.add_argument("--idle-seconds", type=float, default=1.0, metavar="S",
                         help="how long without a message counts as idle (default 1.0)")
+    parser.add_argument("--declare-exchanges", action="store_true",
+                        help="create the exchanges the handlers bind to, for a local RabbitMQ without "
+                             "Taskcluster's services (on Pulse they exist, and users may not create them)")
 
 
 def run_listen(listener: Any, args: argparse.Namespace) -> None:
@@ -42,6 +45,8 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
     from .recording import read
 
     messages = read(args.replay) if getattr(args, "replay", None) else None
+    if getattr(args, "declare_exchanges", False):
+        listener.configure(declare_exchanges=True)
     errors: List[BaseException] = []
     finished = threading.Event()
     if messages is not None or getattr(args, "exit_when_idle", False):

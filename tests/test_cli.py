@@ -211,3 +211,25 @@ def test_a_long_replay_reports_progress_every_hundred_messages(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["replayed 100 messages...", "replayed 200 messages..."]
     assert done.stdout == f"replayed 250 messages from {big} to memory://\n"
+
+
+@pytest.mark.rabbitmq
+def test_declare_exchanges_lets_a_listener_start_on_a_bare_local_rabbitmq(rabbitmq, tmp_path):
+    exchange = f"exchange/tcpulse-test/{uuid.uuid4().hex}"
+    script = tmp_path / "own.py"
+    script.write_text("import tcpulse\nfrom tcpulse.exchanges import Binding\n\n"
+                      f"@tcpulse.on(Binding({exchange!r}, 'primary.#'))\n"
+                      "def seen(event):\n    print('seen', event.routing_key)\n")
+    recording = tmp_path / "one.jsonl"
+    recording.write_text(json.dumps({"exchange": exchange, "routing_key": "primary.x", "body": {}}) + "\n")
+    missing = tcpulse("listen", str(script), "--broker", rabbitmq)
+    assert missing.returncode == 1
+    assert f"exchange {exchange!r} does not exist on amqp://guest:***@" in missing.stderr.strip().splitlines()[-1]
+    try:
+        done = tcpulse("listen", str(script), "--broker", rabbitmq, "--declare-exchanges", "--replay", str(recording),
+                       "--exit-when-idle")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == "seen primary.x"
+    finally:
+        with kombu.Connection(rabbitmq) as conn:
+            conn.channel().exchange_delete(exchange)
