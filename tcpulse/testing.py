@@ -27,7 +27,9 @@ Example:
     (['tcpulse.testing.indexed'], True)
 """
 import json
+import os
 import random
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -109,11 +111,14 @@ def deliver(listener: Any, exchange: Any, routing_key: str, body: Body, routes: 
             rand: Callable[[], float] = random.random) -> Delivered:
     """Deliver one message to `listener`'s handlers as the live listener would.
 
+    `listener` is a Listener, a handler module you imported, or the path of a handler script.
+
     `exchange` is an Exchange (`QueueEvents.taskCompleted`), 'QueueEvents.taskCompleted' or a
     full exchange name; `routes` are CC'd routes without 'route.' (as in `event.routes`); `body`
     a dict, or raw bytes/str to see how a bad body is treated. With `follow_retries` every
     retry is delivered at once until the message is acked or dead-lettered.
     """
+    listener = listener_of(listener)
     report = Delivered(_exchange_name(exchange), routing_key, tuple(routes))
     try:
         decoded = decode_body(body if isinstance(body, (bytes, str)) else json.dumps(body))
@@ -141,6 +146,27 @@ def _attempts(listener: Any, report: Delivered, body: Dict[str, Any], follow_ret
         if not (follow_retries and isinstance(verdict, Retry)):
             return
         number, only = verdict.attempt, verdict.handlers
+
+
+def listener_of(target: Any) -> Any:
+    """The Listener behind `target`: a Listener, a module (the Listener it defines, else the
+    default listener of `tcpulse.on`), or a script path (loaded afresh).
+
+    Example:
+        >>> import tcpulse.testing as me
+        >>> listener_of(me) is __import__("tcpulse").listener.default_listener()
+        True
+    """
+    from .listener import Listener, default_listener
+
+    if isinstance(target, Listener):
+        return target
+    if isinstance(target, (str, os.PathLike)):
+        return load(str(target))
+    if isinstance(target, types.ModuleType):
+        found = [v for v in vars(target).values() if isinstance(v, Listener)]
+        return found[0] if found else default_listener()
+    raise TypeError(f"expected a Listener, a handler module or a script path (got {type(target).__name__} {target!r})")
 
 
 def _run(handlers: Iterable[Any], event: Event) -> Dict[str, BaseException]:

@@ -103,3 +103,17 @@ def test_a_body_that_is_not_a_json_object_is_dead_lettered_without_running_handl
 def test_the_fixture_is_registered_through_the_pytest_plugin_entry_point(tcpulse_harness, pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("tcpulse")
     assert tcpulse_harness.deliver is deliver
+
+
+def test_a_script_path_or_an_imported_module_can_stand_for_the_listener(tmp_path, monkeypatch, capsys):
+    script = tmp_path / "mod_handlers.py"
+    script.write_text("import tcpulse\n\n@tcpulse.on(tcpulse.QueueEvents.taskDefined)\n"
+                      "def defined(event):\n    print('defined', event.fields['taskId'])\n")
+    by_path = deliver(str(script), QueueEvents.taskDefined, KEY, {})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mod_handlers
+    by_module = deliver(mod_handlers, QueueEvents.taskDefined, KEY, {})
+    assert by_path.ran == ["mod_handlers.defined"] and by_module.ran == ["mod_handlers.defined"]
+    assert capsys.readouterr().out == "defined t1\ndefined t1\n"
+    with pytest.raises(TypeError, match="expected a Listener, a handler module or a script path"):
+        deliver(42, QueueEvents.taskDefined, KEY, {})
