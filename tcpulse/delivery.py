@@ -8,8 +8,12 @@ For a listener queue `queue/<user>/<name>` this module declares and uses:
 - one holding queue `queue/<user>/<name>/retry-<s>s` per scheduled delay: nothing consumes it;
   its `x-message-ttl` (the delay plus the most jitter can add; each copy also carries its own
   jittered `expiration`) sends each copy back through the exchange with key `return`;
-- `queue/<user>/<name>/dead-letter`, bounded to 7 days and 10,000 messages (oldest dropped),
-  because Pulse deletes queues that grow too large and we must never cost the listener's own queue.
+- `queue/<user>/<name>/dead-letter`, bounded to 7 days and 5,000 messages (oldest dropped):
+  Pulse watches every queue of a user and deletes one that grows too large (after warning its
+  owner), so an unbounded dead-letter queue could take its own history down with it.
+
+Held and parked messages count toward a user's queues on Pulse like any other; in a long outage
+the messages move between the listener's queue and the holding queues, they do not multiply.
 
 Only standard queue arguments are used (x-message-ttl, x-dead-letter-exchange,
 x-dead-letter-routing-key, x-max-length, x-overflow), so the embedded `memory://` broker works too.
@@ -43,7 +47,7 @@ log = logging.getLogger(__name__)
 RETURN_KEY = "return"
 DEAD_LETTER_KEY = "dead-letter"
 DEAD_LETTER_TTL = 7 * 24 * 3600  # seconds a dead letter is kept before the broker drops it
-DEAD_LETTER_MAX_LENGTH = 10_000  # beyond this the oldest dead letters are dropped
+DEAD_LETTER_MAX_LENGTH = 5_000  # beyond this the oldest dead letters are dropped
 OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into the dead-letter queue
 
 
@@ -260,9 +264,12 @@ def dead_letter_record(message: Any) -> Dict[str, Any]:
 
 
 def _origin_of_dead_letter(message: Any) -> Origin:
-    death = _first_death(message.headers or {})
+    headers = dict(message.headers or {})
+    death = _first_death(headers)
     keys = death.get("routing-keys") or [message.delivery_info.get("routing_key", "")]
-    return Origin.of(message.headers, _str(death.get("exchange", "")), _str(keys[0]))
+    # A message the broker dropped (overflow) kept its publish keys only in x-death: key, then CCs.
+    headers.setdefault("CC", list(keys[1:]))
+    return Origin.of(headers, _str(death.get("exchange", "")), _str(keys[0]))
 
 
 def _reason(headers: Dict[str, Any]) -> str:

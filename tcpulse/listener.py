@@ -70,7 +70,7 @@ class Listener:
         self.declare_exchanges = declare_exchanges
         self.max_attempts = max_attempts
         self.retry_delays = tuple(retry_delays)
-        self.max_length = max_length
+        self.max_length = None if max_length is None else _positive("max_length", max_length)
         self._policy = RetryPolicy(max_attempts, self.retry_delays)
         self._delivery: Any = None
         self.health_port = health_port

@@ -191,7 +191,7 @@ def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_qu
     delivery.declare(channel)
     try:
         for i in range(5):
-            publish(channel, source, f"primary.{i}", body=b'{"i": %d}' % i)
+            publish(channel, source, f"primary.{i}", body=b'{"i": %d}' % i, headers={"CC": ["route.r.%d" % i]})
         deadline = time.monotonic() + 5
         while channel.queue_declare(delivery.dead_letter_queue, passive=True).message_count < 2:
             assert time.monotonic() < deadline, "the dropped messages never reached the dead-letter queue"
@@ -199,6 +199,7 @@ def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_qu
         records = list_dead_letters(conn, queue)
         assert [r["body"]["i"] for r in records] == [0, 1]
         assert records[0]["reason"] == f"dropped by the broker from {queue} (maxlen)"
+        assert [(r["routing_key"], r["routes"]) for r in records] == [("primary.0", ["r.0"]), ("primary.1", ["r.1"])]
         assert channel.queue_declare(queue, passive=True).message_count == 3
     finally:
         for name in (queue, delivery.dead_letter_queue, delivery.holding_queue(2), delivery.holding_queue(3)):
@@ -255,3 +256,14 @@ def test_retries_and_dead_letters_work_on_the_embedded_broker(unique_name):
         [record] = app.dead_letters()
     assert attempts == {"flaky": [1, 2], "doomed": [1, 2, 3]}
     assert (record["reason"], record["routes"], record["body"]) == ("failed 3 of 3 attempts", ["index.m"], {"id": "doomed"})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_length": 0}, r"max_length must be an integer >= 1 \(got 0\)"),
+    ({"max_length": "100"}, r"max_length must be an integer >= 1 \(got '100'\)"),
+    ({"max_attempts": 0}, r"max_attempts must be an integer >= 1 \(got 0\)"),
+    ({"retry_delays": (5, 0)}, r"retry_delays must be a non-empty sequence of seconds > 0 \(got \(5, 0\)\)"),
+])
+def test_bad_delivery_options_are_refused_when_the_listener_is_made(options, message):
+    with pytest.raises(ValueError, match=message):
+        Listener("w", broker="memory://", **options)
