@@ -35,7 +35,7 @@ from kombu.transport.base import to_rabbitmq_queue_arguments
 
 from .embedded import EXCHANGE_TYPES, Broker, Payload, broker_for
 
-class QoS(virtual.QoS):
+class _QoS(virtual.QoS):
     """Acks release a message; a reject without requeue dead-letters it, as on RabbitMQ."""
 
     def ack(self, delivery_tag: str) -> None:
@@ -49,7 +49,7 @@ class QoS(virtual.QoS):
         self.channel.broker.notify()
 
 
-class Message(virtual.Message):
+class _Message(virtual.Message):
     """A delivered message that remembers its raw form, so it can go back to its own queue."""
 
     def __init__(self, payload: Payload, channel: Any = None, **kwargs: Any):
@@ -57,11 +57,11 @@ class Message(virtual.Message):
         self.raw = payload
 
 
-class Channel(virtual.Channel):
+class _Channel(virtual.Channel):
     """A kombu channel on the embedded broker; every operation goes to the shared `Broker`."""
 
-    QoS = QoS
-    Message = Message
+    QoS = _QoS
+    Message = _Message
     do_restore = True
     body_encoding = None  # bodies stay bytes in memory; no base64 round trip
 
@@ -133,7 +133,7 @@ class Channel(virtual.Channel):
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         return queue in self.broker.queues
 
-    def _restore(self, message: Message) -> None:
+    def _restore(self, message: _Message) -> None:
         self.broker.requeue(message.raw)
 
     def list_bindings(self) -> Any:
@@ -150,7 +150,7 @@ class Transport(virtual.Transport):
         'tcpulse-memory'
     """
 
-    Channel = Channel
+    Channel = _Channel
     driver_type = "memory"
     driver_name = "tcpulse-memory"
     channel_errors = (ChannelError, amqp_errors.ChannelError)

@@ -35,11 +35,21 @@ PROGRESS_EVERY = 100
 
 
 class UsageError(TaskclusterFailure):
-    """Bad command-line input: exit code 2."""
+    """Bad command-line input: exit code 2.
+
+    Example:
+        >>> guarded(lambda args: (_ for _ in ()).throw(UsageError("bad")))(None)
+        2
+    """
 
 
 class RuntimeFailure(TaskclusterFailure):
-    """The command could not do its work (e.g. the broker is unreachable): exit code 1."""
+    """The command could not do its work (e.g. the broker is unreachable): exit code 1.
+
+    Example:
+        >>> guarded(lambda args: (_ for _ in ()).throw(RuntimeFailure("down")))(None)
+        1
+    """
 
 
 def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -56,18 +66,18 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
         try:
             return func(args)
         except (UsageError, RecordingError, ScriptError, TaskclusterTopicExchangeFailure) as exc:
-            return fail(str(exc), EXIT_USAGE)
+            return _fail(str(exc), EXIT_USAGE)
         except RuntimeFailure as exc:
-            return fail(str(exc), EXIT_FAILURE)
+            return _fail(str(exc), EXIT_FAILURE)
         except KeyboardInterrupt:
-            return fail("interrupted", EXIT_FAILURE)
+            return _fail("interrupted", EXIT_FAILURE)
         except BrokenPipeError:  # `tcpulse exchanges | head`: the reader left; not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
     return run
 
 
-def fail(message: str, code: int) -> int:
+def _fail(message: str, code: int) -> int:
     print(f"tcpulse: error: {message}", file=sys.stderr)
     return code
 
@@ -96,7 +106,14 @@ def _parser(subparsers: Any, name: str, help_text: str, example: str) -> argpars
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add every subcommand this module owns to `subparsers` (from `add_subparsers`)."""
+    """Add every subcommand this module owns to `subparsers` (from `add_subparsers`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="tcpulse")
+        >>> add_commands(parser.add_subparsers())
+        >>> parser.parse_args(["replay", "m.jsonl"]).file
+        'm.jsonl'
+    """
     for add in (_add_exchanges, _add_routing_key, _add_bindings, _add_publish, _add_record,
                 _add_replay, _add_dead_letters):
         add(subparsers)
@@ -106,7 +123,7 @@ def _add_exchanges(subparsers: Any) -> None:
     p = _parser(subparsers, "exchanges", "List the Taskcluster exchanges and their routing-key fields.",
                 "tcpulse exchanges QueueEvents")
     p.add_argument("service", nargs="?", help="only this exchange class, e.g. QueueEvents")
-    p.set_defaults(func=guarded(cmd_exchanges))
+    p.set_defaults(func=guarded(_cmd_exchanges))
 
 
 def _add_routing_key(subparsers: Any) -> None:
@@ -117,14 +134,14 @@ def _add_routing_key(subparsers: Any) -> None:
     p.add_argument("fields", nargs="*", metavar="field=value")
     p.add_argument("--publish", action="store_true",
                    help="print the concrete key a publisher sends (every required field must be given)")
-    p.set_defaults(func=guarded(cmd_routing_key))
+    p.set_defaults(func=guarded(_cmd_routing_key))
 
 
 def _add_bindings(subparsers: Any) -> None:
     p = _parser(subparsers, "bindings", "Print the (exchange, pattern) pairs SCRIPT's handlers bind, "
                 "without connecting.", "tcpulse bindings examples/task_group_watcher.py")
     p.add_argument("script")
-    p.set_defaults(func=guarded(cmd_bindings))
+    p.set_defaults(func=guarded(_cmd_bindings))
 
 
 def _add_publish(subparsers: Any) -> None:
@@ -138,7 +155,7 @@ def _add_publish(subparsers: Any) -> None:
     body.add_argument("--body", default="{}", help="the JSON object to send (default {})")
     body.add_argument("--body-file", help="read the JSON object from this file")
     _broker_option(p)
-    p.set_defaults(func=guarded(cmd_publish))
+    p.set_defaults(func=guarded(_cmd_publish))
 
 
 def _add_record(subparsers: Any) -> None:
@@ -151,7 +168,7 @@ def _add_record(subparsers: Any) -> None:
     p.add_argument("--count", type=int, help="stop after this many messages")
     p.add_argument("--timeout", type=float, help="stop after this many seconds in all")
     _broker_option(p)
-    p.set_defaults(func=guarded(cmd_record))
+    p.set_defaults(func=guarded(_cmd_record))
 
 
 def _add_replay(subparsers: Any) -> None:
@@ -160,7 +177,7 @@ def _add_replay(subparsers: Any) -> None:
                 "tcpulse replay examples/messages/task-group.jsonl --broker amqp://guest:guest@localhost:5672//")
     p.add_argument("file")
     _broker_option(p)
-    p.set_defaults(func=guarded(cmd_replay))
+    p.set_defaults(func=guarded(_cmd_replay))
 
 
 def _add_dead_letters(subparsers: Any) -> None:
@@ -172,7 +189,7 @@ def _add_dead_letters(subparsers: Any) -> None:
     action.add_argument("--requeue", action="store_true", help="send them back to the listener's queue")
     p.add_argument("--limit", type=int, help="at most this many")
     _broker_option(p)
-    p.set_defaults(func=guarded(cmd_dead_letters))
+    p.set_defaults(func=guarded(_cmd_dead_letters))
 
 
 def _broker_option(parser: argparse.ArgumentParser) -> None:
@@ -181,7 +198,7 @@ def _broker_option(parser: argparse.ArgumentParser) -> None:
 
 
 # -- commands without a broker -----------------------------------------------------------------
-def cmd_exchanges(args: argparse.Namespace) -> int:
+def _cmd_exchanges(args: argparse.Namespace) -> int:
     from .exchanges import exchanges
 
     found = [ex for ex in exchanges() if args.service in (None, ex.service)]
@@ -195,7 +212,7 @@ def cmd_exchanges(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_routing_key(args: argparse.Namespace) -> int:
+def _cmd_routing_key(args: argparse.Namespace) -> int:
     from .exchanges import find_exchange
 
     exchange = find_exchange(args.exchange)
@@ -224,13 +241,13 @@ def parse_fields(items: Sequence[str]) -> Dict[str, str]:
     return fields
 
 
-def cmd_bindings(args: argparse.Namespace) -> int:
-    for exchange, pattern in script_bindings(args.script):
+def _cmd_bindings(args: argparse.Namespace) -> int:
+    for exchange, pattern in _script_bindings(args.script):
         print(f"{exchange}  {pattern}")
     return EXIT_OK
 
 
-def script_bindings(path: str) -> List[Tuple[str, str]]:
+def _script_bindings(path: str) -> List[Tuple[str, str]]:
     """The unique (exchange, pattern) pairs of the listener a handler script defines."""
     from .scripts import load_listener
 
@@ -248,7 +265,15 @@ def _did_you_mean(word: str, choices: Sequence[str]) -> str:
 # -- commands that talk to a broker ------------------------------------------------------------
 def connect(broker: Optional[str]) -> Tuple[Any, str]:
     """A connected kombu Connection for `broker` (resolved as the listener does), and the
-    broker's redacted URL; an unreachable broker is a `RuntimeFailure` within seconds."""
+    broker's address (its `redacted` form is safe to print); an unreachable broker is a
+    `RuntimeFailure` within seconds.
+
+    Example:
+        >>> conn, address = connect("memory://")
+        >>> address.redacted, conn.connected
+        ('memory://', True)
+        >>> conn.release()
+    """
     from .connection import resolve_broker
 
     try:
@@ -271,17 +296,23 @@ def _reason(exc: BaseException) -> str:
 
 
 def broker_errors() -> Tuple[type, ...]:
+    """The exceptions a broker operation may raise (kombu and py-amqp load only when asked).
+
+    Example:
+        >>> OSError in broker_errors()
+        True
+    """
     import amqp.exceptions
     import kombu.exceptions
 
     return (OSError, amqp.exceptions.AMQPError, kombu.exceptions.KombuError)
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def _cmd_publish(args: argparse.Namespace) -> int:
     from .recording import Recorded, replay_into
 
-    exchange = exchange_name(args.exchange)
-    body = load_body(args)
+    exchange = _exchange_name(args.exchange)
+    body = _load_body(args)
     routes = [r[len("route."):] if r.startswith("route.") else r for r in args.route]
     message = Recorded(exchange, args.routing_key, tuple(routes), body)
     conn, address = connect(args.broker)
@@ -292,7 +323,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def exchange_name(text: str) -> str:
+def _exchange_name(text: str) -> str:
     """A full exchange name from 'Service.name' or a full name ('exchange/...' names that
     tcpulse has no reference for, such as a user's own exchange, pass through)."""
     from .exchanges import find_exchange
@@ -302,7 +333,7 @@ def exchange_name(text: str) -> str:
     return find_exchange(text).exchange
 
 
-def load_body(args: argparse.Namespace) -> Dict[str, Any]:
+def _load_body(args: argparse.Namespace) -> Dict[str, Any]:
     source, text = "--body", args.body
     if args.body_file:
         source, text = f"--body-file {args.body_file}", _read_text(args.body_file)
@@ -331,7 +362,7 @@ def _on_broker(address: Any, action: Callable[[], Any]) -> Any:
         raise RuntimeFailure(f"the broker at {address.redacted} refused: {_reason(exc)}") from None
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def _cmd_replay(args: argparse.Namespace) -> int:
     from .recording import read, replay_into
 
     messages = read(args.file)
@@ -349,12 +380,12 @@ def _progress(verb: str) -> Callable[[int], None]:
     return report
 
 
-def cmd_record(args: argparse.Namespace) -> int:
+def _cmd_record(args: argparse.Namespace) -> int:
     import uuid
 
     from .recording import record_from
 
-    bindings = record_bindings(args)
+    bindings = _record_bindings(args)
     conn, address = connect(args.broker)
     queue = f"queue/{address.user}/tcpulse-record-{uuid.uuid4().hex[:8]}"
     with conn, open(args.out, "w", encoding="utf-8") as out:
@@ -371,19 +402,19 @@ def cmd_record(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_dead_letters(args: argparse.Namespace) -> int:
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
     from .delivery import dead_letters_cli
 
     return dead_letters_cli(args.name, broker=args.broker, requeue=args.requeue, limit=args.limit)
 
 
-def record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:
+def _record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:
     from .exchanges import find_exchange
 
     if args.script and (args.exchange or args.fields):
         raise UsageError("give either EXCHANGE [field=value ...] or --script SCRIPT, not both")
     if args.script:
-        return script_bindings(args.script)
+        return _script_bindings(args.script)
     if not args.exchange:
         raise UsageError("give EXCHANGE [field=value ...] (such as QueueEvents.taskCompleted) or --script SCRIPT")
     if args.exchange.startswith("exchange/") and not args.fields:

@@ -28,7 +28,14 @@ ROUTE_PREFIX = "route."
 
 
 class RecordingError(TaskclusterFailure, ValueError):
-    """A recording file that cannot be read: the message names the file, the line and the problem."""
+    """A recording file that cannot be read: the message names the file, the line and the problem.
+
+    Example:
+        >>> parse_line("[]", "m.jsonl line 7")
+        Traceback (most recent call last):
+        ...
+        tcpulse.recording.RecordingError: m.jsonl line 7: expected a JSON object with exchange, routing_key, body (got list)
+    """
 
 
 @dataclass(frozen=True)
@@ -84,14 +91,24 @@ def read(path: Union[str, Path]) -> List[Recorded]:
 
 
 def read_lines(lines: Iterable[str], name: str = "<input>") -> Iterator[Recorded]:
-    """Parse JSON Lines; blank lines are skipped, the first bad one raises `RecordingError`."""
+    """Parse JSON Lines; blank lines are skipped, the first bad one raises `RecordingError`.
+
+    Example:
+        >>> [m.routing_key for m in read_lines(["", '{"exchange": "x", "routing_key": "k", "body": {}}'])]
+        ['k']
+    """
     for number, line in enumerate(lines, start=1):
         if line.strip():
             yield parse_line(line, f"{name} line {number}")
 
 
 def parse_line(line: str, where: str) -> Recorded:
-    """One message from one JSON line; `where` prefixes any error ("file.jsonl line 3")."""
+    """One message from one JSON line; `where` prefixes any error ("file.jsonl line 3").
+
+    Example:
+        >>> parse_line('{"exchange": "x", "routing_key": "k", "body": {}, "note": 1}', "here").metadata
+        {'note': 1}
+    """
     try:
         data = json.loads(line)
     except ValueError as exc:
@@ -123,7 +140,14 @@ def _check_required(data: Dict[str, Any], where: str) -> None:
 
 
 def write(out: IO[str], messages: Iterable[Recorded]) -> int:
-    """Write `messages` as JSON Lines to the open text file `out`; returns how many."""
+    """Write `messages` as JSON Lines to the open text file `out`; returns how many.
+
+    Example:
+        >>> import sys
+        >>> write(sys.stdout, [Recorded("exchange/x", "k", ("a",), {"n": 1})])
+        {"exchange":"exchange/x","routing_key":"k","routes":["a"],"body":{"n":1}}
+        1
+    """
     count = 0
     for message in messages:
         out.write(message.to_json() + "\n")
@@ -135,7 +159,14 @@ def write(out: IO[str], messages: Iterable[Recorded]) -> int:
 def replay_into(connection: Any, messages: Sequence[Recorded],
                 progress: Optional[Callable[[int], None]] = None) -> int:
     """Publish `messages` to their exchanges on `connection` (a kombu Connection), with
-    their routes in the CC header; returns how many were published."""
+    their routes in the CC header; returns how many were published.
+
+    Example:
+        >>> import kombu
+        >>> with kombu.Connection("memory:///doc-replay", transport="tcpulse.broker:Transport") as conn:
+        ...     replay_into(conn, [Recorded("exchange/taskcluster-queue/v1/task-failed", "primary.t", (), {})])
+        1
+    """
     import kombu
 
     producer = kombu.Producer(connection.channel())
@@ -155,7 +186,15 @@ def record_from(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, 
     """Bind an exclusive, auto-delete queue to `bindings` ((exchange, pattern) pairs, exchanges
     declared passively), write every message it receives to `out`, and stop after `count`
     messages or after `timeout` seconds in all; returns how many were recorded. `ready` is
-    called once the queue is bound and consuming."""
+    called once the queue is bound and consuming.
+
+    Example:
+        >>> import io, kombu
+        >>> with kombu.Connection("memory:///doc-record", transport="tcpulse.broker:Transport") as conn:
+        ...     record_from(conn, "queue/guest/doc", [("exchange/taskcluster-queue/v1/task-failed", "#")],
+        ...                 io.StringIO(), timeout=0.1)
+        0
+    """
     import kombu
 
     channel = connection.channel()

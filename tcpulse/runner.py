@@ -26,7 +26,14 @@ POLL = 0.05  # seconds between idle checks
 
 
 def add_listen_options(parser: argparse.ArgumentParser) -> None:
-    """The options this module implements, on the `listen` subcommand."""
+    """The options this module implements, on the `listen` subcommand.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_listen_options(parser)
+        >>> parser.parse_args(["--exit-when-idle"]).idle_seconds
+        1.0
+    """
     parser.add_argument("--replay", metavar="FILE",
                         help="publish this JSON Lines recording once the listener consumes "
                              "(with --broker memory:// nothing else needs to run)")
@@ -41,7 +48,15 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_listen(listener: Any, args: argparse.Namespace) -> None:
-    """Run `listener` with the replay and idle options of `args`, then print the summary."""
+    """Run `listener` with the replay and idle options of `args`, then print the summary.
+
+    Example:
+        >>> import tcpulse
+        >>> app = tcpulse.Listener(broker="memory://")
+        >>> app.on(tcpulse.QueueEvents.taskFailed)(print) and None
+        >>> run_listen(app, argparse.Namespace(replay=None, exit_when_idle=True, idle_seconds=0.1))
+        received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0
+    """
     from .recording import read
 
     messages = read(args.replay) if getattr(args, "replay", None) else None
@@ -122,7 +137,13 @@ def _pending(listener: Any) -> int:
 
 
 def summary(metrics: Any) -> str:
-    """One line saying what the run did, from the listener's counters."""
+    """One line saying what the run did, from the listener's counters.
+
+    Example:
+        >>> from tcpulse.metrics import Metrics
+        >>> summary(Metrics())
+        'received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0'
+    """
     handled = sorted((key.split('"')[1], int(value)) for key, value in metrics.snapshot().items()
                      if key.startswith("handled{"))
     per_handler = ", ".join(f"{name} {count}" for name, count in handled) or "none"

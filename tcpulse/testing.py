@@ -46,7 +46,12 @@ Body = Union[Mapping[str, Any], bytes, str]
 
 @dataclass
 class Attempt:
-    """One delivery of the message: which handlers ran, which raised, and the verdict."""
+    """One delivery of the message: which handlers ran, which raised, and the verdict.
+
+    Example:
+        >>> Attempt(1, ("m.h",), {}, Ack()).outcome
+        Ack()
+    """
     number: int
     ran: Tuple[str, ...]
     failures: Dict[str, BaseException]
@@ -192,6 +197,13 @@ def deliver_file(listener: Any, path: str, **options: Any) -> List[Delivered]:
 
     A message reaches the listener only if one of its queue's bindings matches, as on a broker;
     `Delivered.ran` is then empty for the others.
+
+    Example:
+        >>> from tcpulse import Listener, QueueEvents
+        >>> app = Listener("doc-file")
+        >>> app.on(QueueEvents.taskException)(lambda event: None) and None
+        >>> [r.ran for r in deliver_file(app, "examples/messages/task-group.jsonl")][3:5]
+        [[], ['tcpulse.testing.<lambda>']]
     """
     from .recording import read
 
@@ -199,7 +211,12 @@ def deliver_file(listener: Any, path: str, **options: Any) -> List[Delivered]:
 
 
 def load(path: str) -> Any:
-    """The listener of the handler script at `path`, imported afresh (as `tcpulse listen` does)."""
+    """The listener of the handler script at `path`, imported afresh (as `tcpulse listen` does).
+
+    Example:
+        >>> [h.name for h in load("examples/task_group_watcher.py").handlers]
+        ['task_group_watcher.completed', 'task_group_watcher.failed']
+    """
     from .scripts import load_listener
 
     return load_listener(path)

@@ -120,3 +120,14 @@ def test_the_routing_key_example_runs_without_a_listener_or_broker():
     assert lines[1].startswith("bind exchange/taskcluster-queue-staging/v1/task-failed ")
     assert lines[3] == "task Vj4tUqDCTWqRUhx_sYtT2A run 0 on gecko-t-linux-large"
     assert lines[-1] == "no kombu"
+
+
+@pytest.mark.parametrize("module", ["broker", "embedded", "recording", "testing", "commands", "runner", "scripts"])
+def test_the_docstring_examples_run(module, monkeypatch):
+    import doctest
+    import importlib
+
+    monkeypatch.chdir(EXAMPLES.parent)  # examples name files relative to a checkout
+    monkeypatch.delenv("PULSE_URL", raising=False)
+    failures, tried = doctest.testmod(importlib.import_module(f"tcpulse.{module}"))
+    assert tried > 0 and failures == 0
