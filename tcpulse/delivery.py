@@ -184,7 +184,7 @@ def dead_letters_command(name: str, broker: Optional[str] = None, requeue: bool 
                          limit: Optional[int] = None, out: Any = None) -> None:
     """`tcpulse dead-letters NAME --list/--requeue`: print the dead letters of listener `name`
     as JSON lines (at most `limit`, default 100), or requeue them (all, or at most `limit`) and
-    print how many. Any broker trouble is one `BrokerFailure`.
+    print how many (on stderr: stdout carries only data). Any broker trouble is one `BrokerFailure`.
 
     Example (needs a broker):
         >>> dead_letters_command("task-watcher", broker="amqp://guest:guest@localhost:5672//")   # doctest: +SKIP
@@ -196,7 +196,7 @@ def dead_letters_command(name: str, broker: Optional[str] = None, requeue: bool 
     with broker_connection(address) as connection:
         if requeue:
             sent = requeue_dead_letters(connection, queue, limit)
-            print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=out)
+            print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=sys.stderr)
             return
         for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
             print(json.dumps(record, sort_keys=True), file=out)

@@ -239,7 +239,7 @@ def test_the_dead_letters_command_lists_and_requeues(pulse_user, taskcluster_exc
 
         requeued = subprocess.run(command + ["--requeue"], capture_output=True, text=True, timeout=60)
         assert requeued.returncode == 0, requeued.stderr
-        assert requeued.stdout == f"requeued 1 dead letter(s) from {app.queue}/dead-letter to {app.queue}\n"
+        assert requeued.stderr == f"requeued 1 dead letter(s) from {app.queue}/dead-letter to {app.queue}\n"
         # Still not an object: the listener parks it again rather than dying of it.
         wait_for(lambda: app.metrics.get("dead_lettered") == 2, what="the poison message parked again")
         assert app.is_ready() and handled == []
