@@ -212,7 +212,7 @@ class Origin:
             return cls(exchange, routing_key, _strings(headers.get("CC")))
         handlers = headers.get(H_HANDLERS)
         return cls(_text(headers[H_EXCHANGE]), _text(headers.get(H_ROUTING_KEY, "")),
-                   _strings(headers.get(H_CC)), max(1, int(headers.get(H_ATTEMPT, 1))),
+                   _strings(headers.get(H_CC)), _attempt(headers.get(H_ATTEMPT)),
                    None if handlers is None else _strings(handlers))
 
     def retry_headers(self, headers: Optional[Mapping[str, Any]], retry: Retry) -> Dict[str, Any]:
@@ -250,8 +250,16 @@ def _text(value: Any) -> str:
 
 
 def _strings(value: Any) -> Tuple[str, ...]:
-    if value is None:
-        return ()
+    # Headers come from whoever published: anything that is not text or a list of text is ignored.
     if isinstance(value, (str, bytes)):
         return (_text(value),)
-    return tuple(_text(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_text(v) for v in value if isinstance(v, (str, bytes)))
+    return ()
+
+
+def _attempt(value: Any) -> int:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1

@@ -188,3 +188,14 @@ def test_the_outcome_module_imports_neither_kombu_nor_requests():
             "print(sorted(m for m in ('kombu', 'amqp', 'requests') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ({H_EXCHANGE: "exchange/x", H_ATTEMPT: "three", H_HANDLERS: 7, H_CC: {"a": 1}},
+     Origin("exchange/x", "", (), 1, ())),
+    ({H_EXCHANGE: b"exchange/x", H_ATTEMPT: -4, H_HANDLERS: ["app.h", 5], H_CC: "route.a"},
+     Origin("exchange/x", "", ("route.a",), 1, ("app.h",))),
+    ({"CC": 42}, Origin("exchange/d", "k", (), 1, None)),
+])
+def test_malformed_origin_headers_never_raise(headers, expected):
+    assert Origin.of(headers, "exchange/d", "k") == expected
