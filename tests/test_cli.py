@@ -18,6 +18,7 @@ GROUP_FILE = str(REPO / "examples" / "messages" / "task-group.jsonl")
 COMPLETED = "exchange/taskcluster-queue/v1/task-completed"
 KEY = "primary.t1.0.wg.w1.aws.b-linux.sched.g1._"
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1//"
+SAMPLE_GROUP = "Q2ZlV3k3QmWq2RvdcYxWFA"
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "TASKCLUSTER_"))},
        "PYTHONUNBUFFERED": "1"}
 
@@ -126,22 +127,25 @@ def test_listen_replays_into_the_embedded_broker_and_prints_a_summary():
 
 @pytest.mark.rabbitmq
 def test_publish_and_replay_reach_rabbitmq_with_key_routes_and_body(rabbitmq, taskcluster_exchanges):
+    own_key = KEY.replace("t1", uuid.uuid4().hex[:22])  # other tests publish to this exchange too
     with kombu.Connection(rabbitmq) as conn:
-        queue = kombu.Queue(f"tcpulse-cli-{uuid.uuid4().hex[:8]}", kombu.Exchange(COMPLETED, type="topic"),
-                            routing_key="#", exclusive=True, channel=conn.channel())
+        exchange = kombu.Exchange(COMPLETED, type="topic")
+        queue = kombu.Queue(f"tcpulse-cli-{uuid.uuid4().hex[:8]}", exchange, exclusive=True, channel=conn.channel(),
+                            bindings=[kombu.binding(exchange, routing_key=own_key),
+                                      kombu.binding(exchange, routing_key=f"primary.*.*.*.*.*.*.*.{SAMPLE_GROUP}.#")])
         queue.declare()
-        done = tcpulse("publish", "QueueEvents.taskCompleted", "--routing-key", KEY, "--route", "index.a.b",
+        done = tcpulse("publish", "QueueEvents.taskCompleted", "--routing-key", own_key, "--route", "index.a.b",
                        "--body", '{"n": 1}', "--broker", rabbitmq)
         assert done.returncode == 0 and done.stdout.startswith("published 1 message to " + COMPLETED)
         message = queue.get(no_ack=True)
         assert (message.payload, message.delivery_info["routing_key"], message.headers["CC"]) == \
-            ({"n": 1}, KEY, ["route.index.a.b"])
+            ({"n": 1}, own_key, ["route.index.a.b"])
         done = tcpulse("replay", GROUP_FILE, "--broker", rabbitmq)
         assert done.returncode == 0 and done.stdout.startswith("replayed 6 messages from ")
         expected = [json.loads(line) for line in Path(GROUP_FILE).read_text().splitlines()]
-        got = [queue.get(no_ack=True) for _ in range(4)]  # the four task-completed ones
-        assert [m.delivery_info["routing_key"] for m in got] == \
-            [e["routing_key"] for e in expected if e["exchange"] == COMPLETED]
+        wanted = [e["routing_key"] for e in expected if e["exchange"] == COMPLETED and SAMPLE_GROUP in e["routing_key"]]
+        got = [queue.get(no_ack=True) for _ in wanted]
+        assert [m.delivery_info["routing_key"] for m in got] == wanted
         assert got[0].headers["CC"] == ["route." + r for r in expected[0]["routes"]]
 
 
@@ -151,14 +155,14 @@ from tcpulse import Listener, QueueEvents
 app = Listener("flaky", retry_delays=(0.2,), max_attempts=3)
 
 
-@app.on(QueueEvents.taskCompleted, taskGroupId="Q2ZlV3k3QmWq2RvdcYxWFA")
+@app.on(QueueEvents.taskCompleted, taskGroupId="GROUP")
 def flaky(event):
     print("flaky", event.attempt, event.fields["taskId"])
     if event.attempt == 1:
         raise ConnectionError("database down")
 
 
-@app.on(QueueEvents.taskFailed)
+@app.on(QueueEvents.taskFailed, taskGroupId="GROUP")
 def broken(event):
     print("broken", event.attempt)
     raise ValueError("always")
@@ -167,7 +171,7 @@ def broken(event):
 
 def test_listen_on_memory_waits_for_retries_before_exiting_when_idle(tmp_path):
     script = tmp_path / "flaky.py"
-    script.write_text(FLAKY)
+    script.write_text(FLAKY.replace("GROUP", SAMPLE_GROUP))
     done = tcpulse("listen", str(script), "--broker", "memory://", "--replay", GROUP_FILE, "--exit-when-idle")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -181,11 +185,13 @@ def test_listen_on_memory_waits_for_retries_before_exiting_when_idle(tmp_path):
 
 @pytest.mark.rabbitmq
 def test_dead_letters_lists_and_requeues_what_a_listener_parked_on_rabbitmq(rabbitmq, taskcluster_exchanges, tmp_path):
+    # A group of our own: other tests on this shared broker publish taskFailed messages too.
+    group = uuid.uuid4().hex[:22]
     script = tmp_path / "flaky.py"
-    script.write_text(FLAKY)
+    script.write_text(FLAKY.replace("GROUP", group))
     name = f"flaky-{uuid.uuid4().hex[:8]}"
     one_failed = tmp_path / "failed.jsonl"
-    one_failed.write_text(Path(GROUP_FILE).read_text().splitlines()[3] + "\n")
+    one_failed.write_text(Path(GROUP_FILE).read_text().splitlines()[3].replace(SAMPLE_GROUP, group) + "\n")
     try:
         done = tcpulse("listen", str(script), "--queue", name, "--broker", rabbitmq, "--replay", str(one_failed),
                        "--exit-when-idle", "--idle-seconds", "1.5")
