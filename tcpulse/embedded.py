@@ -119,7 +119,12 @@ class Broker:
                 raise amqp_errors.NotFound(f"NOT_FOUND - no queue {name!r} in vhost {self.vhost!r}", reply_code=404)
             if queue is None:
                 queue = self.queues[name] = _Queue(name, flags, dict(arguments), owner)
-            elif not passive:
+                return 0, 0
+            if queue.owner is not None and queue.owner is not owner:
+                raise amqp_errors.ResourceLocked(
+                    f"RESOURCE_LOCKED - cannot obtain exclusive access to locked queue {name!r} in vhost "
+                    f"{self.vhost!r}", reply_code=405)
+            if not passive:
                 self._check_equivalent(queue, flags, arguments)
             return len(queue.messages), queue.consumers
 

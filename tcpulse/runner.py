@@ -3,8 +3,8 @@
 
 Owns: publishing a recording into the listener's broker once it is consuming (on `memory://`
 that is the same process, so a replay needs nothing else running), deciding when the listener
-is idle (no message for `--idle-seconds` and, on the embedded broker, nothing waiting in its
-queue or its retry holding queues), and the summary of the run from the listener's metrics.
+is idle (no message for `--idle-seconds` and nothing waiting in its queue or its retry holding
+queues), and the summary of the run from the listener's metrics.
 
 Imports kombu only through `tcpulse.commands.connect`; never imports requests.
 
@@ -15,6 +15,7 @@ Example:
     'received 2 messages; handled: watch.completed 2; unmatched 0, retried 0, dead-lettered 0'
 """
 import argparse
+import logging
 import sys
 import threading
 import time
@@ -22,7 +23,10 @@ from typing import Any, List, Optional
 
 from .commands import RuntimeFailure, broker_errors, connect
 
-POLL = 0.05  # seconds between idle checks
+log = logging.getLogger("tcpulse.runner")
+
+POLL = 0.05  # seconds between idle checks on the embedded broker
+REMOTE_POLL = 0.2  # ... and on a real one, where each check costs a round trip per queue
 
 
 def add_listen_options(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +42,8 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
                         help="publish this JSON Lines recording once the listener consumes "
                              "(with --broker memory:// nothing else needs to run)")
     parser.add_argument("--exit-when-idle", action="store_true",
-                        help="stop once no message arrived for --idle-seconds and, on memory://, "
-                             "none waits in the listener's queue or its retry queues")
+                        help="stop once no message arrived for --idle-seconds and none waits in the "
+                             "listener's queue or its retry holding queues")
     parser.add_argument("--idle-seconds", type=float, default=1.0, metavar="S",
                         help="how long without a message counts as idle (default 1.0)")
     parser.add_argument("--declare-exchanges", action="store_true",
@@ -111,29 +115,57 @@ def _replay(listener: Any, messages: list) -> None:
 
 
 def _stop_when_idle(listener: Any, idle_seconds: float) -> None:
+    waiting = _Waiting(listener)
     last, quiet_since = None, time.monotonic()
-    while listener.is_ready():
-        seen = (listener.metrics.snapshot(), _pending(listener))
-        if seen != last or seen[1]:
-            last, quiet_since = seen, time.monotonic()
-        elif time.monotonic() - quiet_since >= idle_seconds:
-            listener.stop()
-            return
-        time.sleep(POLL)
+    try:
+        while listener.is_ready():
+            seen = (listener.metrics.snapshot(), waiting.count())
+            if seen != last or seen[1]:
+                last, quiet_since = seen, time.monotonic()
+            elif time.monotonic() - quiet_since >= idle_seconds:
+                listener.stop()
+                return
+            time.sleep(waiting.poll)
+    finally:
+        waiting.close()
 
 
-def _pending(listener: Any) -> int:
-    """Messages waiting for this listener on the embedded broker (0 on a real broker)."""
-    from .connection import resolve_broker
+class _Waiting:
+    """Counts the messages waiting for the listener in its queue and its retry holding queues:
+    in-process on the embedded broker, by passive declares on a real one. A real broker will not
+    show an anonymous listener's exclusive queues to another connection: then only the quiet
+    time counts."""
 
-    address = resolve_broker(listener.broker)
-    if not address.is_memory:
-        return 0
-    from .embedded import broker_for
+    def __init__(self, listener: Any):
+        from .connection import resolve_broker
 
-    own = listener.queue
-    depths = broker_for(address.vhost).depths()
-    return sum(n for name, n in depths.items() if name == own or name.startswith(own + "/retry-"))
+        attempts = range(2, listener.max_attempts + 1)
+        self.queues = [listener.queue, *sorted({listener._delivery.holding_queue(a) for a in attempts})]
+        self.address = resolve_broker(listener.broker)
+        self.poll = POLL if self.address.is_memory else REMOTE_POLL
+        self.conn = None
+        if not self.address.is_memory:
+            self.queues = self.queues if listener.name else []
+            self.conn = connect(listener.broker)[0]
+
+    def count(self) -> int:
+        if self.conn is None:
+            from .embedded import broker_for
+
+            depths = broker_for(self.address.vhost).depths()
+            return sum(depths.get(name, 0) for name in self.queues)
+        try:
+            channel = self.conn.default_channel
+            return sum(channel.queue_declare(queue=name, passive=True).message_count for name in self.queues)
+        except broker_errors() as exc:
+            log.warning("cannot count the messages waiting in %s (%s); --exit-when-idle now goes by "
+                        "quiet time alone", ", ".join(self.queues), exc)
+            self.queues = []
+            return 0
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.release()
 
 
 def summary(metrics: Any) -> str:

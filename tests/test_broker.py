@@ -214,3 +214,13 @@ def test_two_connections_on_one_queue_share_its_messages(conn):
         got = [kombu.Queue("shared", channel=c.channel()).get(no_ack=True).payload["n"]
                for c in (conn, other, conn, other)]
     assert sorted(got) == [0, 1, 2, 3]
+
+
+def test_another_connection_may_not_declare_an_exclusive_queue_even_passively():
+    vhost = uuid.uuid4().hex
+    with kombu.Connection(f"memory:///{vhost}", transport=Transport) as first, \
+            kombu.Connection(f"memory:///{vhost}", transport=Transport) as second:
+        declare(first, "mine", ["#"], exclusive=True)
+        with pytest.raises(amqp.exceptions.ResourceLocked, match="cannot obtain exclusive access to locked queue 'mine'"):
+            kombu.Queue("mine", channel=second.channel()).queue_declare(passive=True)
+        declare(first, "mine", ["#"], exclusive=True)  # its own connection may
