@@ -129,12 +129,27 @@ class Delivery:
 
     def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
                  expiration: Optional[float] = None) -> None:
-        exchange = kombu.Exchange(self.exchange, type="direct")
-        producer = kombu.Producer(message.channel, exchange=exchange, auto_declare=False)
-        producer.publish(message.body, routing_key=routing_key, headers=headers,
-                         content_type=message.content_type or "application/octet-stream",
-                         content_encoding=message.content_encoding or "binary",
-                         delivery_mode=2, expiration=expiration, retry=False)
+        channel = message.channel
+        body = message.body
+        if isinstance(body, str):  # py-amqp decoded it for us; send the same bytes on
+            body = body.encode(message.content_encoding or "utf-8")
+        properties: Dict[str, Any] = {"delivery_mode": 2}
+        if expiration is not None:
+            properties["expiration"] = str(math.ceil(expiration * 1000))
+        copy = channel.prepare_message(body, content_type=message.content_type or "application/octet-stream",
+                                       content_encoding=message.content_encoding or "binary",
+                                       headers=headers, properties=properties)
+        # On RabbitMQ, wait for the broker's confirm of a mandatory publish: a copy that reaches
+        # no queue (a holding or dead-letter queue deleted under us) fails here, before the
+        # original is acked, instead of vanishing.
+        publish = getattr(channel, "basic_publish_confirm", None) or channel.basic_publish
+        try:
+            publish(copy, exchange=self.exchange, routing_key=routing_key, mandatory=True)
+        except AMQPError as exc:
+            log.warning("could not hand a message to %s with key %r (%s); reconnecting to redeclare "
+                        "the retry and dead-letter queues; the message stays unacked and comes back",
+                        self.exchange, routing_key, exc)
+            raise
 
 
 def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:

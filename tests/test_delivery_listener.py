@@ -244,3 +244,24 @@ def test_the_dead_letters_command_lists_and_requeues(pulse_user, taskcluster_exc
         wait_for(lambda: app.metrics.get("dead_lettered") == 2, what="the poison message parked again")
         assert app.is_ready() and handled == []
 
+
+
+def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, taskcluster_exchanges, unique_name, caplog):
+    app = Listener(unique_name, broker=pulse_user.url, retry_delays=(0.2,))
+    seen = []
+
+    @app.on(COMPLETED, taskGroupId="gone")
+    def once_flaky(event):
+        seen.append((event.attempt, event.redelivered))
+        if event.attempt == 1:
+            raise ConnectionError("flaky")
+
+    with running(app), Publisher() as pub:
+        with pulse_connection(pulse_user) as conn:
+            conn.channel().queue_delete(holding_queues(app)[0])
+        pub.publish(COMPLETED.exchange, task_key(taskGroupId="gone"), {"id": "x"})
+        wait_for(lambda: seen and seen[-1][0] == 2, what="attempt 2")
+    # The copy found no queue, so the original was not acked: it came again, then was retried.
+    assert seen == [(1, False), (1, True), (2, False)]
+    assert any(f"could not hand a message to exchange/{pulse_user.name}/{unique_name}/delivery with key "
+               "'retry-0.2s' (Basic.return: (312) NO_ROUTE)" in r.getMessage() for r in caplog.records)
