@@ -19,8 +19,8 @@ class Lab:
         self.tag = uuid.uuid4().hex[:8]
         self.roles = {}
 
-    def exchange(self, role):
-        exchange = kombu.Exchange(f"exchange/tcpulse-test/{self.tag}/{role}", type="topic", auto_delete=True)
+    def exchange(self, role, kind="topic"):
+        exchange = kombu.Exchange(f"exchange/tcpulse-test/{self.tag}/{role}", type=kind, auto_delete=True)
         exchange(self.channel).declare()
         return exchange
 
@@ -104,9 +104,20 @@ def a_retry_loop_through_a_holding_queue(lab):
     return lab.take(main, 1)
 
 
+def a_direct_exchange_routes_by_exact_key_and_cc(lab):
+    direct = lab.exchange("direct", kind="direct")
+    exact = lab.queue("exact", direct, ["dead-letter"])
+    other = lab.queue("other", direct, ["return"])
+    lab.publish(direct, "dead-letter", {"n": 1})
+    lab.publish(direct, "dead", {"n": 2}, headers={"CC": ["return"]})
+    lab.publish(direct, "dead-letter.x", {"n": 3})
+    return {"exact": lab.take(exact, 1), "other": lab.take(other, 1)}
+
+
 @pytest.mark.rabbitmq
 @pytest.mark.parametrize("scenario", [ttl_and_cc, dead_letter_routing_key, reject_and_requeue,
-                                      max_length_drops_the_oldest, a_retry_loop_through_a_holding_queue])
+                                      max_length_drops_the_oldest, a_retry_loop_through_a_holding_queue,
+                                      a_direct_exchange_routes_by_exact_key_and_cc])
 def test_the_embedded_broker_behaves_like_rabbitmq(rabbitmq, scenario):
     with kombu.Connection(f"memory:///{uuid.uuid4().hex}", transport=Transport) as memory_conn:
         on_memory = scenario(Lab(memory_conn))
