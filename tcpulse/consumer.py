@@ -6,9 +6,12 @@ jitter, heartbeats while handlers run, the handler thread pool, batched acks, an
 drain on shutdown. What a message's result means (ack, retry, dead letter) is decided by the
 `settle` callable it is given (`Listener._settle`); what to declare by `declare`.
 
-Why a pool and a completion queue: a handler may take minutes, but heartbeats and acks must go
-out on the connection's own thread (kombu channels are not thread-safe), so handlers never run
-here; this thread wakes every `TICK` seconds to settle what finished.
+Why a pool, a completion queue and our own `consume`: a handler may take minutes, but
+heartbeats and acks must go out on the connection's own thread (kombu channels are not
+thread-safe), so handlers never run here. kombu's stock loop blocks in `drain_events` and
+cannot be woken when a handler finishes, which would leave finished messages unacked until a
+timeout; so this loop waits with `select` on the broker socket AND a wake-up pipe that handler
+threads (and `stop()`) write to, and only falls back to polling on transports without a socket.
 
 Acks are batched: a contiguous prefix of settled delivery tags is acked with one
 `basic.ack(multiple=True)`; acks that finished out of order go out singly, so one slow handler
@@ -19,14 +22,16 @@ Imports kombu; never imports requests or the listener.
 
 Example:
     >>> pool = WorkerPool(2, lambda message: (message, {}))
-    >>> pool.submit(pool.epoch, "m")
+    >>> pool.submit(pool.epoch, ["m"])
     >>> import time; time.sleep(0.1); pool.done.popleft()
     (0, 'm', ('m', {}))
 """
 import collections
 import logging
+import os
 import queue
 import random
+import select
 import socket
 import threading
 import time
@@ -41,7 +46,7 @@ from .metrics import Metrics
 
 log = logging.getLogger("tcpulse.listener")
 
-TICK = 0.02  # seconds the connection thread waits for the broker before settling finished work
+TICK = 0.05  # longest wait for the broker or a wake-up; bounds how late heartbeats and stop are seen
 ACK_DELAY = 0.02  # longest time a finished message waits for its (batched) ack
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep flowing
 FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
@@ -53,18 +58,19 @@ Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
 
 
 class WorkerPool:
-    """`size` daemon threads running `work(message)`; results land in `done` as
-    (epoch, message, result). A job whose epoch is no longer current (its connection is gone,
-    or we are stopping) is skipped, never started.
+    """`size` daemon threads running `work(message)` for each message of a job; results land
+    in `done` as (epoch, message, result). A message whose epoch is no longer current (its
+    connection is gone, or we are stopping) is skipped, never started.
 
     Example:
         >>> WorkerPool(1, lambda m: (m, {})).running
         0
     """
 
-    def __init__(self, size: int, work: Work) -> None:
+    def __init__(self, size: int, work: Work, notify: Callable[[], None] = lambda: None) -> None:
         self._work = work
-        self._jobs: "queue.SimpleQueue[Optional[Tuple[int, Any]]]" = queue.SimpleQueue()
+        self._notify = notify
+        self._jobs: "queue.SimpleQueue[Optional[Tuple[int, List[Any]]]]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.done: Deque[Tuple[int, Any, Any]] = collections.deque()
         self.running = 0
@@ -74,8 +80,9 @@ class WorkerPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, epoch: int, message: Any) -> None:
-        self._jobs.put((epoch, message))
+    def submit(self, epoch: int, messages: List[Any]) -> None:
+        """Queue `messages` as one job: one thread runs them in order."""
+        self._jobs.put((epoch, messages))
 
     def set_epoch(self, epoch: Optional[int]) -> None:
         with self._lock:
@@ -96,16 +103,18 @@ class WorkerPool:
             job = self._jobs.get()
             if job is None:
                 return
-            epoch, message = job
-            with self._lock:
-                if epoch != self.epoch:
-                    continue
-                self.running += 1
-            try:
-                self.done.append((epoch, message, self._work(message)))
-            finally:
+            epoch, messages = job
+            for message in messages:
                 with self._lock:
-                    self.running -= 1
+                    if epoch != self.epoch:
+                        break
+                    self.running += 1
+                try:
+                    self.done.append((epoch, message, self._work(message)))
+                finally:
+                    with self._lock:
+                        self.running -= 1
+                    self._notify()
 
 
 class Consumer(ConsumerMixin):
@@ -124,7 +133,12 @@ class Consumer(ConsumerMixin):
         self._prefetch, self._grace = prefetch, grace
         self.metrics = metrics
         self._stop = stop
-        self.pool = WorkerPool(concurrency, work)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sleeping = False
+        self._sock: Any = None
+        self.pool = WorkerPool(concurrency, work, notify=self._notify)
         self.ready = False
         self._epoch = 0
         self._ever_connected = False
@@ -140,6 +154,9 @@ class Consumer(ConsumerMixin):
         self._acks: List[int] = []
         self._first_ack_at = 0.0
         self._last_heartbeat = 0.0
+        self._inbox: List[Any] = []  # delivered, not yet handed to the pool
+        self._one_thread = concurrency == 1
+        self.backlog: Any = None  # a tcpulse.backlog.BacklogWatch, polled from this thread
 
     @property
     def should_stop(self) -> bool:  # type: ignore[override]
@@ -152,7 +169,7 @@ class Consumer(ConsumerMixin):
         try:
             while not self.should_stop:
                 try:
-                    for _ in self.consume(limit=None, safety_interval=TICK):
+                    for _ in self.consume():
                         pass
                 except recoverable as exc:
                     self._lost(exc)
@@ -161,6 +178,59 @@ class Consumer(ConsumerMixin):
         finally:
             self.ready = False
             self.pool.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def consume(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """kombu's consume loop, with a wait that handler threads can interrupt."""
+        with self.consumer_context() as (conn, channel, consumers):
+            while not self.should_stop:
+                self.on_iteration()
+                self._wait(conn)
+                yield
+
+    def _wait(self, conn: Any) -> None:
+        """Wait up to TICK for the broker or a wake-up, then take what the broker sent."""
+        if self._sock is None:  # no socket to select on (e.g. memory://): poll
+            try:
+                conn.drain_events(timeout=TICK)
+            except socket.timeout:
+                conn.heartbeat_check()
+            return
+        self._sleeping = True
+        if not self.pool.done and not self.should_stop and not self._readable(0):
+            self._flush_acks(force=True)  # nothing else to do: no reason to hold acks back
+            ready = select.select([self._sock, self._wake_r], [], [], TICK)[0]
+            if self._wake_r in ready:
+                _empty_pipe(self._wake_r)
+        self._sleeping = False
+        self._drain_ready(conn)
+
+    def _readable(self, timeout: float) -> bool:
+        pending = getattr(self._sock, "pending", None)  # TLS may hold decrypted bytes
+        return bool(pending and pending()) or bool(select.select([self._sock], [], [], timeout)[0])
+
+    def _drain_ready(self, conn: Any) -> None:
+        """Take every delivery already waiting on the socket, without blocking, so that they
+        reach the pool together (one thread wake-up instead of one per message)."""
+        for _ in range(self._prefetch + 1):
+            if not self._readable(0):
+                return
+            try:
+                conn.drain_events(timeout=TICK)
+            except socket.timeout:  # a frame without a method (heartbeat), or a partial one
+                return
+
+    def _notify(self) -> None:
+        """Called by handler threads: wake the connection thread if it sleeps."""
+        if self._sleeping:
+            self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):  # full (already woken) or closed (stopped)
+            pass
 
     def _lost(self, exc: BaseException) -> None:
         self.ready = False
@@ -212,6 +282,7 @@ class Consumer(ConsumerMixin):
         self._order.clear()
         self._state.clear()
         self._acks.clear()
+        self._inbox.clear()
         if self._ever_connected:
             self.metrics.inc("reconnects")
         self._ever_connected = True
@@ -226,13 +297,21 @@ class Consumer(ConsumerMixin):
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
         self._conn, self._channel = connection, channel
+        self._sock = getattr(getattr(connection.connection, "transport", None), "sock", None)
         self.ready = True
         heartbeat = getattr(connection.connection, "heartbeat", None)
         log.info("consuming from %s (prefetch %d, heartbeat %s s)", self.address, self._prefetch, heartbeat)
 
     def on_iteration(self) -> None:
+        if self._inbox:
+            self._hand_over()
         self._settle_done()
         self._flush_acks()
+        if self.backlog is not None and self._channel is not None and self.ready:
+            self.backlog.poll(self._channel)
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
         now = time.monotonic()
         if self._conn is not None and now - self._last_heartbeat > HEARTBEAT_EVERY:
             self._last_heartbeat = now
@@ -245,11 +324,9 @@ class Consumer(ConsumerMixin):
         self.pool.set_epoch(None)
         deadline = time.monotonic() + self._grace
         while self.pool.busy() and time.monotonic() < deadline:
-            try:
-                connection.drain_events(timeout=TICK)
-            except socket.timeout:
-                connection.heartbeat_check()
+            self._wait(connection)
             self._settle_done()
+            self._heartbeat()
         self._settle_done()
         self._flush_acks(force=True)
         if self.pool.running:
@@ -258,11 +335,19 @@ class Consumer(ConsumerMixin):
 
     # -- messages ---------------------------------------------------------------------------
     def _on_message(self, message: Any) -> None:
-        self.metrics.inc("received")
         if self._batch:
             self._order.append(message.delivery_tag)
             self._state[message.delivery_tag] = PENDING
-        self.pool.submit(self._epoch, message)
+        self._inbox.append(message)
+
+    def _hand_over(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        self.metrics.inc("received", len(inbox))
+        if self._one_thread:  # one thread runs them in order anyway
+            self.pool.submit(self._epoch, inbox)
+            return
+        for message in inbox:  # any free thread may take each one
+            self.pool.submit(self._epoch, [message])
 
     def _settle_done(self) -> None:
         done = self.pool.done
@@ -319,3 +404,11 @@ def _backoff(failures: int) -> float:
     if failures <= 0:
         return 0.0
     return min(BACKOFF_CAP, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
+
+
+def _empty_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

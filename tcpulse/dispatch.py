@@ -140,6 +140,7 @@ class Registry:
         self.handlers: List[Handler] = []
         self._by_func: Dict[Any, Handler] = {}
         self._by_exchange: Dict[str, List[Handler]] = {}
+        self._sources: Dict[str, Exchange] = {}
 
     def add(self, func: Callable[[Event], Any], bindings: Iterable[Binding]) -> Handler:
         """Register `func` for `bindings`; the same function registered again keeps its place
@@ -173,6 +174,10 @@ class Registry:
         for handler in self.handlers:
             for exchange in dict.fromkeys(b.exchange for b in handler.bindings):
                 self._by_exchange.setdefault(exchange, []).append(handler)
+        self._sources = {}
+        for binding in self.bindings():
+            if binding.source is not None:
+                self._sources.setdefault(binding.exchange, binding.source)
 
     def select(self, exchange: str, routing_key: str, cc: Sequence[str] = (),
                only: Optional[Sequence[str]] = None) -> List[Handler]:
@@ -190,10 +195,7 @@ class Registry:
 
     def source(self, exchange: str) -> Optional[Exchange]:
         """The Exchange a registered binding on `exchange` came from (for parsing fields)."""
-        for binding in self.bindings():
-            if binding.exchange == exchange and binding.source is not None:
-                return binding.source
-        return exchange_named(exchange)
+        return self._sources.get(exchange) or exchange_named(exchange)
 
 
 def _check_handler(func: Any) -> None:

@@ -197,6 +197,8 @@ class Listener:
     def stop(self) -> None:
         """Ask `run()` to drain and return (thread-safe; what the first signal does)."""
         self._stop.set()
+        if self._consumer is not None:
+            self._consumer.wake()
 
     def is_ready(self) -> bool:
         """Connected to the broker and consuming (for a readiness probe)."""

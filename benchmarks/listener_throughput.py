@@ -1,0 +1,106 @@
+"""How fast a no-op-handler Listener drains a queue, against a raw kombu consumer that acks
+each message by hand, at the same prefetch, on the same broker, in the same run.
+
+Each round preloads N messages into a fresh queue, then times from connecting until the last
+message is acked. Rounds alternate (raw, listener, raw, ...) so broker warm-up and machine
+noise hit both; the median of each is reported with the ratio listener / raw (target >= 1.0).
+
+    .venv/bin/python benchmarks/listener_throughput.py [--messages 20000] [--rounds 3] [--prefetch 100]
+"""
+import argparse
+import json
+import statistics
+import threading
+import time
+import uuid
+
+import kombu
+
+from tcpulse import Listener
+from tcpulse.delivery import Delivery
+from tcpulse.exchanges import Binding
+from tcpulse.outcome import RetryPolicy
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def preload(exchange: str, queue: str, count: int) -> None:
+    with kombu.Connection(BROKER) as conn:
+        channel = conn.channel()
+        channel.exchange_declare(exchange=exchange, type="topic", durable=True, auto_delete=False)
+        # The arguments the listener will declare its queue with (dead-lettering to its delivery exchange).
+        arguments = Delivery(queue, RetryPolicy()).queue_arguments()
+        channel.queue_declare(queue=queue, durable=True, auto_delete=False, arguments=arguments)
+        channel.queue_bind(queue=queue, exchange=exchange, routing_key="primary.#")
+        producer = kombu.Producer(channel, exchange=kombu.Exchange(exchange, type="topic"), auto_declare=False)
+        for i in range(count):
+            producer.publish(json.dumps({"i": i}), routing_key=f"primary.t{i}.0", content_type="application/json")
+        while channel.queue_declare(queue=queue, passive=True).message_count < count:
+            time.sleep(0.05)
+
+
+def raw_kombu(exchange: str, queue: str, count: int, prefetch: int) -> float:
+    acked = 0
+
+    def on_message(body, message):
+        nonlocal acked
+        message.ack()
+        acked += 1
+    start = time.perf_counter()
+    with kombu.Connection(BROKER) as conn:
+        with kombu.Consumer(conn, queues=[kombu.Queue(queue, no_declare=True)], callbacks=[on_message],
+                            prefetch_count=prefetch, accept=["json"]):
+            while acked < count:
+                conn.drain_events(timeout=10)
+    return time.perf_counter() - start
+
+
+def listener(exchange: str, queue_name: str, count: int, prefetch: int, concurrency: int = 1) -> float:
+    app = Listener(queue_name, broker=BROKER, prefetch=prefetch, concurrency=concurrency, declare_exchanges=True)
+    app.add_handler(lambda event: None, Binding(exchange, "primary.#"))
+    start = time.perf_counter()
+    thread = threading.Thread(target=app.run, daemon=True)
+    thread.start()
+    while app.metrics.get("acked") < count:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    app.stop()
+    thread.join()
+    return elapsed
+
+
+def cleanup(exchange: str, queues: list) -> None:
+    with kombu.Connection(BROKER) as conn:
+        for queue in queues:
+            conn.channel().queue_delete(queue=queue)
+        conn.channel().exchange_delete(exchange=exchange)
+        conn.channel().exchange_delete(exchange=f"exchange/guest/{queues[0].split('/')[-1]}/delivery")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prefetch", type=int, default=100)
+    args = parser.parse_args()
+    exchange = f"exchange/tcpulse-bench/{uuid.uuid4().hex[:8]}"
+    results = {"raw kombu": [], "tcpulse Listener": []}
+    for _ in range(args.rounds):
+        name = "bench-" + uuid.uuid4().hex[:8]
+        queue = f"queue/guest/{name}"
+        try:
+            preload(exchange, queue, args.messages)
+            results["raw kombu"].append(args.messages / raw_kombu(exchange, queue, args.messages, args.prefetch))
+            preload(exchange, queue, args.messages)
+            results["tcpulse Listener"].append(args.messages / listener(exchange, name, args.messages, args.prefetch))
+        finally:
+            cleanup(exchange, [queue, f"{queue}/dead-letter", *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
+    medians = {k: statistics.median(v) for k, v in results.items()}
+    print(f"{args.messages} messages x {args.rounds} rounds, prefetch {args.prefetch}, no-op handler")
+    for label, rates in results.items():
+        print(f"  {label:18} median {medians[label]:8.0f} msgs/s   (rounds: {', '.join(f'{r:.0f}' for r in rates)})")
+    print(f"  ratio listener / raw kombu: {medians['tcpulse Listener'] / medians['raw kombu']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
