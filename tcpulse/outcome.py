@@ -85,12 +85,22 @@ def _policy_problems(policy: RetryPolicy) -> Sequence[str]:
 
 @dataclass(frozen=True)
 class Ack:
-    """Every handler succeeded (or none matched): acknowledge the message."""
+    """Every handler succeeded (or none matched): acknowledge the message.
+
+    Example:
+        >>> decide({}, attempt=1, policy=RetryPolicy()) == Ack()
+        True
+    """
 
 
 @dataclass(frozen=True)
 class Retry:
-    """Try `handlers` again in `delay` seconds, as attempt number `attempt`."""
+    """Try `handlers` again in `delay` seconds, as attempt number `attempt`.
+
+    Example:
+        >>> decide({"app.h": OSError("reset")}, 2, RetryPolicy(retry_delays=(5, 30)), rand=lambda: 0).delay
+        30.0
+    """
 
     delay: float
     handlers: Tuple[str, ...]
@@ -99,7 +109,12 @@ class Retry:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """Park the message in the dead-letter queue; `failures` maps handler -> {type, message}."""
+    """Park the message in the dead-letter queue; `failures` maps handler -> {type, message}.
+
+    Example:
+        >>> decide({"app.h": OSError("reset")}, 5, RetryPolicy(max_attempts=5)).failures
+        {'app.h': {'type': 'OSError', 'message': 'reset'}}
+    """
 
     reason: str
     failures: Dict[str, Dict[str, str]] = field(default_factory=dict)
@@ -153,7 +168,15 @@ def decide(failures: Mapping[str, BaseException], attempt: int, policy: RetryPol
 
 
 class Poison(ValueError):
-    """A body that can never be handled; `reason` says why, without echoing the body."""
+    """A body that can never be handled; `reason` says why, without echoing the body.
+
+    Example:
+        >>> try:
+        ...     decode_body(b"\\xff")
+        ... except Poison as exc:
+        ...     exc.reason
+        'body is not valid UTF-8 (byte 0)'
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

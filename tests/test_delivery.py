@@ -267,3 +267,13 @@ def test_retries_and_dead_letters_work_on_the_embedded_broker(unique_name):
 def test_bad_delivery_options_are_refused_when_the_listener_is_made(options, message):
     with pytest.raises(ValueError, match=message):
         Listener("w", broker="memory://", **options)
+
+
+def test_the_docstring_examples_run(monkeypatch):
+    import doctest
+
+    import tcpulse.delivery
+
+    monkeypatch.delenv("PULSE_URL", raising=False)
+    failures, tried = doctest.testmod(tcpulse.delivery)
+    assert tried > 10 and failures == 0

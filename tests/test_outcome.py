@@ -199,3 +199,12 @@ def test_the_outcome_module_imports_neither_kombu_nor_requests():
 ])
 def test_malformed_origin_headers_never_raise(headers, expected):
     assert Origin.of(headers, "exchange/d", "k") == expected
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    import tcpulse.outcome
+
+    failures, tried = doctest.testmod(tcpulse.outcome)
+    assert tried > 10 and failures == 0
