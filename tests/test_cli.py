@@ -239,3 +239,12 @@ def test_declare_exchanges_lets_a_listener_start_on_a_bare_local_rabbitmq(rabbit
     finally:
         with kombu.Connection(rabbitmq) as conn:
             conn.channel().exchange_delete(exchange)
+
+
+@pytest.mark.rabbitmq
+def test_a_refused_login_is_exit_code_1_and_never_shows_the_password(rabbitmq):
+    secret = "s3cr/et@%" + uuid.uuid4().hex[:6]
+    done = tcpulse("publish", "QueueEvents.taskCompleted", "--routing-key", KEY,
+                   "--broker", f"amqp://guest:{secret}@127.0.0.1:5672//")
+    assert_fails(done, 1, "cannot connect to the broker at amqp://guest:***@127.0.0.1:5672//")
+    assert secret not in done.stderr + done.stdout
