@@ -103,6 +103,9 @@ class _Channel(virtual.Channel):
     def queue_purge(self, queue: str, **kwargs: Any) -> int:
         return self.broker.purge(queue)
 
+    def _next_delivery_tag(self) -> int:
+        return 0  # the broker numbers each copy when a consumer takes it
+
     def basic_publish(self, message: Payload, exchange: str, routing_key: str, **kwargs: Any) -> None:
         self._inplace_augment_message(message, exchange, routing_key)
         message["properties"]["delivery_info"]["redelivered"] = False

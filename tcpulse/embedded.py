@@ -22,9 +22,9 @@ Example:
 """
 import copy
 import datetime
+import itertools
 import threading
 import time
-import uuid
 from collections import deque
 from queue import Empty
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -78,6 +78,7 @@ class Broker:
         self.exchanges: Dict[str, Dict[str, Any]] = {}
         self.bindings: Dict[str, List[Tuple[str, str]]] = {}
         self.queues: Dict[str, _Queue] = {}
+        self._tags = itertools.count(1)  # delivery tags: unique in the process, taken under the lock
         for name in ("amq.topic", "amq.direct", "amq.fanout"):
             self.declare_exchange(name, name[4:], {"durable": True})
         for reference in load_all().values():
@@ -188,7 +189,7 @@ class Broker:
                 self._check_exchange(exchange, "", passive=True)
             queues = self.route(exchange, keys)
             for name in queues:
-                self._enqueue(self.queues[name], copy.deepcopy(payload), time.monotonic())
+                self._enqueue(self.queues[name], _copy(payload), time.monotonic())
             return len(queues)
 
     def _enqueue(self, queue: _Queue, payload: Payload, now: float) -> None:
@@ -220,7 +221,7 @@ class Broker:
         info.update(exchange=dlx, routing_key=keys[0], redelivered=False)
         for name in self.route(dlx, keys):
             if not _is_cycle(headers, name):
-                self._enqueue(self.queues[name], copy.deepcopy(payload), now)
+                self._enqueue(self.queues[name], _copy(payload), now)
 
     # -- consuming -----------------------------------------------------------------------------
     def get(self, name: str) -> Payload:
@@ -232,7 +233,7 @@ class Broker:
                 raise Empty()
             deadline, payload = queue.messages.popleft()
             payload["origin"] = (name, deadline)
-            payload["properties"]["delivery_tag"] = uuid.uuid4().hex
+            payload["properties"]["delivery_tag"] = next(self._tags)
             return payload
 
     def requeue(self, payload: Payload) -> None:
@@ -297,6 +298,15 @@ class Broker:
         with self.cond:
             for name in [n for n, q in self.queues.items() if q.owner is owner]:
                 self.delete_queue(name)
+
+
+def _copy(payload: Payload) -> Payload:
+    """A copy one queue may change (delivery info, headers) without touching the others';
+    the body is bytes or str, so it is shared."""
+    properties = dict(payload["properties"])
+    properties["delivery_info"] = dict(properties.get("delivery_info") or {})
+    headers = payload.get("headers")
+    return {**payload, "properties": properties, "headers": copy.deepcopy(headers) if headers else {}}
 
 
 def _record_death(headers: Dict[str, Any], queue: str, reason: str, exchange: str,
