@@ -97,6 +97,18 @@ class Delivered:
                                   for n in a.outcome.handlers))
 
     @property
+    def by_handler(self) -> Dict[str, str]:
+        """Each handler that ran -> 'succeeded', 'retrying' (its retry was not followed) or
+        'dead-lettered', from the last attempt it ran in."""
+        states = {}
+        for attempt in self.attempts:
+            for name in attempt.ran:
+                failed = name in attempt.failures
+                states[name] = "succeeded" if not failed else (
+                    "retrying" if isinstance(attempt.outcome, Retry) else "dead-lettered")
+        return states
+
+    @property
     def dead_lettered(self) -> bool:
         return isinstance(self.outcome, DeadLetter)
 

@@ -117,3 +117,18 @@ def test_a_script_path_or_an_imported_module_can_stand_for_the_listener(tmp_path
     assert capsys.readouterr().out == "defined t1\ndefined t1\n"
     with pytest.raises(TypeError, match="expected a Listener, a handler module or a script path"):
         deliver(42, QueueEvents.taskDefined, KEY, {})
+
+
+def test_by_handler_tells_each_handlers_fate():
+    app = Listener("fates", broker="memory://", max_attempts=2)
+    app.on(QueueEvents.taskCompleted)(lambda event: None)
+
+    @app.on(QueueEvents.taskCompleted)
+    def doomed(event):
+        raise ValueError("no")
+
+    names = [h.name for h in app.handlers]
+    assert deliver(app, QueueEvents.taskCompleted, KEY, {}).by_handler == {
+        names[0]: "succeeded", names[1]: "dead-lettered"}
+    assert deliver(app, QueueEvents.taskCompleted, KEY, {}, follow_retries=False).by_handler == {
+        names[0]: "succeeded", names[1]: "retrying"}
