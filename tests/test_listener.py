@@ -15,16 +15,18 @@ pytestmark = pytest.mark.rabbitmq
 COMPLETED, FAILED, EXCEPTION = QueueEvents.taskCompleted, QueueEvents.taskFailed, QueueEvents.taskException
 
 # (id, exchange, fields, CC'd routes) and, written by hand, who must receive each message.
+# Other tests publish on the same exchanges at the same time, so every task id, group, route
+# and scheduler here is made unique per test by formatting in `u`.
 MESSAGES = [
-    ("m1", COMPLETED, dict(taskId="t1", taskGroupId="g1"), []),
-    ("m2", COMPLETED, dict(taskId="t2", taskGroupId="g1"), ["index.project.a"]),
-    ("m3", COMPLETED, dict(taskId="t3", taskGroupId="g2"), ["index.project.b", "index.other.c"]),
-    ("m4", COMPLETED, dict(taskId="t4", taskGroupId="g3"), ["index.other.c"]),
-    ("m5", FAILED, dict(taskId="t1", taskGroupId="g1"), []),
-    ("m6", FAILED, dict(taskId="t5", taskGroupId="g2"), ["index.project.z"]),
-    ("m7", COMPLETED, dict(taskId="t6", taskGroupId="g2"), []),
-    ("m8", EXCEPTION, dict(taskId="t1", taskGroupId="g1"), ["index.project.a"]),
-    ("m9", COMPLETED, dict(taskId="t1", taskGroupId="g2"), ["index.project.q"]),
+    ("m1", COMPLETED, dict(taskId="{u}t1", taskGroupId="{u}g1"), []),
+    ("m2", COMPLETED, dict(taskId="{u}t2", taskGroupId="{u}g1"), ["index.{u}.project.a"]),
+    ("m3", COMPLETED, dict(taskId="{u}t3", taskGroupId="{u}g2"), ["index.{u}.project.b", "index.{u}.other.c"]),
+    ("m4", COMPLETED, dict(taskId="{u}t4", taskGroupId="{u}g3"), ["index.{u}.other.c"]),
+    ("m5", FAILED, dict(taskId="{u}t1", taskGroupId="{u}g1"), []),
+    ("m6", FAILED, dict(taskId="{u}t5", taskGroupId="{u}g2"), ["index.{u}.project.z"]),
+    ("m7", COMPLETED, dict(taskId="{u}t6", taskGroupId="{u}g2"), []),
+    ("m8", EXCEPTION, dict(taskId="{u}t1", taskGroupId="{u}g1"), ["index.{u}.project.a"]),
+    ("m9", COMPLETED, dict(taskId="{u}t1", taskGroupId="{u}g2"), ["index.{u}.project.q"]),
 ]
 EXPECTED = {
     "group_g1": {"m1", "m2"},
@@ -48,25 +50,28 @@ def test_each_handler_receives_exactly_its_messages_once_on_primary_keys_and_cc_
         handler.__qualname__ = name
         return handler
 
-    app.on(COMPLETED, taskGroupId="g1")(record("group_g1"))
-    app.on(COMPLETED(taskId="t1"), FAILED(taskId="t1"))(record("task_t1"))
-    app.on(COMPLETED, route="index.project.#")(record("project_route"))
+    u = queue_name
+    app.on(COMPLETED, taskGroupId=f"{u}g1")(record("group_g1"))
+    app.on(COMPLETED(taskId=f"{u}t1"), FAILED(taskId=f"{u}t1"))(record("task_t1"))
+    app.on(COMPLETED, route=f"index.{u}.project.#")(record("project_route"))
     both = record("group_g2_or_project")
-    app.on(COMPLETED, taskGroupId="g2")(both)
-    app.on(COMPLETED, route="index.project.#")(both)
-    app.add_handler(record("any_failure"), FAILED)
-    app.add_handler(record("never"), QueueEvents.taskDefined, route="index.project.#")
+    app.on(COMPLETED, taskGroupId=f"{u}g2")(both)
+    app.on(COMPLETED, route=f"index.{u}.project.#")(both)
+    app.add_handler(record("any_failure"), FAILED, schedulerId=u)
+    app.add_handler(record("never"), QueueEvents.taskDefined, route=f"index.{u}.project.#")
 
     with running(app), Publisher() as pub:
-        for mid, exchange, fields, routes in MESSAGES + [("last", FAILED, dict(taskId="t9"), [])]:
-            pub.publish(exchange.exchange, task_key(exchange, **fields), {"id": mid}, routes)
+        for mid, exchange, fields, routes in MESSAGES + [("last", FAILED, dict(taskId="{u}t9"), [])]:
+            fields = {k: v.format(u=u) for k, v in fields.items()}
+            key = task_key(exchange, schedulerId=u, **fields)
+            pub.publish(exchange.exchange, key, {"id": mid}, [r.format(u=u) for r in routes])
         wait_for(lambda: "last" in got["any_failure"], what="the last message")
 
     assert {name: sorted(ids) for name, ids in got.items()} == {n: sorted(ids) for n, ids in EXPECTED.items()}
     m3 = events["m3"]
-    assert (m3.exchange, m3.routing_key, m3.routes) == (COMPLETED.exchange, task_key(COMPLETED, taskId="t3", taskGroupId="g2"),
-                                                        ["index.project.b", "index.other.c"])
-    assert (m3.fields["taskId"], m3.fields["taskGroupId"], m3.redelivered, m3.attempt) == ("t3", "g2", False, 1)
+    assert (m3.exchange, m3.routing_key) == (COMPLETED.exchange, task_key(COMPLETED, taskId=f"{u}t3", taskGroupId=f"{u}g2", schedulerId=u))
+    assert m3.routes == [f"index.{u}.project.b", f"index.{u}.other.c"]
+    assert (m3.fields["taskId"], m3.fields["taskGroupId"], m3.redelivered, m3.attempt) == (f"{u}t3", f"{u}g2", False, 1)
     assert app.metrics.get("received") == app.metrics.get("acked") == 8
     assert queued(pulse_user.url, app.queue) == 0
 
@@ -76,7 +81,7 @@ def test_a_named_listener_has_a_durable_queue_and_an_unnamed_one_an_exclusive_au
 
     named, anonymous = Listener(queue_name, broker=pulse_user.url), Listener(broker=pulse_user.url)
     for app in (named, anonymous):
-        app.add_handler(lambda event: None, COMPLETED)
+        app.add_handler(lambda event: None, COMPLETED, schedulerId=queue_name)
     with running(named), running(anonymous):
         rows = rabbitmqctl("list_queues", "name", "durable", "auto_delete", "exclusive", "--no-table-headers")
     table = {row.split("\t")[0]: row.split("\t")[1:] for row in rows.splitlines()}
@@ -112,20 +117,20 @@ def test_declare_exchanges_creates_them_for_local_development_but_a_pulse_user_m
 def test_a_message_no_handler_matches_is_acked_counted_and_logged(pulse_user, taskcluster_exchanges, queue_name, caplog):
     # A durable queue keeps the bindings of an earlier version of the script.
     old = Listener(queue_name, broker=pulse_user.url)
-    old.add_handler(lambda event: None, FAILED)
+    old.add_handler(lambda event: None, FAILED, schedulerId=queue_name)
     with running(old):
         pass
     new = Listener(queue_name, broker=pulse_user.url)
     seen = []
-    new.add_handler(seen.append, COMPLETED)
+    new.add_handler(seen.append, COMPLETED, schedulerId=queue_name)
     caplog.set_level(logging.WARNING, logger="tcpulse.listener")
     with running(new), Publisher() as pub:
-        pub.publish(FAILED.exchange, task_key(FAILED, taskId="stale"), {"id": 1})
-        pub.publish(COMPLETED.exchange, task_key(COMPLETED), {"id": 2})
+        pub.publish(FAILED.exchange, task_key(FAILED, taskId="stale", schedulerId=queue_name), {"id": 1})
+        pub.publish(COMPLETED.exchange, task_key(COMPLETED, schedulerId=queue_name), {"id": 2})
         wait_for(lambda: seen and new.metrics.get("acked") == 2, what="both messages acked")
     assert [e.body["id"] for e in seen] == [2]
     assert new.metrics.get("unmatched") == 1
-    assert "matched no handler" in caplog.text and task_key(FAILED, taskId="stale") in caplog.text
+    assert "matched no handler" in caplog.text and task_key(FAILED, taskId="stale", schedulerId=queue_name) in caplog.text
     assert queued(pulse_user.url, new.queue) == 0
 
 
@@ -134,7 +139,7 @@ def test_the_decorator_returns_the_function_unchanged_and_registering_after_run_
 
     def handler(event):
         return "plain"
-    assert app.on(COMPLETED, taskGroupId="g")(handler) is handler and handler(None) == "plain"
+    assert app.on(COMPLETED, taskGroupId=queue_name)(handler) is handler and handler(None) == "plain"
     with running(app):
         with pytest.raises(RuntimeError, match=r"cannot register handler '.*late': Listener\(.*\) is already running; "
                                                r"register handlers and set options before calling run\(\)"):
@@ -164,10 +169,10 @@ def test_running_handlers_keep_the_connection_serviced_and_all_are_acked_at_the_
     def slow(event):
         release.wait(10)
         done.append(event.body["id"])
-    app.add_handler(slow, COMPLETED)
+    app.add_handler(slow, COMPLETED, schedulerId=queue_name)
     with running(app), Publisher() as pub:
         for i in range(20):
-            pub.publish(COMPLETED.exchange, task_key(COMPLETED), {"id": i})
+            pub.publish(COMPLETED.exchange, task_key(COMPLETED, schedulerId=queue_name), {"id": i})
         wait_for(lambda: app.metrics.get("received") == 8, what="the prefetch window to fill")
         assert app.is_ready() and app._consumer.pool.running == 4
         release.set()
