@@ -283,7 +283,7 @@ def declare_exchange(guest_url: str) -> None:
 
 LISTENER_SCRIPT = '''
 """A fault-test listener: appends each handled id to $LEDGER_FILE (unbuffered, so kill -9 keeps it)."""
-import json, os, time
+import os, time
 import tcpulse
 
 FD = os.open(os.environ["LEDGER_FILE"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -291,7 +291,10 @@ DELAY = float(os.environ.get("HANDLER_DELAY", "0"))
 FAIL_UNTIL = int(os.environ.get("FAIL_UNTIL_ATTEMPT", "0"))
 FAIL_EVERY = int(os.environ.get("FAIL_EVERY", "0"))
 
-@tcpulse.on(tcpulse.QueueEvents.taskCompleted(taskGroupId="group"))
+app = tcpulse.Listener(retry_delays=(float(os.environ.get("RETRY_DELAY", "1")),), max_attempts=5)
+
+
+@app.on(tcpulse.QueueEvents.taskCompleted(taskGroupId="group"))
 def handled(event):
     mid = event.body["id"]
     if DELAY:
@@ -300,6 +303,42 @@ def handled(event):
         raise RuntimeError(f"transient failure of {mid} on attempt {event.attempt}")
     os.write(FD, f"{mid}\\n".encode())
 '''
+
+
+def drain_ids(url: str, queue: str) -> collections.Counter:
+    """Take every message off `queue` (e.g. a dead-letter queue) and count the ids of their bodies."""
+    import kombu
+
+    ids: collections.Counter = collections.Counter()
+    with kombu.Connection(url) as conn:
+        simple = conn.SimpleQueue(kombu.Queue(queue, no_declare=True))
+        while True:
+            try:
+                message = simple.get(block=False)
+            except simple.Empty:
+                return ids
+            ids[json.loads(message.body)["id"]] += 1
+            message.ack()
+
+
+def quiet_metrics(process: "ListenerProcess", timeout: float = 30) -> Dict[str, float]:
+    """The listener's counters once they stopped moving (two reads 0.5 s apart agree)."""
+    previous = process.metrics()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = process.metrics()
+        if {k: v for k, v in current.items() if "age_seconds" not in k} == \
+                {k: v for k, v in previous.items() if "age_seconds" not in k}:
+            return current
+        previous = current
+    raise AssertionError(f"listener {process.label}'s counters kept moving for {timeout} s")
+
+
+def counter(metrics: Dict[str, float], name: str) -> float:
+    """A counter summed over its labels: counter(m, 'handled') adds every handler's series."""
+    prefix = f"tcpulse_{name}_total"
+    return sum(v for k, v in metrics.items() if k == prefix or k.startswith(prefix + "{"))
 
 
 class ListenerProcess:
@@ -352,7 +391,8 @@ class ListenerProcess:
             self._log.close()
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
