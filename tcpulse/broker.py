@@ -124,6 +124,7 @@ class _Channel(virtual.Channel):
             queue = self.broker.queues.get(queue_name or "")
             if queue is not None:
                 queue.consumers -= 1
+                queue.used_at = time.monotonic()
                 if queue.consumers <= 0 and queue.flags.get("auto_delete"):
                     self.broker.delete_queue(queue.name)
 

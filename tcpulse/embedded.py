@@ -6,7 +6,7 @@ through `broker_for`), with RabbitMQ's semantics: topic matching by
 key of the `CC`/`BCC` headers (each queue reached at most once; BCC removed), `x-message-ttl`
 and per-message `expiration` (expiring at the head of a queue), dead-lettering on expiry,
 overflow and reject-without-requeue through `x-dead-letter-exchange` /
-`x-dead-letter-routing-key` with the `x-death` header, `x-max-length` with `x-overflow`, and
+`x-dead-letter-routing-key` with the `x-death` header, `x-max-length` with `x-overflow`, `x-expires`, and
 RabbitMQ's NOT_FOUND / PRECONDITION_FAILED errors. Every exchange of the shipped references
 exists from the start, as on Pulse, where the Taskcluster services have declared them.
 
@@ -55,6 +55,11 @@ class _Queue:
         self.owner = owner if flags.get("exclusive") else None
         self.messages: Deque[List[Any]] = deque()
         self.consumers = 0
+        self.used_at = time.monotonic()  # for x-expires: declared, read from or consumed
+
+    def unused_too_long(self, now: float) -> bool:
+        expires = self.arguments.get("x-expires")
+        return expires is not None and self.consumers == 0 and now - self.used_at >= float(expires) / 1000.0
 
     def ttl_ms(self, payload: Payload) -> Optional[float]:
         ttls = [float(t) for t in (self.arguments.get("x-message-ttl"),
@@ -115,6 +120,7 @@ class Broker:
     def declare_queue(self, name: str, flags: Dict[str, Any], arguments: Dict[str, Any],
                       owner: Any, passive: bool = False) -> Tuple[int, int]:
         with self.cond:
+            self._expire_all(time.monotonic())
             queue = self.queues.get(name)
             if queue is None and passive:
                 raise amqp_errors.NotFound(f"NOT_FOUND - no queue {name!r} in vhost {self.vhost!r}", reply_code=404)
@@ -127,6 +133,7 @@ class Broker:
                     f"{self.vhost!r}", reply_code=405)
             if not passive:
                 self._check_equivalent(queue, flags, arguments)
+            queue.used_at = time.monotonic()
             return len(queue.messages), queue.consumers
 
     def _check_equivalent(self, queue: _Queue, flags: Dict[str, Any], arguments: Dict[str, Any]) -> None:
@@ -187,6 +194,7 @@ class Broker:
         with self.cond:
             if exchange:
                 self._check_exchange(exchange, "", passive=True)
+            self._expire_all(time.monotonic())
             queues = self.route(exchange, keys)
             for name in queues:
                 self._enqueue(self.queues[name], _copy(payload), time.monotonic())
@@ -229,6 +237,8 @@ class Broker:
         with self.cond:
             self._expire_all(time.monotonic())
             queue = self.queues.get(name)
+            if queue is not None:
+                queue.used_at = time.monotonic()
             if queue is None or not queue.messages:
                 raise Empty()
             deadline, payload = queue.messages.popleft()
@@ -270,9 +280,13 @@ class Broker:
             return {name: len(queue.messages) for name, queue in self.queues.items()}
 
     def _expire_all(self, now: float) -> None:
-        # RabbitMQ expires messages in the background, whether or not anyone reads the queue.
+        # RabbitMQ expires messages (and unused x-expires queues) in the background, whether or
+        # not anyone reads the queue.
         for queue in list(self.queues.values()):
-            self._expire(queue, now)
+            if queue.unused_too_long(now):
+                self.delete_queue(queue.name)
+            else:
+                self._expire(queue, now)
 
     def _expire(self, queue: _Queue, now: float) -> None:
         # Like RabbitMQ, only messages at the head of a queue expire.

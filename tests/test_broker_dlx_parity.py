@@ -124,3 +124,16 @@ def test_the_embedded_broker_behaves_like_rabbitmq(rabbitmq, scenario):
     with kombu.Connection(rabbitmq) as rabbit_conn:
         on_rabbit = scenario(Lab(rabbit_conn))
     assert on_memory == on_rabbit
+
+
+@pytest.mark.rabbitmq
+def test_an_unused_queue_with_x_expires_goes_away_on_both_brokers(rabbitmq):
+    for url, options in ((f"memory:///{uuid.uuid4().hex}", {"transport": Transport}), (rabbitmq, {})):
+        with kombu.Connection(url, **options) as conn:
+            lab = Lab(conn)
+            kept = lab.queue("kept", lab.exchange("x"), ["#"], **{"x-expires": 60000})
+            lab.queue("brief", lab.exchange("y"), ["#"], **{"x-expires": 100})
+            time.sleep(0.6)
+            kept.queue_declare(passive=True)
+            with pytest.raises(Exception, match="NOT_FOUND - no queue 'tcpulse-dlx-.*-brief'"):
+                kombu.Queue(f"tcpulse-dlx-{lab.tag}-brief", channel=conn.channel()).queue_declare(passive=True)
