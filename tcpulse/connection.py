@@ -64,8 +64,9 @@ class BrokerAddress:
     def __str__(self) -> str:
         return self.redacted
 
-    def connection(self, heartbeat: int = HEARTBEAT, **options: Any) -> Any:
-        """A new (not yet connected) kombu Connection to this broker."""
+    def connection(self, heartbeat: Optional[int] = None, **options: Any) -> Any:
+        """A new (not yet connected) kombu Connection to this broker; `heartbeat` seconds
+        (default HEARTBEAT, read at call time)."""
         import kombu
 
         if self.is_memory:
@@ -74,7 +75,7 @@ class BrokerAddress:
         return kombu.Connection(hostname=self.host, port=self.port, userid=self.user,
                                 password=self.password, virtual_host=self.vhost,
                                 ssl=self.scheme == "amqps", transport="pyamqp",
-                                heartbeat=heartbeat, **options)
+                                heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
 
 
 def resolve_broker(broker: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> BrokerAddress:
