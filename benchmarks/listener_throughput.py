@@ -22,6 +22,7 @@ from tcpulse.exchanges import Binding
 from tcpulse.outcome import RetryPolicy
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+HANDLER = lambda event: None  # noqa: E731 - the no-op handler (listener_concurrency swaps it)
 
 
 def preload(exchange: str, queue: str, count: int) -> None:
@@ -57,7 +58,7 @@ def raw_kombu(exchange: str, queue: str, count: int, prefetch: int) -> float:
 
 def listener(exchange: str, queue_name: str, count: int, prefetch: int, concurrency: int = 1) -> float:
     app = Listener(queue_name, broker=BROKER, prefetch=prefetch, concurrency=concurrency, declare_exchanges=True)
-    app.add_handler(lambda event: None, Binding(exchange, "primary.#"))
+    app.add_handler(HANDLER, Binding(exchange, "primary.#"))
     start = time.perf_counter()
     thread = threading.Thread(target=app.run, daemon=True)
     thread.start()
