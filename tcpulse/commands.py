@@ -1,5 +1,5 @@
 """The `tcpulse` subcommands other than `listen`: exchanges, routing-key, bindings, publish,
-record, replay and dead-letters (whose work `tcpulse.delivery` does).
+record, replay and dead-letters (the last four do their work in `tcpulse.brokercli`).
 
 Owns: their argparse definitions (each with an example in `--help`), their output, and turning
 every expected failure into one line on stderr with exit code 2 (usage: unknown exchange or
@@ -20,18 +20,15 @@ Example:
 """
 import argparse
 import functools
-import json
 import os
 import sys
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from .errors import TaskclusterFailure, TaskclusterTopicExchangeFailure
 from .recording import RecordingError
 from .scripts import ScriptError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-PROGRESS_EVERY = 100
 
 
 class UsageError(TaskclusterFailure):
@@ -155,7 +152,9 @@ def _add_publish(subparsers: Any) -> None:
     body.add_argument("--body", default="{}", help="the JSON object to send (default {})")
     body.add_argument("--body-file", help="read the JSON object from this file")
     _broker_option(p)
-    p.set_defaults(func=guarded(_cmd_publish))
+    from .brokercli import cmd_publish
+
+    p.set_defaults(func=guarded(cmd_publish))
 
 
 def _add_record(subparsers: Any) -> None:
@@ -168,7 +167,9 @@ def _add_record(subparsers: Any) -> None:
     p.add_argument("--count", type=int, help="stop after this many messages")
     p.add_argument("--timeout", type=float, help="stop after this many seconds in all")
     _broker_option(p)
-    p.set_defaults(func=guarded(_cmd_record))
+    from .brokercli import cmd_record
+
+    p.set_defaults(func=guarded(cmd_record))
 
 
 def _add_replay(subparsers: Any) -> None:
@@ -177,7 +178,9 @@ def _add_replay(subparsers: Any) -> None:
                 "tcpulse replay examples/messages/task-group.jsonl --broker amqp://guest:guest@localhost:5672//")
     p.add_argument("file")
     _broker_option(p)
-    p.set_defaults(func=guarded(_cmd_replay))
+    from .brokercli import cmd_replay
+
+    p.set_defaults(func=guarded(cmd_replay))
 
 
 def _add_dead_letters(subparsers: Any) -> None:
@@ -189,7 +192,9 @@ def _add_dead_letters(subparsers: Any) -> None:
     action.add_argument("--requeue", action="store_true", help="send them back to the listener's queue")
     p.add_argument("--limit", type=int, help="at most this many")
     _broker_option(p)
-    p.set_defaults(func=guarded(_cmd_dead_letters))
+    from .brokercli import cmd_dead_letters
+
+    p.set_defaults(func=guarded(cmd_dead_letters))
 
 
 def _broker_option(parser: argparse.ArgumentParser) -> None:
@@ -242,13 +247,18 @@ def parse_fields(items: Sequence[str]) -> Dict[str, str]:
 
 
 def _cmd_bindings(args: argparse.Namespace) -> int:
-    for exchange, pattern in _script_bindings(args.script):
+    for exchange, pattern in script_bindings(args.script):
         print(f"{exchange}  {pattern}")
     return EXIT_OK
 
 
-def _script_bindings(path: str) -> List[Tuple[str, str]]:
-    """The unique (exchange, pattern) pairs of the listener a handler script defines."""
+def script_bindings(path: str) -> List[Tuple[str, str]]:
+    """The unique (exchange, pattern) pairs of the listener a handler script defines.
+
+    Example:
+        >>> script_bindings("examples/index_route_listener.py")
+        [('exchange/taskcluster-queue/v1/task-completed', 'route.index.project.example.#')]
+    """
     from .scripts import load_listener
 
     listener = load_listener(path)
@@ -260,164 +270,3 @@ def _did_you_mean(word: str, choices: Sequence[str]) -> str:
 
     close = difflib.get_close_matches(word, choices, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
-
-
-# -- commands that talk to a broker ------------------------------------------------------------
-def connect(broker: Optional[str]) -> Tuple[Any, str]:
-    """A connected kombu Connection for `broker` (resolved as the listener does), and the
-    broker's address (its `redacted` form is safe to print); an unreachable broker is a
-    `RuntimeFailure` within seconds.
-
-    Example:
-        >>> conn, address = connect("memory://")
-        >>> address.redacted, conn.connected
-        ('memory://', True)
-        >>> conn.release()
-    """
-    from .connection import resolve_broker
-
-    try:
-        address = resolve_broker(broker)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    options = {} if address.is_memory else {"connect_timeout": 5,
-                                             "transport_options": {"confirm_publish": True}}
-    conn = address.connection(**options)
-    try:
-        conn.ensure_connection(max_retries=0)  # one try: a CLI user wants the error now
-    except Exception as exc:  # kombu/amqp raise many kinds here; all mean "cannot connect"
-        raise RuntimeFailure(f"cannot connect to the broker at {address.redacted}: {_reason(exc)}") from None
-    return conn, address
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
-def broker_errors() -> Tuple[type, ...]:
-    """The exceptions a broker operation may raise (kombu and py-amqp load only when asked).
-
-    Example:
-        >>> OSError in broker_errors()
-        True
-    """
-    import amqp.exceptions
-    import kombu.exceptions
-
-    return (OSError, amqp.exceptions.AMQPError, kombu.exceptions.KombuError)
-
-
-def _cmd_publish(args: argparse.Namespace) -> int:
-    from .recording import Recorded, replay_into
-
-    exchange = _exchange_name(args.exchange)
-    body = _load_body(args)
-    routes = [r[len("route."):] if r.startswith("route.") else r for r in args.route]
-    message = Recorded(exchange, args.routing_key, tuple(routes), body)
-    conn, address = connect(args.broker)
-    with conn:
-        _on_broker(address, lambda: replay_into(conn, [message]))
-    print(f"published 1 message to {exchange} with key {args.routing_key}"
-          + (f" and routes {', '.join(routes)}" if routes else ""))
-    return EXIT_OK
-
-
-def _exchange_name(text: str) -> str:
-    """A full exchange name from 'Service.name' or a full name ('exchange/...' names that
-    tcpulse has no reference for, such as a user's own exchange, pass through)."""
-    from .exchanges import find_exchange
-
-    if text.startswith("exchange/"):
-        return text
-    return find_exchange(text).exchange
-
-
-def _load_body(args: argparse.Namespace) -> Dict[str, Any]:
-    source, text = "--body", args.body
-    if args.body_file:
-        source, text = f"--body-file {args.body_file}", _read_text(args.body_file)
-    try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{source}: not valid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise UsageError(f"{source}: the body must be a JSON object (got {type(body).__name__})")
-    return body
-
-
-def _read_text(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot be read ({exc})") from None
-
-
-def _on_broker(address: Any, action: Callable[[], Any]) -> Any:
-    try:
-        return action()
-    except broker_errors() as exc:
-        raise RuntimeFailure(f"the broker at {address.redacted} refused: {_reason(exc)}") from None
-
-
-def _cmd_replay(args: argparse.Namespace) -> int:
-    from .recording import read, replay_into
-
-    messages = read(args.file)
-    conn, address = connect(args.broker)
-    with conn:
-        _on_broker(address, lambda: replay_into(conn, messages, progress=_progress("replayed")))
-    print(f"replayed {len(messages)} messages from {args.file} to {address.redacted}")
-    return EXIT_OK
-
-
-def _progress(verb: str) -> Callable[[int], None]:
-    def report(count: int) -> None:
-        if count % PROGRESS_EVERY == 0:
-            print(f"{verb} {count} messages...", file=sys.stderr, flush=True)
-    return report
-
-
-def _cmd_record(args: argparse.Namespace) -> int:
-    import uuid
-
-    from .recording import record_from
-
-    bindings = _record_bindings(args)
-    conn, address = connect(args.broker)
-    queue = f"queue/{address.user}/tcpulse-record-{uuid.uuid4().hex[:8]}"
-    with conn, open(args.out, "w", encoding="utf-8") as out:
-        def ready() -> None:
-            print(f"recording {len(bindings)} binding(s) from {address.redacted} into {args.out}"
-                  " (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        try:
-            count = _on_broker(address, lambda: record_from(
-                conn, queue, bindings, out, count=args.count, timeout=args.timeout,
-                progress=_progress("recorded"), ready=ready))
-        except KeyboardInterrupt:
-            count = sum(1 for _ in open(args.out, encoding="utf-8"))
-    print(f"recorded {count} messages into {args.out}")
-    return EXIT_OK
-
-
-def _cmd_dead_letters(args: argparse.Namespace) -> int:
-    from .delivery import dead_letters_cli
-
-    return dead_letters_cli(args.name, broker=args.broker, requeue=args.requeue, limit=args.limit)
-
-
-def _record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:
-    from .exchanges import find_exchange
-
-    if args.script and (args.exchange or args.fields):
-        raise UsageError("give either EXCHANGE [field=value ...] or --script SCRIPT, not both")
-    if args.script:
-        return _script_bindings(args.script)
-    if not args.exchange:
-        raise UsageError("give EXCHANGE [field=value ...] (such as QueueEvents.taskCompleted) or --script SCRIPT")
-    if args.exchange.startswith("exchange/") and not args.fields:
-        return [(args.exchange, "#")]
-    binding = find_exchange(args.exchange)(**parse_fields(args.fields))
-    return [(binding.exchange, binding.routing_key_pattern)]

@@ -21,7 +21,8 @@ import threading
 import time
 from typing import Any, List, Optional
 
-from .commands import RuntimeFailure, broker_errors, connect
+from .brokercli import broker_errors, connect
+from .commands import RuntimeFailure
 
 log = logging.getLogger("tcpulse.runner")
 

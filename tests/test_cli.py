@@ -108,6 +108,11 @@ def test_an_unreachable_broker_fails_fast_with_exit_code_1_and_one_line(args):
     print(f"{args[0]} gave up after {time.monotonic() - started:.1f} s")
 
 
+def test_record_into_a_path_that_cannot_be_written_is_a_usage_error(tmp_path):
+    assert_fails(tcpulse("record", "QueueEvents.taskCompleted", "--out", str(tmp_path / "no" / "such" / "dir.jsonl"),
+                         "--broker", "memory://"), 2, "dir.jsonl: cannot be written (No such file or directory)")
+
+
 def test_publish_usage_errors(tmp_path):
     assert_fails(tcpulse("publish", "QueueEvents.taskComplete", "--routing-key", KEY), 2, "is not a known exchange")
     assert_fails(tcpulse("publish", "QueueEvents.taskCompleted", "--routing-key", KEY, "--body", "[1]"), 2,
