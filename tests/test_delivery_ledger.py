@@ -30,7 +30,7 @@ def test_ten_thousand_messages_with_failures_and_a_connection_close_lose_nothing
                    max_attempts=3, retry_delays=(0.2, 0.5))
     handled, lock = set(), threading.Lock()
 
-    @app.on(COMPLETED, taskGroupId="ledger")
+    @app.on(COMPLETED, taskGroupId=unique_name)  # unique: other runs publish to the same exchange
     def work(event):
         i = event.body["i"]
         if event.attempt <= failures_planned(i):
@@ -41,7 +41,7 @@ def test_ten_thousand_messages_with_failures_and_a_connection_close_lose_nothing
     always = {i for i in range(COUNT) if failures_planned(i) > 2}
     transient = {i for i in range(COUNT) if 0 < failures_planned(i) <= 2}
     assert (len(always), len(transient)) == (100, 1000)
-    key = task_key(taskGroupId="ledger")
+    key = task_key(taskGroupId=unique_name)
 
     closed = []
     with running(app, timeout=60), Publisher() as pub:

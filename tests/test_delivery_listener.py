@@ -44,22 +44,25 @@ def test_a_handler_failing_twice_is_handled_on_attempt_3_while_later_messages_fl
     app = Listener(unique_name, broker=pulse_user.url, max_attempts=5, retry_delays=(2.0, 0.3))
     attempts, audited = [], []
 
-    @app.on(COMPLETED, taskGroupId="flaky")
+    # Group ids unique to this test: other test runs publish to the same real exchanges.
+    flaky_group, other_group = unique_name + "-f", unique_name + "-o"
+
+    @app.on(COMPLETED, taskGroupId=flaky_group)
     def flaky(event):
         attempts.append((event.attempt, time.monotonic(), event.exchange, event.routing_key, tuple(event.routes)))
         if event.attempt < 3:
             raise ConnectionError("database is down")
 
-    @app.on(COMPLETED)
+    @app.on(COMPLETED(taskGroupId=flaky_group), COMPLETED(taskGroupId=other_group))
     def audit(event):
         audited.append((event.body["id"], time.monotonic()))
 
-    key = task_key(taskGroupId="flaky")
+    key = task_key(taskGroupId=flaky_group)
     with running(app), Publisher() as pub:
         pub.publish(COMPLETED.exchange, key, {"id": "flaky"}, routes=["index.project.a"])
         wait_for(lambda: attempts, what="the first attempt")
         for i in range(20):
-            pub.publish(COMPLETED.exchange, task_key(taskGroupId="other"), {"id": f"later-{i}"})
+            pub.publish(COMPLETED.exchange, task_key(taskGroupId=other_group), {"id": f"later-{i}"})
         wait_for(lambda: len(attempts) == 3 and len(audited) == 21, what="attempt 3 and every later message")
         wait_for(lambda: app.metrics.get("acked") == 23, what="the acks")
 
@@ -84,13 +87,13 @@ def test_a_handler_that_always_fails_is_dead_lettered_with_its_error_and_requeue
     app = Listener(unique_name, broker=pulse_user.url, max_attempts=3, retry_delays=(0.2,))
     fixed, seen = [False], []
 
-    @app.on(COMPLETED, taskGroupId="doomed")
+    @app.on(COMPLETED, taskGroupId=unique_name)
     def doomed(event):
         seen.append(event.attempt)
         if not fixed[0]:
             raise ValueError(f"cannot parse task {event.fields['taskId']}")
 
-    key = task_key(taskId="T1", taskGroupId="doomed")
+    key = task_key(taskId="T1", taskGroupId=unique_name)
     with running(app), Publisher() as pub:
         pub.publish(COMPLETED.exchange, key, {"id": "doomed"}, routes=["index.x"])
         wait_for(lambda: app.metrics.get("dead_lettered") == 1, what="the dead letter")
@@ -130,15 +133,15 @@ def test_each_kind_of_poison_is_dead_lettered_with_its_reason_while_1000_good_me
         pulse_user, taskcluster_exchanges, unique_name):
     app = Listener(unique_name, broker=pulse_user.url, prefetch=20)
     handled = set()
-    app.add_handler(lambda event: handled.add(event.body["id"]), COMPLETED)
+    app.add_handler(lambda event: handled.add(event.body["id"]), COMPLETED, taskGroupId=unique_name)
 
     with running(app), Publisher() as pub:
         for i in range(1000):
             if i % 250 == 125:
                 raw, _ = POISON[i // 250]
-                pub.producer.publish(raw, exchange=COMPLETED.exchange, routing_key=task_key(taskId=f"p{i}"),
+                pub.producer.publish(raw, exchange=COMPLETED.exchange, routing_key=task_key(taskId=f"p{i}", taskGroupId=unique_name),
                                      content_type="application/json", content_encoding="utf-8")
-            pub.publish(COMPLETED.exchange, task_key(taskId=f"g{i}"), {"id": i})
+            pub.publish(COMPLETED.exchange, task_key(taskId=f"g{i}", taskGroupId=unique_name), {"id": i})
         wait_for(lambda: len(handled) == 1000 and app.metrics.get("dead_lettered") == 4,
                  what="every good message and four dead letters")
         assert app.is_ready(), "the listener must still be consuming"
@@ -154,19 +157,19 @@ def test_a_queue_deleted_under_the_listener_is_redeclared_with_its_bindings_and_
         pulse_user, taskcluster_exchanges, unique_name, caplog):
     app = Listener(unique_name, broker=pulse_user.url)
     handled = []
-    app.add_handler(lambda event: handled.append(event.body["id"]), COMPLETED, taskGroupId="g")
+    app.add_handler(lambda event: handled.append(event.body["id"]), COMPLETED, taskGroupId=unique_name)
 
     def warned():
         return [r for r in caplog.records if "cancelled the consumer" in r.getMessage()]
 
     with running(app), Publisher() as pub:
-        pub.publish(COMPLETED.exchange, task_key(), {"id": "before"})
+        pub.publish(COMPLETED.exchange, task_key(taskGroupId=unique_name), {"id": "before"})
         wait_for(lambda: handled == ["before"], what="the first message")
         rabbitmqctl("delete_queue", app.queue)
         wait_for(warned, what="the warning about the deleted queue")
         wait_for(app.is_ready, what="consumption to resume")
         for i in range(10):
-            pub.publish(COMPLETED.exchange, task_key(), {"id": i})
+            pub.publish(COMPLETED.exchange, task_key(taskGroupId=unique_name), {"id": i})
         wait_for(lambda: len(handled) == 11, what="the messages published after the deletion")
     [record] = warned()
     assert record.levelname == "WARNING"
@@ -208,13 +211,13 @@ def test_a_permanent_failure_is_dead_lettered_on_the_first_attempt(
     app = Listener(unique_name, broker=pulse_user.url, retry_delays=(0.2,))
     seen = []
 
-    @app.on(COMPLETED, taskGroupId="perm")
+    @app.on(COMPLETED, taskGroupId=unique_name)
     def permanent(event):
         seen.append(event.attempt)
         raise error
 
     with running(app), Publisher() as pub:
-        pub.publish(COMPLETED.exchange, task_key(taskGroupId="perm"), {"id": "p"})
+        pub.publish(COMPLETED.exchange, task_key(taskGroupId=unique_name), {"id": "p"})
         wait_for(lambda: app.metrics.get("dead_lettered") == 1, what="the dead letter")
         [record] = app.dead_letters()
     assert seen == [1] and app.metrics.get("retried") == 0
@@ -224,10 +227,10 @@ def test_a_permanent_failure_is_dead_lettered_on_the_first_attempt(
 def test_the_dead_letters_command_lists_and_requeues(pulse_user, taskcluster_exchanges, unique_name):
     app = Listener(unique_name, broker=pulse_user.url)
     handled = []
-    app.add_handler(lambda event: handled.append(event.body), COMPLETED, taskGroupId="cli")
+    app.add_handler(lambda event: handled.append(event.body), COMPLETED, taskGroupId=unique_name)
     command = [sys.executable, "-m", "tcpulse", "dead-letters", unique_name, "--broker", pulse_user.url]
     with running(app), Publisher() as pub:
-        pub.producer.publish(b"[1, 2]", exchange=COMPLETED.exchange, routing_key=task_key(taskGroupId="cli"),
+        pub.producer.publish(b"[1, 2]", exchange=COMPLETED.exchange, routing_key=task_key(taskGroupId=unique_name),
                              content_type="application/json", content_encoding="utf-8")
         wait_for(lambda: app.metrics.get("dead_lettered") == 1, what="the dead letter")
 
@@ -250,7 +253,7 @@ def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, task
     app = Listener(unique_name, broker=pulse_user.url, retry_delays=(0.2,))
     seen = []
 
-    @app.on(COMPLETED, taskGroupId="gone")
+    @app.on(COMPLETED, taskGroupId=unique_name)
     def once_flaky(event):
         seen.append((event.attempt, event.redelivered))
         if event.attempt == 1:
@@ -259,7 +262,7 @@ def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, task
     with running(app), Publisher() as pub:
         with pulse_connection(pulse_user) as conn:
             conn.channel().queue_delete(holding_queues(app)[0])
-        pub.publish(COMPLETED.exchange, task_key(taskGroupId="gone"), {"id": "x"})
+        pub.publish(COMPLETED.exchange, task_key(taskGroupId=unique_name), {"id": "x"})
         wait_for(lambda: seen and seen[-1][0] == 2, what="attempt 2")
     # The copy found no queue, so the original was not acked: it came again, then was retried.
     assert seen == [(1, False), (1, True), (2, False)]
