@@ -2,14 +2,17 @@
 user, 10 % failing transiently once or twice, 1 % always failing, and every connection of the
 user closed in the middle. Afterwards handled ∪ dead-lettered == published, nothing lost, and
 nothing dead-lettered that should have succeeded."""
+import json
 import threading
+
+import kombu
 
 import pytest
 
 from tcpulse import Listener, QueueEvents
 from tcpulse.connection import resolve_broker
 from tcpulse.delivery import list_dead_letters
-from listenerkit import Publisher, queued, running, task_key, wait_for
+from listenerkit import GUEST, queued, running, task_key, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -44,11 +47,17 @@ def test_ten_thousand_messages_with_failures_and_a_connection_close_lose_nothing
     key = task_key(taskGroupId=unique_name)
 
     closed = []
-    with running(app, timeout=60), Publisher() as pub:
+    with running(app, timeout=60), kombu.Connection(GUEST) as publisher:
+        channel = publisher.channel()
+        producer = kombu.Producer(channel, auto_declare=False)
         for i in range(COUNT):
-            pub.publish(COMPLETED.exchange, key, {"i": i})
+            # Unconfirmed (3x faster than waiting for each confirm); the round trip below proves
+            # the broker has them all, and only the listener's connections are closed.
+            producer.publish(json.dumps({"i": i}), exchange=COMPLETED.exchange, routing_key=key,
+                             content_type="application/json", delivery_mode=2)
             if i == COUNT // 2:
                 closed.append(pulse_user.close_connections())
+        channel.basic_qos(0, 1, False)
         wait_for(lambda: len(handled) == COUNT - len(always) and app.metrics.get("dead_lettered") >= len(always),
                  timeout=120, what="every message handled or dead-lettered")
         wait_for(lambda: queued(pulse_user.url, app.queue) == 0, what="the queue to drain")
