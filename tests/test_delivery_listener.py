@@ -268,3 +268,24 @@ def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, task
     assert seen == [(1, False), (1, True), (2, False)]
     assert any(f"could not hand a message to exchange/{pulse_user.name}/{unique_name}/delivery with key "
                "'retry-0.2s' (Basic.return: (312) NO_ROUTE)" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unnamed_listener_retries_through_queues_that_vanish_with_it(pulse_user, taskcluster_exchanges, unique_name):
+    app = Listener(broker=pulse_user.url, retry_delays=(0.2,))
+    seen = []
+
+    @app.on(COMPLETED, taskGroupId=unique_name)
+    def once_flaky(event):
+        seen.append(event.attempt)
+        if event.attempt == 1:
+            raise ConnectionError("flaky")
+
+    with running(app), Publisher() as pub:
+        pub.publish(COMPLETED.exchange, task_key(taskGroupId=unique_name), {"id": "x"})
+        wait_for(lambda: seen == [1, 2], what="attempt 2")
+    with pulse_connection(pulse_user) as conn:
+        for queue in [app.queue, f"{app.queue}/dead-letter", *holding_queues(app)]:
+            with pytest.raises(Exception, match="NOT_FOUND"):
+                conn.channel().queue_declare(queue, passive=True)
+        with pytest.raises(Exception, match="NOT_FOUND"):
+            conn.channel().exchange_declare("exchange/" + app.queue[len("queue/"):] + "/delivery", "direct", passive=True)
