@@ -13,10 +13,9 @@ cannot be woken when a handler finishes, which would leave finished messages una
 timeout; so this loop waits with `select` on the broker socket AND a wake-up pipe that handler
 threads (and `stop()`) write to, and only falls back to polling on transports without a socket.
 
-Acks are batched: a contiguous prefix of settled delivery tags is acked with one
-`basic.ack(multiple=True)`; acks that finished out of order go out singly, so one slow handler
-never holds the prefetch window hostage. Messages of a lost connection are never acked on the
-next one (delivery tags belong to a channel); the broker redelivers them.
+Acks are batched (`tcpulse.acks.AckWindow`) where the transport honours multiple acks, and
+flushed whenever this thread is about to wait. Messages of a lost connection are never acked on
+the next one (delivery tags belong to a channel); the broker redelivers them.
 
 Imports kombu; never imports requests or the listener.
 
@@ -40,6 +39,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 from kombu.mixins import ConsumerMixin
 
+from .acks import AckWindow
 from .connection import BrokerAddress
 from .errors import BrokerFailure
 from .metrics import Metrics
@@ -51,7 +51,6 @@ ACK_DELAY = 0.02  # longest time a finished message waits for its (batched) ack
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep flowing
 FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
 BACKOFF_CAP = 30.0
-PENDING, ACK, SETTLED = 0, 1, 2
 
 Work = Callable[[Any], Tuple[Any, Dict[str, BaseException]]]
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
@@ -149,10 +148,7 @@ class Consumer(ConsumerMixin):
         self._channel: Any = None
         # Batched acks over the current channel (only where basic.ack(multiple) is honoured).
         self._batch = address.scheme in ("amqp", "amqps")
-        self._order: Deque[int] = collections.deque()
-        self._state: Dict[int, int] = {}
-        self._acks: List[int] = []
-        self._first_ack_at = 0.0
+        self._acks = AckWindow(lambda tag, multiple: self._channel.basic_ack(tag, multiple=multiple))
         self._last_heartbeat = 0.0
         self._inbox: List[Any] = []  # delivered, not yet handed to the pool
         self._one_thread = concurrency == 1
@@ -236,7 +232,7 @@ class Consumer(ConsumerMixin):
         self.ready = False
         lived = time.monotonic() - self._connected_at
         self._failures = 0 if lived > 5 else self._failures + 1
-        in_flight = len(self._state) if self._batch else self.pool.running
+        in_flight = self._acks.unsettled if self._batch else self.pool.running
         if type(exc).__name__ == "ConsumerCancelled":
             log.warning("the broker cancelled the consumer of %s: the queue was deleted (by an operator, or "
                         "by Pulse for growing too large) and the messages it held are LOST; redeclaring "
@@ -279,9 +275,7 @@ class Consumer(ConsumerMixin):
     def on_connection_revived(self) -> None:
         self._epoch += 1
         self.pool.set_epoch(self._epoch)
-        self._order.clear()
-        self._state.clear()
-        self._acks.clear()
+        self._acks.reset()
         self._inbox.clear()
         if self._ever_connected:
             self.metrics.inc("reconnects")
@@ -336,8 +330,7 @@ class Consumer(ConsumerMixin):
     # -- messages ---------------------------------------------------------------------------
     def _on_message(self, message: Any) -> None:
         if self._batch:
-            self._order.append(message.delivery_tag)
-            self._state[message.delivery_tag] = PENDING
+            self._acks.delivered(message.delivery_tag)
         self._inbox.append(message)
 
     def _hand_over(self) -> None:
@@ -362,36 +355,20 @@ class Consumer(ConsumerMixin):
             message.ack()
             self.metrics.inc("acked")
             return
-        if not self._acks:
-            self._first_ack_at = time.monotonic()
-        self._state[message.delivery_tag] = ACK
-        self._acks.append(message.delivery_tag)
+        self._acks.ack(message.delivery_tag)
 
     def reject(self, message: Any, requeue: bool) -> None:
         """Reject `message` now; with `requeue` the broker delivers it again."""
         message.reject(requeue=requeue)
         if self._batch:
-            self._state[message.delivery_tag] = SETTLED
+            self._acks.settled(message.delivery_tag)
 
     def _flush_acks(self, force: bool = False) -> None:
-        if not self._acks:
+        owed = self._acks.owed
+        if not owed:
             return
-        if not force and len(self._acks) < max(1, self._prefetch // 4) \
-                and time.monotonic() - self._first_ack_at < ACK_DELAY:
-            return
-        last = None
-        while self._order and self._state[self._order[0]] != PENDING:
-            tag = self._order.popleft()
-            if self._state.pop(tag) == ACK:
-                last = tag
-        if last is not None:
-            self._channel.basic_ack(last, multiple=True)
-        for tag in self._acks:
-            if self._state.get(tag) == ACK:  # finished out of order: ack it alone
-                self._channel.basic_ack(tag)
-                self._state[tag] = SETTLED
-        self.metrics.inc("acked", len(self._acks))
-        self._acks.clear()
+        if force or owed >= max(1, self._prefetch // 4) or time.monotonic() - self._acks.first_owed_at >= ACK_DELAY:
+            self.metrics.inc("acked", self._acks.flush())
 
 
 class _Stopped(Exception):

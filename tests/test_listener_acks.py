@@ -1,0 +1,81 @@
+"""Batched acks (pure): one multiple ack over a settled prefix, singles out of order, never an
+unfinished message."""
+import random
+
+from tcpulse.acks import AckWindow
+
+
+def window():
+    sent = []
+    return AckWindow(lambda tag, multiple: sent.append((tag, multiple))), sent
+
+
+def acked_by(sent, delivered):
+    """The tags a broker acks for the basic.ack calls `sent`, as RabbitMQ does: a multiple ack
+    covers every outstanding tag up to its own; acking a tag that is not outstanding is the
+    channel error 'unknown delivery tag'."""
+    outstanding, done = set(delivered), set()
+    for tag, multiple in sent:
+        assert tag in outstanding, f"PRECONDITION_FAILED - unknown delivery tag {tag}"
+        covered = {t for t in outstanding if t <= tag} if multiple else {tag}
+        outstanding -= covered
+        done |= covered
+    return done
+
+
+def test_messages_finished_in_order_are_acked_with_one_multiple_ack():
+    w, sent = window()
+    for tag in range(1, 51):
+        w.delivered(tag)
+        w.ack(tag)
+    assert w.flush() == 50 and sent == [(50, True)] and w.unsettled == 0
+
+
+def test_an_unfinished_message_is_never_covered_and_does_not_hold_back_later_acks():
+    w, sent = window()
+    for tag in range(1, 6):
+        w.delivered(tag)
+    for tag in (1, 2, 4, 5):
+        w.ack(tag)
+    assert w.flush() == 4
+    assert sent == [(2, True), (4, False), (5, False)]
+    w.ack(3)
+    w.flush()
+    assert sent[-1] == (3, True) and w.unsettled == 0
+
+
+def test_a_rejected_message_lets_a_multiple_ack_pass_it_without_acking_it():
+    w, sent = window()
+    for tag in (1, 2, 3):
+        w.delivered(tag)
+    w.settled(2)
+    w.ack(1)
+    w.ack(3)
+    w.flush()
+    assert sent == [(3, True)]
+    assert acked_by(sent, [1, 3]) == {1, 3}  # 2 was rejected: no longer outstanding
+
+
+def test_random_completion_orders_ack_exactly_the_finished_messages():
+    rng = random.Random(7)
+    for _ in range(200):
+        w, sent = window()
+        tags = list(range(1, 41))
+        for tag in tags:
+            w.delivered(tag)
+        finished = set()
+        for tag in rng.sample(tags, rng.randint(0, 40)):
+            w.ack(tag)
+            finished.add(tag)
+            if rng.random() < 0.3:
+                w.flush()
+        w.flush()
+        assert acked_by(sent, tags) == finished
+
+
+def test_reset_forgets_the_tags_of_a_lost_channel():
+    w, sent = window()
+    w.delivered(1)
+    w.ack(1)
+    w.reset()
+    assert w.flush() == 0 and sent == [] and w.unsettled == 0
