@@ -38,7 +38,8 @@ EXPECTED = {
 }
 
 
-def test_each_handler_receives_exactly_its_messages_once_on_primary_keys_and_cc_routes(pulse_user, taskcluster_exchanges, queue_name):
+def test_each_handler_receives_exactly_its_messages_once_on_primary_keys_and_cc_routes(pulse_user, taskcluster_exchanges, queue_name, caplog):
+    caplog.set_level(logging.DEBUG)
     app = Listener(queue_name, broker=pulse_user.url)
     got = {name: [] for name in EXPECTED}
     events = {}
@@ -73,6 +74,7 @@ def test_each_handler_receives_exactly_its_messages_once_on_primary_keys_and_cc_
     assert m3.routes == [f"index.{u}.project.b", f"index.{u}.other.c"]
     assert (m3.fields["taskId"], m3.fields["taskGroupId"], m3.redelivered, m3.attempt) == (f"{u}t3", f"{u}g2", False, 1)
     assert app.metrics.get("received") == app.metrics.get("acked") == 8
+    assert "consuming from" in caplog.text and pulse_user.password not in caplog.text
     assert queued(pulse_user.url, app.queue) == 0
 
 

@@ -103,3 +103,13 @@ def test_three_processes_on_one_named_queue_share_3000_messages_without_duplicat
     everything = [task_id for handled in per_process for task_id in handled]
     assert sorted(everything) == sorted(published)  # the union is everything, and nothing twice
     assert all(per_process), [len(h) for h in per_process]
+
+
+def test_an_unreachable_broker_is_one_line_on_stderr_and_exit_code_1(rabbitmq):
+    done = subprocess.run([sys.executable, "-m", "tcpulse", "listen", str(EXAMPLE), "--broker",
+                           "amqp://someone:s3cret/@127.0.0.1:1//"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "tcpulse: error: cannot reach the broker at amqp://someone:***@127.0.0.1:1//")
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
+

@@ -13,6 +13,17 @@ pytestmark = pytest.mark.rabbitmq
 COMPLETED = QueueEvents.taskCompleted
 
 
+def test_the_reconnect_delay_is_none_at_first_then_grows_exponentially_with_jitter_up_to_a_cap():
+    from tcpulse.consumer import BACKOFF_CAP, _backoff
+
+    assert _backoff(0) == 0
+    for failures in range(1, 12):
+        base = min(BACKOFF_CAP, 0.25 * 2 ** (failures - 1))
+        delays = {_backoff(failures) for _ in range(50)}
+        assert all(0.5 * base <= d <= 1.5 * base for d in delays) and len(delays) > 1
+    assert max(_backoff(30) for _ in range(50)) <= 1.5 * BACKOFF_CAP
+
+
 def test_closing_the_connection_three_times_in_a_5000_message_stream_loses_nothing(pulse_user, taskcluster_exchanges, queue_name):
     prefetch, total, chunk = 50, 5000, 1250
     app = Listener(queue_name, broker=pulse_user.url, concurrency=4, prefetch=prefetch)
