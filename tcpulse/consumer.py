@@ -324,7 +324,7 @@ class Consumer(ConsumerMixin):
         self._settle_done()
         self._flush_acks(force=True)
         if self.pool.running:
-            log.warning("%d handler(s) still running after the %.0f s grace period; their messages "
+            log.warning("%d handler(s) still running after the %g s grace period; their messages "
                         "stay on the broker and will be delivered again", self.pool.running, self._grace)
 
     # -- messages ---------------------------------------------------------------------------

@@ -240,7 +240,7 @@ class Listener:
             log.warning("second %s: exiting now; unfinished messages stay on the broker", name)
             logging.shutdown()
             os._exit(1)
-        log.info("%s: no new messages; finishing running handlers (up to %.0f s), then exiting; "
+        log.info("%s: no new messages; finishing running handlers (up to %g s), then exiting; "
                  "send it again to exit at once", name, self.shutdown_grace)
         self.stop()
 

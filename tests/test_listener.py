@@ -2,6 +2,7 @@
 handlers get which messages, queues, exchanges, acks, registration rules."""
 import logging
 import threading
+import time
 
 import pytest
 
@@ -180,3 +181,18 @@ def test_running_handlers_keep_the_connection_serviced_and_all_are_acked_at_the_
         release.set()
         wait_for(lambda: app.metrics.get("acked") == 20, what="every message acked")
     assert sorted(done) == list(range(20))
+
+
+def test_a_handler_outliving_the_grace_period_is_abandoned_and_its_message_stays_queued(pulse_user, taskcluster_exchanges, queue_name, caplog):
+    app = Listener(queue_name, broker=pulse_user.url, shutdown_grace=0.5)
+    started = threading.Event()
+    app.add_handler(lambda event: (started.set(), time.sleep(3)), COMPLETED, schedulerId=queue_name)
+    assert not app.is_ready()
+    with running(app), Publisher() as pub:
+        pub.publish(COMPLETED.exchange, task_key(COMPLETED, schedulerId=queue_name), {})
+        assert started.wait(10)
+        stop_at = time.monotonic()
+    assert time.monotonic() - stop_at < 2.5 and not app.is_ready()
+    assert "1 handler(s) still running after the 0.5 s grace period" in caplog.text
+    wait_for(lambda: queued(pulse_user.url, app.queue) == 1, what="the message back in the queue")
+    assert app.metrics.get("acked") == 0
