@@ -254,7 +254,8 @@ class Consumer(ConsumerMixin):
             if delay and self._stop.wait(delay):
                 raise _Stopped()
             try:
-                conn.connect()
+                # One attempt: the backoff is ours (kombu's connect() retries once after 2 s).
+                conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
                 return
             except Exception as exc:
                 self._connect_failed(conn, exc, attempt := attempt + 1)
