@@ -6,7 +6,8 @@ routing (kombu's stock memory transport misses `primary` against `primary.#` and
 headers): channels declare, bind, publish and get through the shared broker; a reject without
 requeue dead-letters; a requeue or a closed channel puts unacked messages back at the head of
 their own queue (not re-routed); consumers wait on the broker instead of polling every second;
-exclusive queues go away with their connection, auto-delete queues with their last consumer.
+exclusive queues go away with their connection, auto-delete queues with their last consumer, and a
+consumer whose queue is deleted under it is cancelled (ConsumerCancelled), as RabbitMQ does.
 
 Must not import: requests, or the modules built on it (connection, listener, delivery).
 
@@ -172,6 +173,7 @@ class Transport(virtual.Transport):
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             seen = self.broker.version
+            self._cancel_consumers_of_deleted_queues()
             try:
                 return self.cycle.get(self._deliver, timeout=timeout)
             except Empty:
@@ -180,6 +182,16 @@ class Transport(virtual.Transport):
             if remaining is not None and remaining <= 0:
                 raise socket.timeout()
             self.broker.wait(seen, remaining)
+
+    def _cancel_consumers_of_deleted_queues(self) -> None:
+        # RabbitMQ tells a consumer whose queue was deleted under it (basic.cancel); py-amqp
+        # raises ConsumerCancelled from drain_events, and so do we.
+        for channel in list(self.channels):
+            for tag, queue in list(channel._tag_to_queue.items()):
+                if queue not in self.broker.queues:
+                    channel.basic_cancel(tag)
+                    raise amqp_errors.ConsumerCancelled(
+                        f"consumer {tag!r} cancelled by the broker: queue {queue!r} was deleted")
 
     def close_connection(self, connection: Any) -> None:
         super().close_connection(connection)

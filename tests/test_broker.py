@@ -224,3 +224,47 @@ def test_another_connection_may_not_declare_an_exclusive_queue_even_passively():
         with pytest.raises(amqp.exceptions.ResourceLocked, match="cannot obtain exclusive access to locked queue 'mine'"):
             kombu.Queue("mine", channel=second.channel()).queue_declare(passive=True)
         declare(first, "mine", ["#"], exclusive=True)  # its own connection may
+
+
+def test_a_consumer_whose_queue_is_deleted_by_another_connection_is_cancelled(conn):
+    queue = declare(conn, "doomed", ["#"])
+    with kombu.Consumer(conn.channel(), [queue], callbacks=[lambda body, message: message.ack()]):
+        with conn.clone() as operator:
+            operator.channel().queue_delete("doomed")
+        with pytest.raises(amqp.exceptions.ConsumerCancelled, match="queue 'doomed' was deleted"):
+            conn.drain_events(timeout=5)
+
+
+def test_a_listener_whose_queue_is_deleted_redeclares_it_and_goes_on(caplog):
+    from tcpulse import Listener, QueueEvents
+
+    vhost_free_name = f"redeclare-{uuid.uuid4().hex[:8]}"
+    app = Listener(vhost_free_name, broker="memory://")
+    seen = []
+    app.on(QueueEvents.taskCompleted)(lambda event: seen.append(event.body["n"]))
+    thread = threading.Thread(target=app.run, daemon=True)
+    thread.start()
+    try:
+        with kombu.Connection("memory://", transport=Transport) as other:
+            _until(app.is_ready)
+            publish(other, {"n": 1}, KEY)
+            _until(lambda: seen == [1])
+            other.channel().queue_delete(app.queue)
+            _until(lambda: app.queue in other.transport.broker.queues and app.is_ready())
+            publish(other, {"n": 2}, KEY)
+            _until(lambda: seen == [1, 2])
+    finally:
+        app.stop()
+        thread.join(10)
+    assert any("was deleted" in record.getMessage() for record in caplog.records)
+
+
+KEY = "primary.t1.0.wg.w1.aws.b-linux.sched.g1._"
+
+
+def _until(condition, timeout=10.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
