@@ -137,3 +137,21 @@ def test_an_unused_queue_with_x_expires_goes_away_on_both_brokers(rabbitmq):
             kept.queue_declare(passive=True)
             with pytest.raises(Exception, match="NOT_FOUND - no queue 'tcpulse-dlx-.*-brief'"):
                 kombu.Queue(f"tcpulse-dlx-{lab.tag}-brief", channel=conn.channel()).queue_declare(passive=True)
+
+
+@pytest.mark.rabbitmq
+def test_deleting_a_consumed_queue_cancels_its_consumer_on_both_brokers(rabbitmq):
+    import amqp.exceptions
+
+    for url, options in ((f"memory:///{uuid.uuid4().hex}", {"transport": Transport}), (rabbitmq, {})):
+        with kombu.Connection(url, **options) as conn:
+            lab = Lab(conn)
+            exchange = lab.exchange("x")
+            name = f"tcpulse-dlx-{lab.tag}-consumed"
+            queue = kombu.Queue(name, exchange, routing_key="#", channel=conn.channel())  # not exclusive
+            queue.declare()
+            with kombu.Consumer(conn.channel(), [queue], callbacks=[lambda body, message: message.ack()]):
+                with conn.clone() as operator:
+                    operator.channel().queue_delete(name)
+                with pytest.raises(amqp.exceptions.ConsumerCancelled):
+                    conn.drain_events(timeout=5)
