@@ -244,7 +244,7 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
     """
     try:
         with address.connection() as connection:
-            connection.ensure_connection(max_retries=1)
+            connection.ensure_connection(max_retries=0)
             yield connection
     except (OSError, KombuError, AMQPError) as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
