@@ -88,7 +88,7 @@ class Delivery:
 
     def holding_queue(self, attempt: int) -> str:
         """The queue a copy waits in before coming back as `attempt`."""
-        return f"{self.queue}/retry-{self.policy.base_delay(attempt):g}s"
+        return f"{self.queue}/{_holding_key(self.policy.base_delay(attempt))}"
 
     def queue_arguments(self) -> Dict[str, Any]:
         """Arguments for the listener's own queue: whatever the broker drops goes to our
@@ -107,7 +107,8 @@ class Delivery:
         with explain_conflicts():
             exchange.declare()
             for base in sorted(set(float(d) for d in self.policy.retry_delays)):
-                self._declare_queue(channel, exchange, f"{self.queue}/retry-{base:g}s", f"retry-{base:g}s", {
+                key = _holding_key(base)
+                self._declare_queue(channel, exchange, f"{self.queue}/{key}", key, {
                     "x-message-ttl": math.ceil(self.policy.longest_delay(base) * 1000),
                     "x-dead-letter-exchange": self.exchange,
                     "x-dead-letter-routing-key": RETURN_KEY})
@@ -124,7 +125,7 @@ class Delivery:
     def retry(self, message: Any, origin: Origin, verdict: Retry) -> None:
         """Publish a copy of `message` that comes back as `verdict.attempt` after `verdict.delay`
         seconds. The caller acks the original afterwards, on the same channel."""
-        self._publish(message, self.holding_queue(verdict.attempt).rsplit("/", 1)[1],
+        self._publish(message, _holding_key(self.policy.base_delay(verdict.attempt)),
                       origin.retry_headers(message.headers, verdict), expiration=verdict.delay)
 
     def dead_letter(self, message: Any, origin: Origin, verdict: DeadLetter) -> None:
@@ -155,6 +156,10 @@ class Delivery:
                         "the retry and dead-letter queues; the message stays unacked and comes back",
                         self.exchange, routing_key, exc)
             raise
+
+
+def _holding_key(delay: float) -> str:
+    return f"retry-{delay:g}s"
 
 
 def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:
