@@ -79,8 +79,8 @@ class HealthServer:
         try:
             self._server = ThreadingHTTPServer((self.host, self.requested_port), _handler_for(self.listener))
         except OSError as exc:
-            raise OSError(exc.errno, f"health endpoint cannot listen on {self.host}:{self.requested_port}: "
-                                     f"{exc.strerror}") from exc
+            raise OSError(f"health endpoint cannot listen on {self.host}:{self.requested_port}: "
+                          f"{exc.strerror or exc}") from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="tcpulse-health",
                                         kwargs={"poll_interval": 0.2}, daemon=True)

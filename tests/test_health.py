@@ -6,13 +6,15 @@ The server tests use real sockets with a small stand-in for the listener (only `
 """
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
-import kombu
 import pytest
 
 import faultkit
@@ -128,7 +130,6 @@ def test_json_log_lines_carry_time_level_logger_message_and_exception():
     try:
         raise KeyError("boom")
     except KeyError:
-        import sys
         record = logging.LogRecord("tcpulse.listener", logging.ERROR, __file__, 1, "handler %s failed",
                                    ("app.h",), sys.exc_info())
     line = json.loads(JsonFormatter().format(record))
@@ -247,3 +248,50 @@ def test_a_backlog_over_the_threshold_is_logged_by_a_running_listener(private_ra
         app.stop()
         runner.join(30)
     assert not runner.is_alive()
+
+
+# -- wiring: import cost and the command line ----------------------------------------------------
+
+def test_the_health_and_backlog_modules_load_neither_kombu_nor_requests():
+    code = ("import sys, tcpulse.health, tcpulse.backlog; "
+            "print(sorted(m for m in ('kombu', 'requests', 'amqp') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http"])
+def test_listen_rejects_a_bad_health_port_with_a_usage_error(tmp_path, port):
+    script = tmp_path / "watch.py"
+    script.write_text(faultkit.LISTENER_SCRIPT)
+    done = _run_with_ledger(tmp_path, "listen", str(script), "--health-port", port)
+    assert done.returncode == 2
+    assert f"argument --health-port: expected a TCP port number from 1 to 65535 (got '{port}')" in done.stderr
+
+
+def test_listen_with_a_taken_health_port_exits_1_with_one_line(tmp_path):
+    script = tmp_path / "watch.py"
+    script.write_text(faultkit.LISTENER_SCRIPT)
+    with HealthServer(Flag(), port=0) as taken:
+        port = taken.port
+        done = _run_with_ledger(tmp_path, "listen", str(script), "--broker", "memory://", "--health-port", str(port))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"tcpulse: error: health endpoint cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert "Traceback" not in done.stderr
+
+
+def test_listen_log_json_writes_one_json_object_per_line(tmp_path):
+    script = tmp_path / "watch.py"
+    script.write_text(faultkit.LISTENER_SCRIPT)
+    done = _run_with_ledger(tmp_path, "listen", str(script), "--broker", "memory://", "--log-json",
+                            "--exit-when-idle", "--idle-seconds", "0.3")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    assert any(line["logger"] == "tcpulse.listener" for line in lines)
+
+
+def _run_with_ledger(tmp_path, *args):
+    env = dict(os.environ, LEDGER_FILE=str(tmp_path / "handled.txt"))
+    return subprocess.run([sys.executable, "-m", "tcpulse", *args], capture_output=True, text=True, timeout=60,
+                          env=env)
