@@ -97,3 +97,18 @@ def test_heartbeats_keep_flowing_while_a_handler_runs_longer_than_the_broker_wai
         pub.publish(COMPLETED.exchange, task_key(COMPLETED, schedulerId=queue_name), {})
         wait_for(lambda: app.metrics.get("acked") == 1, timeout=20, what="the slow message acked")
     assert done == [False] and app.metrics.get("reconnects") == 0
+
+
+def test_after_a_reconnect_an_unnamed_listener_redeclares_its_queue_and_bindings(pulse_user, taskcluster_exchanges, unique_name):
+    # An exclusive queue dies with its connection: only a redeclaration brings messages back.
+    app = Listener(broker=pulse_user.url)
+    seen = []
+    app.add_handler(lambda event: seen.append(event.body["n"]), COMPLETED, schedulerId=unique_name)
+    key = task_key(COMPLETED, schedulerId=unique_name)
+    with running(app), Publisher() as pub:
+        pub.publish(COMPLETED.exchange, key, {"n": 1})
+        wait_for(lambda: seen == [1], what="the first message")
+        assert pulse_user.close_connections() == 1
+        wait_for(lambda: app.metrics.get("reconnects") == 1 and app.is_ready(), what="the reconnect")
+        pub.publish(COMPLETED.exchange, key, {"n": 2})
+        wait_for(lambda: seen == [1, 2], what="a message published after the reconnect")
