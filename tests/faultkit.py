@@ -322,16 +322,16 @@ def drain_ids(url: str, queue: str) -> collections.Counter:
 
 
 def quiet_metrics(process: "ListenerProcess", timeout: float = 30) -> Dict[str, float]:
-    """The listener's counters once they stopped moving (two reads 0.5 s apart agree)."""
-    previous = process.metrics()
+    """The listener's counters once they stopped moving (three reads 0.5 s apart agree)."""
+    def counters() -> Dict[str, float]:
+        return {k: v for k, v in process.metrics().items() if "age_seconds" not in k}
+    reads = [counters()]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        current = process.metrics()
-        if {k: v for k, v in current.items() if "age_seconds" not in k} == \
-                {k: v for k, v in previous.items() if "age_seconds" not in k}:
-            return current
-        previous = current
+        reads = [*reads[-2:], counters()]
+        if len(reads) == 3 and reads[0] == reads[1] == reads[2]:
+            return reads[-1]
     raise AssertionError(f"listener {process.label}'s counters kept moving for {timeout} s")
 
 
