@@ -10,8 +10,8 @@ Why a pool, a completion queue and our own `consume`: a handler may take minutes
 heartbeats and acks must go out on the connection's own thread (kombu channels are not
 thread-safe), so handlers never run here. kombu's stock loop blocks in `drain_events` and
 cannot be woken when a handler finishes, which would leave finished messages unacked until a
-timeout; so this loop waits with `select` on the broker socket AND a wake-up pipe that handler
-threads (and `stop()`) write to, and only falls back to polling on transports without a socket.
+timeout; so this loop waits with `select` on the broker socket AND a wake-up socket that
+handler threads (and `stop()`) write to, and only falls back to polling on transports without a socket.
 
 Acks are batched (`tcpulse.acks.AckWindow`) where the transport honours multiple acks, and
 flushed whenever this thread is about to wait. Messages of a lost connection are never acked on
@@ -27,7 +27,6 @@ Example:
 """
 import collections
 import logging
-import os
 import queue
 import random
 import select
@@ -132,9 +131,11 @@ class Consumer(ConsumerMixin):
         self._prefetch, self._grace = prefetch, grace
         self.metrics = metrics
         self._stop = stop
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # A socket pair, not os.pipe(): once closed, a late wake() fails cleanly instead of
+        # writing into whatever file reuses the descriptor number.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._sleeping = False
         self._sock: Any = None
         self.pool = WorkerPool(concurrency, work, notify=self._notify)
@@ -174,8 +175,8 @@ class Consumer(ConsumerMixin):
         finally:
             self.ready = False
             self.pool.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._wake_r.close()
+            self._wake_w.close()
 
     def consume(self, *args: Any, **kwargs: Any) -> Iterator[None]:
         """kombu's consume loop, with a wait that handler threads can interrupt."""
@@ -198,7 +199,7 @@ class Consumer(ConsumerMixin):
             self._flush_acks(force=True)  # nothing else to do: no reason to hold acks back
             ready = select.select([self._sock, self._wake_r], [], [], TICK)[0]
             if self._wake_r in ready:
-                _empty_pipe(self._wake_r)
+                _empty(self._wake_r)
         self._sleeping = False
         self._drain_ready(conn)
 
@@ -224,8 +225,8 @@ class Consumer(ConsumerMixin):
 
     def wake(self) -> None:
         try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):  # full (already woken) or closed (stopped)
+            self._wake_w.send(b"!")
+        except OSError:  # full (already woken) or closed (stopped)
             pass
 
     def _lost(self, exc: BaseException) -> None:
@@ -384,9 +385,9 @@ def _backoff(failures: int) -> float:
     return min(BACKOFF_CAP, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
 
 
-def _empty_pipe(fd: int) -> None:
+def _empty(sock: socket.socket) -> None:
     try:
-        while os.read(fd, 4096):
+        while sock.recv(4096):
             pass
     except BlockingIOError:
         pass
