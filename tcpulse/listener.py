@@ -27,12 +27,12 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
-from .connection import BrokerAddress, resolve_broker
+from .connection import resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
-from .errors import BrokerFailure
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
 from .metrics import Metrics
+from .topology import declare_listener_queue
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -246,39 +246,15 @@ class Listener:
 
     # -- topology -------------------------------------------------------------------------
     def _declare(self, channel: Any) -> str:
-        """Declare exchanges (passively unless asked), the queue and every binding; runs on
-        every (re)connect. Returns the queue name."""
-        declare = self.declare_exchanges
-        if declare is None:
-            declare = self._address.is_memory
-        for exchange in dict.fromkeys(b.exchange for b in self.bindings()):
-            self._declare_exchange(channel, exchange, passive=not declare)
-        named = self.name is not None
-        _translating(channel.queue_declare, f"declare queue {self.queue!r}", self._address,
-                     queue=self.queue, durable=named, exclusive=not named, auto_delete=not named,
-                     arguments=self._queue_arguments())
-        for b in self.bindings():
-            _translating(channel.queue_bind, f"bind {self.queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
-                         self._address, queue=self.queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
+        """Declare exchanges (passively unless asked), the queue and every binding, then the
+        delivery topology; runs on every (re)connect. Returns the queue name."""
+        declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
+        declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
+                               bindings=self.bindings(), declare_exchanges=declare,
+                               arguments=self._delivery.queue_arguments())
         self._delivery.declare(channel)
         log.info("declared %s with %d binding(s)", self.queue, len(self.bindings()))
         return self.queue
-
-    def _declare_exchange(self, channel: Any, exchange: str, passive: bool) -> None:
-        try:
-            channel.exchange_declare(exchange=exchange, type="topic", durable=True,
-                                     auto_delete=False, passive=passive)
-        except Exception as exc:
-            if passive and _is_refusal(exc, "NOT_FOUND", "NotFound"):
-                raise BrokerFailure(
-                    f"exchange {exchange!r} does not exist on {self._address}: is the service that "
-                    "publishes it running there? (for local development, "
-                    "Listener(..., declare_exchanges=True) creates it)") from None
-            _raise_refusal(exc, f"declare exchange {exchange!r}", self._address)
-            raise
-
-    def _queue_arguments(self) -> Dict[str, Any]:
-        return self._delivery.queue_arguments()
 
     # -- messages -------------------------------------------------------------------------
     def _process(self, message: Any) -> tuple:
@@ -344,30 +320,6 @@ def _origin(message: Any) -> Origin:
 
 def _summary(failures: Dict[str, BaseException]) -> str:
     return "; ".join(f"{type(exc).__name__}: {exc}" for exc in failures.values())
-
-
-def _translating(call: Callable[..., Any], what: str, address: BrokerAddress, **kwargs: Any) -> Any:
-    try:
-        return call(**kwargs)
-    except Exception as exc:
-        _raise_refusal(exc, what, address)
-        raise
-
-
-def _raise_refusal(exc: Exception, what: str, address: BrokerAddress) -> None:
-    """A declaration the broker refuses will be refused again after a reconnect: say so once
-    and stop, rather than reconnecting in a loop."""
-    if _is_refusal(exc, "ACCESS_REFUSED", "AccessRefused"):
-        raise BrokerFailure(f"the broker at {address} does not let user {address.user!r} {what} "
-                            f"(Pulse users may only create queue/{address.user}/... and "
-                            f"exchange/{address.user}/...): {exc}") from None
-    if _is_refusal(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
-        from .delivery import QueueConflict, conflict_message
-        raise QueueConflict(conflict_message(str(exc))) from None
-
-
-def _is_refusal(exc: Exception, code: str, class_name: str) -> bool:
-    return type(exc).__name__ == class_name or code in str(exc)
 
 
 def _check_name(name: Optional[str]) -> None:
