@@ -367,7 +367,7 @@ class ListenerProcess:
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"listener {self.label} exited with {self.proc.returncode}:\n{self.log()}")
+            raise AssertionError(f"listener {self.label} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
         try:
             return self.get("/ready")[0] == 200
         except OSError:
@@ -393,7 +393,7 @@ class ListenerProcess:
     def log(self) -> str:
         if not self._log.closed:
             self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")
 
 
 def parse_prometheus(text: str) -> Dict[str, float]:
@@ -409,6 +409,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, process=N
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            detail = f"\nlistener log:\n{process.log()}" if process is not None else ""
+            detail = f"\nlistener log (end):\n{process.log()[-4000:]}" if process is not None else ""
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
         time.sleep(0.1)
