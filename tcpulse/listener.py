@@ -164,7 +164,14 @@ class Listener:
     # -- running --------------------------------------------------------------------------
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT (or `stop()`), then finish running handlers within
-        the grace period, ack them, and return. A second signal exits the process at once."""
+        the grace period, ack them, and return; whatever was not started stays on the broker.
+        A second signal exits the process at once (exit code 1). Raises `BrokerFailure` for
+        what retrying cannot fix: a broker unreachable at start, refused credentials or
+        permissions, a missing exchange.
+
+        Example (needs a broker):
+            >>> app.run()   # doctest: +SKIP
+        """
         from .consumer import Consumer
 
         if not self._registry.handlers:
@@ -195,13 +202,23 @@ class Listener:
         return HealthServer(self, self.health_port).start()
 
     def stop(self) -> None:
-        """Ask `run()` to drain and return (thread-safe; what the first signal does)."""
+        """Ask `run()` to drain and return (thread-safe; what the first signal does).
+
+        Example:
+            >>> app = Listener("w")
+            >>> threading.Timer(60, app.stop).start()   # doctest: +SKIP
+        """
         self._stop.set()
         if self._consumer is not None:
             self._consumer.wake()
 
     def is_ready(self) -> bool:
-        """Connected to the broker and consuming (for a readiness probe)."""
+        """Connected to the broker and consuming (for a readiness probe).
+
+        Example:
+            >>> Listener("w").is_ready()
+            False
+        """
         return self._consumer is not None and self._consumer.ready and not self._stop.is_set()
 
     def dead_letters(self, limit: int = 100) -> List[Dict[str, Any]]:
@@ -232,7 +249,11 @@ class Listener:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()] and None
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return restore
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
