@@ -97,10 +97,11 @@ class PrivateRabbit:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, "stop"],
-                       capture_output=True, timeout=60, env=self.env())
+        done = subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, "stop"],
+                              capture_output=True, timeout=60, env=self.env())
         pid_file = self.base / "pid"
-        if pid_file.exists():
+        # Only a node that refused to stop is killed: after a clean stop the pid may be reused.
+        if done.returncode != 0 and pid_file.exists():
             try:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
             except (ValueError, ProcessLookupError):
