@@ -281,10 +281,10 @@ class Listener:
     def _process(self, message: Any) -> tuple:
         """Run on a handler thread: the message's Event and {handler name: exception} for
         every matching handler that raised ({} when all succeeded or none matched)."""
-        origin = _origin(message)
         try:
+            origin = _origin(message)
             event = self._event_for(message, origin)
-        except ValueError as exc:
+        except Exception as exc:  # unreadable body or headers: a verdict, never a dead thread
             return None, {BODY_FAILURE: exc}
         handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
         if not handlers:
@@ -296,7 +296,7 @@ class Listener:
         for handler in handlers:
             try:
                 handler.func(event)
-            except Exception as exc:
+            except BaseException as exc:  # even sys.exit() in a handler: its thread must not die
                 failures[handler.name] = exc
                 self.metrics.inc("handler_errors", handler=handler.name)
                 log.exception("handler %s failed on %r", handler.name, event)
@@ -314,7 +314,7 @@ class Listener:
         place that applies the ack / retry / dead-letter decision of `tcpulse.outcome`: a copy
         is published (retry or dead letter) before the original is acked on the same channel,
         so a lost connection can duplicate a message but never lose it."""
-        origin = _origin(message)
+        origin = _origin(message) if event is not None else _raw_origin(message)
         if event is None:
             verdict: Outcome = DeadLetter(str(failures[BODY_FAILURE]))
         else:
@@ -337,6 +337,14 @@ class Listener:
 def _origin(message: Any) -> Origin:
     info = message.delivery_info
     return Origin.of(message.headers, info["exchange"], info["routing_key"])
+
+
+def _raw_origin(message: Any) -> Origin:
+    """Where a message came from when its own headers cannot be trusted (it is unreadable)."""
+    try:
+        return _origin(message)
+    except Exception:
+        return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
 
 
 def _summary(failures: Dict[str, BaseException]) -> str:

@@ -4,7 +4,7 @@ import contextlib
 import json
 import threading
 import time
-from typing import Any, Iterator, List, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 import kombu
 import pytest
@@ -64,8 +64,9 @@ class Publisher:
         self.conn = kombu.Connection(url, transport_options={"confirm_publish": confirm})
         self.producer = kombu.Producer(self.conn.channel(), auto_declare=False)
 
-    def publish(self, exchange: str, routing_key: str, body: Any, routes: Sequence[str] = ()) -> None:
-        headers = {"CC": [f"route.{r}" for r in routes]} if routes else {}
+    def publish(self, exchange: str, routing_key: str, body: Any, routes: Sequence[str] = (),
+                headers: Optional[dict] = None) -> None:
+        headers = {**({"CC": [f"route.{r}" for r in routes]} if routes else {}), **(headers or {})}
         self.producer.publish(json.dumps(body), exchange=exchange, routing_key=routing_key,
                               headers=headers, content_type="application/json", delivery_mode=2)
 

@@ -196,3 +196,25 @@ def test_a_handler_outliving_the_grace_period_is_abandoned_and_its_message_stays
     assert "1 handler(s) still running after the 0.5 s grace period" in caplog.text
     wait_for(lambda: queued(pulse_user.url, app.queue) == 1, what="the message back in the queue")
     assert app.metrics.get("acked") == 0
+
+
+def test_a_message_with_odd_retry_headers_or_a_handler_calling_exit_never_kills_the_listener(pulse_user, taskcluster_exchanges, queue_name):
+    app = Listener(queue_name, broker=pulse_user.url, max_attempts=1)
+    seen = []
+
+    def handler(event):
+        seen.append(event.body["n"])
+        if event.body["n"] == 2:
+            raise SystemExit("a handler must not take its thread down")
+    app.add_handler(handler, COMPLETED, schedulerId=queue_name)
+    key = task_key(COMPLETED, schedulerId=queue_name)
+    with running(app), Publisher() as pub:
+        pub.publish(COMPLETED.exchange, key, {"n": 1}, headers={"tcpulse-exchange": COMPLETED.exchange,
+                                                               "tcpulse-attempt": "not a number"})
+        for n in (2, 3):
+            pub.publish(COMPLETED.exchange, key, {"n": n})
+        wait_for(lambda: app.metrics.get("acked") == 3, what="all three settled")
+        assert app.is_ready()
+    assert seen == [2, 3]
+    assert app.metrics.get("dead_lettered") == 1 and app.metrics.get("handler_errors", handler=app.handlers[0].name) == 1
+
