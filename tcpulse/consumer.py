@@ -109,6 +109,9 @@ class WorkerPool:
                     self.running += 1
                 try:
                     self.done.append((epoch, message, self._work(message)))
+                except BaseException:  # a bug in `work`: keep the thread; the broker keeps the message
+                    log.exception("internal error while processing a message; it stays unacked until "
+                                  "the next reconnect")
                 finally:
                     with self._lock:
                         self.running -= 1

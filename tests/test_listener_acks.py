@@ -79,3 +79,20 @@ def test_reset_forgets_the_tags_of_a_lost_channel():
     w.ack(1)
     w.reset()
     assert w.flush() == 0 and sent == [] and w.unsettled == 0
+
+
+def test_a_crashing_job_leaves_the_pool_thread_alive_for_the_next():
+    import time
+    from tcpulse.consumer import WorkerPool
+
+    def work(message):
+        if message == "bad":
+            raise RuntimeError("bug")
+        return message, {}
+    pool = WorkerPool(1, work)
+    pool.submit(pool.epoch, ["bad", "good"])
+    deadline = time.monotonic() + 5
+    while not pool.done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(pool.done) == [(0, "good", ("good", {}))] and pool.running == 0
+    pool.close()
