@@ -1,5 +1,5 @@
-"""Batched acks (pure): one multiple ack over a settled prefix, singles out of order, never an
-unfinished message."""
+"""The listener's connection-thread machinery without a broker: batched acks (one multiple ack
+over a settled prefix, singles out of order, never an unfinished message) and the handler pool."""
 import random
 
 from tcpulse.acks import AckWindow
