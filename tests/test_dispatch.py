@@ -1,6 +1,7 @@
 """Dispatch: the topic matcher (pure, and against RabbitMQ itself), handler selection,
 the arguments of `Listener.on`, and `Event`."""
 import json
+import random
 import subprocess
 import sys
 
@@ -19,6 +20,28 @@ FAILED = "exchange/taskcluster-queue/v1/task-failed"
 @pytest.mark.parametrize("pattern,key,expected", TOPIC_CASES)
 def test_the_matcher_follows_amqp_topic_rules(pattern, key, expected):
     assert topic_matches(pattern, key) is expected
+
+
+def _reference_match(pattern_words, key_words):
+    """AMQP topic matching by its recursive definition (independent of the matcher under test)."""
+    if not pattern_words:
+        return not key_words
+    head, rest = pattern_words[0], pattern_words[1:]
+    if head == "#":
+        return any(_reference_match(rest, key_words[i:]) for i in range(len(key_words) + 1))
+    return bool(key_words) and head in ("*", key_words[0]) and _reference_match(rest, key_words[1:])
+
+
+def test_the_matcher_agrees_with_the_recursive_definition_on_5000_random_patterns_and_keys():
+    rng = random.Random(20240501)
+    for _ in range(5000):
+        pattern = [rng.choice(["a", "b", "*", "#", "#", ""]) for _ in range(rng.randint(0, 5))]
+        key = [rng.choice(["a", "b", ""]) for _ in range(rng.randint(0, 5))]
+        pattern_text, key_text = ".".join(pattern), ".".join(key)
+        # The text is what travels: '' is zero words, and 'a.' is two words ('a' and '').
+        expected = _reference_match(pattern_text.split(".") if pattern_text else [],
+                                    key_text.split(".") if key_text else [])
+        assert topic_matches(pattern_text, key_text) is expected, (pattern_text, key_text)
 
 
 def test_the_table_has_sixty_cases_and_hash_matching_zero_words_at_start_middle_and_end():
