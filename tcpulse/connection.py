@@ -64,6 +64,11 @@ class BrokerAddress:
     def __str__(self) -> str:
         return self.redacted
 
+    def _tls(self) -> Any:
+        # The server name gives SNI and turns on hostname checking against the certificate
+        # (py-amqp checks neither with a bare ssl=True).
+        return {"server_hostname": self.host} if self.scheme == "amqps" else False
+
     def connection(self, heartbeat: Optional[int] = None, **options: Any) -> Any:
         """A new (not yet connected) kombu Connection to this broker; `heartbeat` seconds
         (default HEARTBEAT, read at call time)."""
@@ -74,7 +79,7 @@ class BrokerAddress:
             return kombu.Connection("memory://localhost/", transport=MEMORY_TRANSPORT, **options)
         return kombu.Connection(hostname=self.host, port=self.port, userid=self.user,
                                 password=self.password, virtual_host=self.vhost,
-                                ssl=self.scheme == "amqps", transport="pyamqp",
+                                ssl=self._tls(), transport="pyamqp",
                                 heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
 
 

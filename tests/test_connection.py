@@ -48,6 +48,12 @@ def test_a_url_that_is_not_amqp_is_refused_without_showing_its_password():
     assert SECRET not in str(info.value)
 
 
+def test_amqps_connections_verify_the_certificate_against_the_host_name():
+    conn = resolve_broker(environ={"PULSE_USERNAME": "u", "PULSE_PASSWORD": "p"}).connection()
+    assert conn.ssl == {"server_hostname": "pulse.mozilla.org"} and conn.port == 5671
+    assert resolve_broker("amqp://u:p@h//", environ={}).connection().ssl is False
+
+
 def test_memory_urls_select_the_embedded_broker_transport():
     address = resolve_broker("memory://", environ={})
     assert address.is_memory and address.user == "guest"
