@@ -71,7 +71,8 @@ class WorkerPool:
         self._jobs: "queue.SimpleQueue[Optional[Tuple[int, List[Any]]]]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.done: Deque[Tuple[int, Any, Any]] = collections.deque()
-        self.running = 0
+        self.running = 0  # handlers running now
+        self.pending = 0  # messages submitted and neither finished nor skipped
         self.epoch: Optional[int] = 0  # None: stopping, start nothing new
         self._threads = [threading.Thread(target=self._loop, name=f"tcpulse-handler-{i}", daemon=True)
                          for i in range(size)]
@@ -80,16 +81,19 @@ class WorkerPool:
 
     def submit(self, epoch: int, messages: List[Any]) -> None:
         """Queue `messages` as one job: one thread runs them in order."""
+        with self._lock:
+            self.pending += len(messages)
         self._jobs.put((epoch, messages))
 
     def set_epoch(self, epoch: Optional[int]) -> None:
         with self._lock:
             self.epoch = epoch
 
-    def busy(self) -> bool:
-        """Whether a handler is running or a result waits to be settled."""
+    def busy(self, started_only: bool = False) -> bool:
+        """Whether work is queued or running (only running, with `started_only`), or a result
+        waits to be settled."""
         with self._lock:
-            return self.running > 0 or bool(self.done)
+            return (self.running if started_only else self.pending) > 0 or bool(self.done)
 
     def close(self) -> None:
         self.set_epoch(None)
@@ -102,9 +106,10 @@ class WorkerPool:
             if job is None:
                 return
             epoch, messages = job
-            for message in messages:
+            for index, message in enumerate(messages):
                 with self._lock:
                     if epoch != self.epoch:
+                        self.pending -= len(messages) - index
                         break
                     self.running += 1
                 try:
@@ -115,6 +120,7 @@ class WorkerPool:
                 finally:
                     with self._lock:
                         self.running -= 1
+                        self.pending -= 1
                     self._notify()
 
 
@@ -190,36 +196,47 @@ class Consumer(ConsumerMixin):
                 yield
 
     def _wait(self, conn: Any) -> None:
-        """Wait up to TICK for the broker or a wake-up, then take what the broker sent."""
-        if self._sock is None:  # no socket to select on (e.g. memory://): poll
-            try:
-                conn.drain_events(timeout=TICK)
-            except socket.timeout:
-                conn.heartbeat_check()
+        """Take what the broker has sent; if there is nothing and no finished work either, send
+        the acks owed and sleep until the broker sends more, a handler finishes, or TICK passes."""
+        if self._drain_ready(conn) or self.pool.done or self.should_stop:
             return
+        self._flush_acks(force=True)
         self._sleeping = True
-        if not self.pool.done and not self.should_stop and not self._readable(0):
-            self._flush_acks(force=True)  # nothing else to do: no reason to hold acks back
-            ready = select.select([self._sock, self._wake_r], [], [], TICK)[0]
-            if self._wake_r in ready:
-                _empty(self._wake_r)
+        if not self.pool.done:  # again, now that handler threads will wake us
+            self._sleep(conn)
         self._sleeping = False
         self._drain_ready(conn)
 
-    def _readable(self, timeout: float) -> bool:
-        pending = getattr(self._sock, "pending", None)  # TLS may hold decrypted bytes
-        return bool(pending and pending()) or bool(select.select([self._sock], [], [], timeout)[0])
-
-    def _drain_ready(self, conn: Any) -> None:
-        """Take every delivery already waiting on the socket, without blocking, so that they
-        reach the pool together (one thread wake-up instead of one per message)."""
-        for _ in range(self._prefetch + 1):
-            if not self._readable(0):
-                return
+    def _sleep(self, conn: Any) -> None:
+        if self._sock is not None:
+            ready = select.select([self._sock, self._wake_r], [], [], TICK)[0]
+        elif self.pool.busy():  # no socket (memory://): a finishing handler is what we wait for
+            ready = select.select([self._wake_r], [], [], TICK)[0]
+        else:  # nothing running: wait for the broker itself
+            ready = []
             try:
                 conn.drain_events(timeout=TICK)
-            except socket.timeout:  # a frame without a method (heartbeat), or a partial one
-                return
+            except socket.timeout:
+                pass
+        if self._wake_r in ready:
+            _empty(self._wake_r)
+
+    def _drain_ready(self, conn: Any) -> int:
+        """Take every delivery already waiting, without blocking, so that they reach the pool
+        together (one thread wake-up instead of one per message). Returns how many frames
+        were handled."""
+        for taken in range(self._prefetch + 1):
+            if self._sock is not None and not self._readable():
+                return taken
+            try:  # on a socket a whole frame is there or on its way; elsewhere, do not wait
+                conn.drain_events(timeout=TICK if self._sock is not None else 0)
+            except socket.timeout:  # a frame without a method (heartbeat), a partial one, or none
+                return taken
+        return self._prefetch + 1
+
+    def _readable(self) -> bool:
+        pending = getattr(self._sock, "pending", None)  # TLS may hold decrypted bytes
+        return bool(pending and pending()) or bool(select.select([self._sock], [], [], 0)[0])
 
     def _notify(self) -> None:
         """Called by handler threads: wake the connection thread if it sleeps."""
@@ -322,7 +339,7 @@ class Consumer(ConsumerMixin):
         self.ready = False
         self.pool.set_epoch(None)
         deadline = time.monotonic() + self._grace
-        while self.pool.busy() and time.monotonic() < deadline:
+        while self.pool.busy(started_only=True) and time.monotonic() < deadline:
             self._wait(connection)
             self._settle_done()
             self._heartbeat()

@@ -96,3 +96,26 @@ def test_a_crashing_job_leaves_the_pool_thread_alive_for_the_next():
         time.sleep(0.01)
     assert list(pool.done) == [(0, "good", ("good", {}))] and pool.running == 0
     pool.close()
+
+
+def test_submitted_work_counts_as_busy_before_a_thread_takes_it_and_skipped_work_stops_counting():
+    import threading
+    import time
+    from tcpulse.consumer import WorkerPool
+
+    def until(condition):
+        deadline = time.monotonic() + 5
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    release = threading.Event()
+    pool = WorkerPool(1, lambda message: (release.wait(5), {}))
+    pool.submit(pool.epoch, ["first"])
+    pool.submit(pool.epoch, ["second", "third"])  # waits behind "first": queued, not started
+    until(lambda: pool.running == 1)
+    assert pool.busy() and pool.pending == 3 and pool.busy(started_only=True)
+    pool.set_epoch(None)  # stopping: what has not started is skipped
+    release.set()
+    until(lambda: pool.pending == 0)
+    assert pool.pending == 0 and [m for _, m, _ in pool.done] == ["first"]
+    pool.close()
