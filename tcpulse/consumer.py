@@ -11,7 +11,7 @@ heartbeats and acks must go out on the connection's own thread (kombu channels a
 thread-safe), so handlers never run here. kombu's stock loop blocks in `drain_events` and
 cannot be woken when a handler finishes, which would leave finished messages unacked until a
 timeout; so this loop waits with `select` on the broker socket AND a wake-up socket that
-handler threads (and `stop()`) write to, and only falls back to polling on transports without a socket.
+handler threads (and `stop()`) write to. Transports without a socket (memory://) are polled.
 
 Acks are batched (`tcpulse.acks.AckWindow`) where the transport honours multiple acks, and
 flushed whenever this thread is about to wait. Messages of a lost connection are never acked on

@@ -23,11 +23,16 @@ GRACE = 25  # the listener's default shutdown grace period
 class ListenProcess:
     """`python -m tcpulse listen examples/slow_handler.py ...`, with its log collected."""
 
-    def __init__(self, url: str, name: str, out: Path, seconds: float, *options: str) -> None:
+    def __init__(self, url: str, name: str, out: Path, seconds: float, *options: str, url_in_env: bool = False) -> None:
         env = {**os.environ, "SLOW_HANDLER_OUT": str(out), "SLOW_HANDLER_SECONDS": str(seconds),
                "SLOW_HANDLER_SCHEDULER": name}  # other tests publish on the same exchange
+        broker = []
+        if url_in_env:
+            env["PULSE_URL"] = url
+        else:
+            broker = ["--broker", url]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tcpulse", "listen", str(EXAMPLE), "--broker", url, "--queue", name, *options],
+            [sys.executable, "-m", "tcpulse", "listen", str(EXAMPLE), *broker, "--queue", name, *options],
             stderr=subprocess.PIPE, text=True, env=env)
         self.log: list = []
         threading.Thread(target=self._collect, daemon=True).start()
@@ -74,9 +79,9 @@ def test_sigterm_mid_burst_finishes_running_handlers_acks_them_and_exits_0(pulse
     assert "finishing running handlers" in log and "Traceback" not in log
 
 
-def test_a_second_signal_exits_at_once_without_waiting_for_handlers(pulse_user, taskcluster_exchanges, queue_name, tmp_path):
+def test_a_second_signal_exits_at_once_without_waiting_for_handlers_and_pulse_url_picks_the_broker(pulse_user, taskcluster_exchanges, queue_name, tmp_path):
     out = tmp_path / "handled.txt"
-    listener = ListenProcess(pulse_user.url, queue_name, out, 20, "--prefetch", "5")
+    listener = ListenProcess(pulse_user.url, queue_name, out, 20, "--prefetch", "5", url_in_env=True)
     listener.wait_ready()
     publish(3, "slow", queue_name)
     wait_for(lambda: any("consuming from" in line for line in listener.log), what="consumption")
