@@ -73,13 +73,15 @@ def test_close_all_connections_repeatedly_during_a_20000_message_burst_loses_not
     node, user, ledger, listener, _ = world
     consumer = listener("a")
     consumer.wait_ready()
-    publisher = faultkit.BurstPublisher(node.guest_url, ledger, batch=500).start(range(20_000))
-    closes = 0
+    publisher = faultkit.BurstPublisher(node.guest_url, ledger, batch=500, pause=0.1).start(range(20_000))
+    closes = closes_mid_burst = 0
     while closes < 4 or not publisher.done:
         time.sleep(1.0)
+        closes_mid_burst += not publisher.done
         node.close_all_connections("fault: close_all_connections")
         closes += 1
     publisher.join()
+    assert closes_mid_burst >= 2, "the burst ended before the faults: make it longer"
     wait_for(all_handled(ledger, range(20_000)), 120, "every id to be handled", consumer)
     metrics = quiet_metrics(consumer)
     print(f"closes {closes}, publisher re-sent {publisher.republished}, reconnects "
@@ -96,14 +98,16 @@ def test_broker_stop_app_and_start_app_during_a_stream_loses_nothing(world):
     node, user, ledger, listener, _ = world
     consumer = listener("a")
     consumer.wait_ready()
-    publisher = faultkit.BurstPublisher(node.guest_url, ledger, batch=100, pause=0.02).start(range(4_000))
+    publisher = faultkit.BurstPublisher(node.guest_url, ledger, batch=50, pause=0.05).start(range(4_000))
     wait_for(lambda: len(ledger.handled()) >= 300, 30, "the stream to flow", consumer)
     node.stop_app()
+    assert not publisher.done, "the stream ended before the broker stopped: make it longer"
     wait_for(lambda: consumer.get("/ready")[0] == 503, 30, "/ready to say the broker is gone", consumer)
     time.sleep(2)
     node.start_app()
     publisher.join()
     wait_for(all_handled(ledger, range(4_000)), 120, "every id to be handled", consumer)
+    consumer.wait_ready(60)
     metrics = quiet_metrics(consumer)
     assert_nothing_lost(ledger, "stop_app/start_app", publisher.republished + 2 * PREFETCH)
     assert counter(metrics, "reconnects") >= 1
