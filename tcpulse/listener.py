@@ -45,6 +45,18 @@ BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON 
 class Listener:
     """Binds one queue to every handler's bindings and runs each message's matching handlers.
 
+    - `name`: the queue is the durable `queue/<pulse user>/<name>`; without a name, an exclusive
+      queue that disappears with the connection (messages published while disconnected are lost).
+    - `broker`: a URL (amqp://, amqps://, memory://); default PULSE_URL, then
+      PULSE_USERNAME/PULSE_PASSWORD (+ PULSE_HOST) over amqps, then the local guest broker.
+    - `concurrency`: handler threads (default 1 keeps order); `prefetch`: unacked messages the
+      broker may send ahead (default max(10, 4 x concurrency)).
+    - `declare_exchanges`: create the exchanges bound to (local development); by default they
+      are only checked, as a Pulse user may not create them (memory:// creates them).
+    - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse.delivery`).
+    - `health_port`: serve /live, /ready and /metrics on 127.0.0.1.
+    - `shutdown_grace`: seconds running handlers get to finish after SIGTERM/SIGINT.
+
     Example:
         >>> app = Listener(broker="memory://", concurrency=4)
         >>> app.queue.startswith("queue/guest/anonymous-"), app.prefetch
