@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
@@ -39,6 +40,7 @@ log = logging.getLogger("tcpulse.listener")
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_BACKLOG_WARNING = 5000  # below the queue sizes at which Pulse acts
 DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SIGKILL
+UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
 
 
@@ -70,6 +72,8 @@ class Listener:
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE) -> None:
         self.metrics = Metrics()
         self._registry = Registry()
+        self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
+        self._unmatched_lock = threading.Lock()
         self._stop = threading.Event()
         self._running = False
         self._consumer: Any = None
@@ -300,10 +304,7 @@ class Listener:
             return None, {BODY_FAILURE: exc}
         handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
         if not handlers:
-            self.metrics.inc("unmatched")
-            log.warning("message from %s with key %r matched no handler; acked without action "
-                        "(a binding left on %s by an earlier version of this listener?)",
-                        event.exchange, event.routing_key, self.queue)
+            self._unmatched(event)
         failures: Dict[str, BaseException] = {}
         for handler in handlers:
             try:
@@ -315,6 +316,18 @@ class Listener:
             else:
                 self.metrics.inc("handled", handler=handler.name)
         return event, failures
+
+    def _unmatched(self, event: Event) -> None:
+        self.metrics.inc("unmatched")
+        now = time.monotonic()
+        with self._unmatched_lock:  # a stale binding on a busy exchange must not flood the log
+            if now - self._unmatched_logged.get(event.exchange, -UNMATCHED_LOG_EVERY) < UNMATCHED_LOG_EVERY:
+                return
+            self._unmatched_logged[event.exchange] = now
+        log.warning("message from %s with key %r matched no handler; acked without action (a binding "
+                    "left on %s by an earlier version of this listener? delete the queue to drop it); "
+                    "more from this exchange are counted in the metric 'unmatched' and logged at most "
+                    "once every %g s", event.exchange, event.routing_key, self.queue, UNMATCHED_LOG_EVERY)
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
         return Event(decode_body(message.body), origin.exchange, origin.routing_key, origin.cc,
