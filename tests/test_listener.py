@@ -9,7 +9,7 @@ import pytest
 import tcpulse
 from tcpulse import BrokerFailure, Listener, QueueEvents
 from tcpulse.exchanges import Binding
-from listenerkit import Publisher, queue_name, queued, running, task_key, wait_for  # noqa: F401
+from listenerkit import Publisher, delete_listener_topology, queue_name, queued, running, task_key, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -112,8 +112,8 @@ def test_declare_exchanges_creates_them_for_local_development_but_a_pulse_user_m
     pulse.add_handler(lambda event: None, Binding(exchange, "#"))
     with pytest.raises(BrokerFailure, match=f"does not let user '{pulse_user.name}' declare exchange '{exchange}'"):
         pulse.run()
+    delete_listener_topology(rabbitmq, "guest", queue_name)
     with Publisher(rabbitmq) as guest:
-        guest.conn.channel().queue_delete(queue=local.queue)
         guest.conn.channel().exchange_delete(exchange=exchange)
 
 
