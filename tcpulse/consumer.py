@@ -2,8 +2,8 @@
 handler threads, and settle (ack / reject) their results, always on this thread.
 
 Owns: the consume loop (built on kombu's `ConsumerMixin` hooks), reconnecting with backoff and
-jitter, heartbeats while handlers run, the handler thread pool, batched acks, and the bounded
-drain on shutdown. What a message's result means (ack, retry, dead letter) is decided by the
+jitter, heartbeats while handlers run, feeding the handler pool (`tcpulse.pool`), batched acks,
+and the bounded drain on shutdown. What a message's result means (ack, retry, dead letter) is decided by the
 `settle` callable it is given (`Listener._settle`); what to declare by `declare`.
 
 Why a pool, a completion queue and our own `consume`: a handler may take minutes, but
@@ -19,22 +19,18 @@ the next one (delivery tags belong to a channel); the broker redelivers them.
 
 Imports kombu; never imports requests or the listener.
 
-Example:
-    >>> pool = WorkerPool(2, lambda message: (message, {}))
-    >>> pool.submit(pool.epoch, ["m"])
-    >>> import time; time.sleep(0.1); pool.done.popleft()
-    (0, 'm', ('m', {}))
+Example (needs a broker):
+    >>> Consumer(address, declare, work, settle, concurrency=1, prefetch=10, grace=25,
+    ...          metrics=Metrics(), stop=threading.Event()).run()   # doctest: +SKIP
 """
-import collections
 import logging
-import queue
 import random
 import select
 import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List
 
 from kombu.mixins import ConsumerMixin
 
@@ -42,6 +38,7 @@ from .acks import AckWindow
 from .connection import BrokerAddress
 from .errors import BrokerFailure
 from .metrics import Metrics
+from .pool import Work, WorkerPool
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -51,77 +48,7 @@ HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep fl
 FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
 BACKOFF_CAP = 30.0
 
-Work = Callable[[Any], Tuple[Any, Dict[str, BaseException]]]
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
-
-
-class WorkerPool:
-    """`size` daemon threads running `work(message)` for each message of a job; results land
-    in `done` as (epoch, message, result). A message whose epoch is no longer current (its
-    connection is gone, or we are stopping) is skipped, never started.
-
-    Example:
-        >>> WorkerPool(1, lambda m: (m, {})).running
-        0
-    """
-
-    def __init__(self, size: int, work: Work, notify: Callable[[], None] = lambda: None) -> None:
-        self._work = work
-        self._notify = notify
-        self._jobs: "queue.SimpleQueue[Optional[Tuple[int, List[Any]]]]" = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self.done: Deque[Tuple[int, Any, Any]] = collections.deque()
-        self.running = 0  # handlers running now
-        self.pending = 0  # messages submitted and neither finished nor skipped
-        self.epoch: Optional[int] = 0  # None: stopping, start nothing new
-        self._threads = [threading.Thread(target=self._loop, name=f"tcpulse-handler-{i}", daemon=True)
-                         for i in range(size)]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, epoch: int, messages: List[Any]) -> None:
-        """Queue `messages` as one job: one thread runs them in order."""
-        with self._lock:
-            self.pending += len(messages)
-        self._jobs.put((epoch, messages))
-
-    def set_epoch(self, epoch: Optional[int]) -> None:
-        with self._lock:
-            self.epoch = epoch
-
-    def busy(self, started_only: bool = False) -> bool:
-        """Whether work is queued or running (only running, with `started_only`), or a result
-        waits to be settled."""
-        with self._lock:
-            return (self.running if started_only else self.pending) > 0 or bool(self.done)
-
-    def close(self) -> None:
-        self.set_epoch(None)
-        for _ in self._threads:
-            self._jobs.put(None)
-
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            epoch, messages = job
-            for index, message in enumerate(messages):
-                with self._lock:
-                    if epoch != self.epoch:
-                        self.pending -= len(messages) - index
-                        break
-                    self.running += 1
-                try:
-                    self.done.append((epoch, message, self._work(message)))
-                except BaseException:  # a bug in `work`: keep the thread; the broker keeps the message
-                    log.exception("internal error while processing a message; it stays unacked until "
-                                  "the next reconnect")
-                finally:
-                    with self._lock:
-                        self.running -= 1
-                        self.pending -= 1
-                    self._notify()
 
 
 class Consumer(ConsumerMixin):

@@ -182,7 +182,7 @@ def test_an_event_strips_route_prefixes_and_parses_fields_from_the_reference():
 
 
 def test_the_pure_modules_import_neither_kombu_nor_requests():
-    code = "import sys, tcpulse.dispatch, tcpulse.acks, tcpulse.listener, tcpulse.topology, tcpulse.connection, tcpulse.cli; " \
+    code = "import sys, tcpulse.dispatch, tcpulse.acks, tcpulse.pool, tcpulse.listener, tcpulse.topology, tcpulse.connection, tcpulse.cli; " \
            "print(sorted(m for m in ('kombu', 'requests', 'amqp') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

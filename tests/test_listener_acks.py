@@ -83,7 +83,7 @@ def test_reset_forgets_the_tags_of_a_lost_channel():
 
 def test_a_crashing_job_leaves_the_pool_thread_alive_for_the_next():
     import time
-    from tcpulse.consumer import WorkerPool
+    from tcpulse.pool import WorkerPool
 
     def work(message):
         if message == "bad":
@@ -101,7 +101,7 @@ def test_a_crashing_job_leaves_the_pool_thread_alive_for_the_next():
 def test_submitted_work_counts_as_busy_before_a_thread_takes_it_and_skipped_work_stops_counting():
     import threading
     import time
-    from tcpulse.consumer import WorkerPool
+    from tcpulse.pool import WorkerPool
 
     def until(condition):
         deadline = time.monotonic() + 5

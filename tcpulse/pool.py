@@ -1,0 +1,94 @@
+"""The handler thread pool of a listener.
+
+Owns: `size` daemon threads that run `work(message)` for each message of a job and put the
+result where the connection thread can settle it; the epoch rule (a message whose connection is
+gone, or that arrives while stopping, is skipped, never started); counts of queued and running
+work. Daemon threads: a handler still running after the shutdown grace must not keep the
+process alive.
+
+Imports only the standard library.
+
+Example:
+    >>> pool = WorkerPool(2, lambda message: (message, {}))
+    >>> pool.submit(pool.epoch, ["m"])
+    >>> import time; time.sleep(0.1); pool.done.popleft()
+    (0, 'm', ('m', {}))
+"""
+import collections
+import logging
+import queue
+import threading
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+log = logging.getLogger("tcpulse.listener")
+
+Work = Callable[[Any], Tuple[Any, Dict[str, BaseException]]]
+
+
+class WorkerPool:
+    """`size` daemon threads running `work(message)` for each message of a job; results land
+    in `done` as (epoch, message, result). A message whose epoch is no longer current (its
+    connection is gone, or we are stopping) is skipped, never started.
+
+    Example:
+        >>> WorkerPool(1, lambda m: (m, {})).running
+        0
+    """
+
+    def __init__(self, size: int, work: Work, notify: Callable[[], None] = lambda: None) -> None:
+        self._work = work
+        self._notify = notify
+        self._jobs: "queue.SimpleQueue[Optional[Tuple[int, List[Any]]]]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.done: Deque[Tuple[int, Any, Any]] = collections.deque()
+        self.running = 0  # handlers running now
+        self.pending = 0  # messages submitted and neither finished nor skipped
+        self.epoch: Optional[int] = 0  # None: stopping, start nothing new
+        self._threads = [threading.Thread(target=self._loop, name=f"tcpulse-handler-{i}", daemon=True)
+                         for i in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, epoch: int, messages: List[Any]) -> None:
+        """Queue `messages` as one job: one thread runs them in order."""
+        with self._lock:
+            self.pending += len(messages)
+        self._jobs.put((epoch, messages))
+
+    def set_epoch(self, epoch: Optional[int]) -> None:
+        with self._lock:
+            self.epoch = epoch
+
+    def busy(self, started_only: bool = False) -> bool:
+        """Whether work is queued or running (only running, with `started_only`), or a result
+        waits to be settled."""
+        with self._lock:
+            return (self.running if started_only else self.pending) > 0 or bool(self.done)
+
+    def close(self) -> None:
+        self.set_epoch(None)
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            epoch, messages = job
+            for index, message in enumerate(messages):
+                with self._lock:
+                    if epoch != self.epoch:
+                        self.pending -= len(messages) - index
+                        break
+                    self.running += 1
+                try:
+                    self.done.append((epoch, message, self._work(message)))
+                except BaseException:  # a bug in `work`: keep the thread; the broker keeps the message
+                    log.exception("internal error while processing a message; it stays unacked until "
+                                  "the next reconnect")
+                finally:
+                    with self._lock:
+                        self.running -= 1
+                        self.pending -= 1
+                    self._notify()
