@@ -116,6 +116,12 @@ class _HealthHandler(BaseHTTPRequestHandler):
     server_version = "tcpulse-health"
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        self._respond(with_body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._respond(with_body=False)
+
+    def _respond(self, with_body: bool) -> None:
         status, content_type, body = self._answer(self.path.split("?", 1)[0])
         payload = body.encode("utf-8")
         self.send_response(status)
@@ -123,14 +129,8 @@ class _HealthHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(payload)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        status, content_type, body = self._answer(self.path.split("?", 1)[0])
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body.encode("utf-8"))))
-        self.end_headers()
+        if with_body:
+            self.wfile.write(payload)
 
     def _answer(self, path: str) -> Tuple[int, str, str]:
         if path == "/live":

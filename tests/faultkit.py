@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 EXCHANGE = "exchange/taskcluster-queue/v1/task-completed"
@@ -356,7 +356,7 @@ class ListenerProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
 
-    def get(self, path: str) -> (int, str):
+    def get(self, path: str) -> Tuple[int, str]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}", timeout=2) as resp:
                 return resp.status, resp.read().decode()

@@ -295,3 +295,11 @@ def _run_with_ledger(tmp_path, *args):
     env = dict(os.environ, LEDGER_FILE=str(tmp_path / "handled.txt"))
     return subprocess.run([sys.executable, "-m", "tcpulse", *args], capture_output=True, text=True, timeout=60,
                           env=env)
+
+
+def test_head_answers_like_get_without_a_body(flag_server):
+    flag, port = flag_server
+    flag.ready = True
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/ready", method="HEAD")
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200 and resp.headers["Content-Length"] == "6" and resp.read() == b""
