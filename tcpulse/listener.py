@@ -166,6 +166,24 @@ class Listener:
     def handlers(self) -> List[Handler]:
         return list(self._registry.handlers)
 
+    @property
+    def registry(self) -> Registry:
+        """The handler registry live delivery selects from (the test harness uses the same one)."""
+        return self._registry
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry policy `max_attempts` and `retry_delays` make."""
+        return self._policy
+
+    def retry_queues(self) -> List[str]:
+        """The holding queues retried copies of this listener's messages wait in."""
+        from .delivery import Delivery
+
+        delivery = self._delivery or Delivery(self.queue, self._policy, self.max_length,
+                                              exclusive=self.name is None)
+        return sorted({delivery.holding_queue(a) for a in range(2, self._policy.max_attempts + 1)})
+
     def bindings(self) -> List[Binding]:
         """Every (exchange, pattern) binding of the queue, once each, in registration order."""
         return self._registry.bindings()
@@ -388,6 +406,13 @@ def _positive(what: str, value: Any) -> int:
 
 
 _default: Optional[Listener] = None
+
+
+def reset_default_listener() -> None:
+    """Forget the default listener, so that the next `tcpulse.on` starts a fresh one (loading
+    several handler scripts in one process must not mix their handlers)."""
+    global _default
+    _default = None
 
 
 def default_listener() -> Listener:

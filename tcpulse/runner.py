@@ -140,8 +140,7 @@ class _Waiting:
     def __init__(self, listener: Any):
         from .connection import resolve_broker
 
-        attempts = range(2, listener.max_attempts + 1)
-        self.queues = [listener.queue, *sorted({listener._delivery.holding_queue(a) for a in attempts})]
+        self.queues = [listener.queue, *listener.retry_queues()]
         self.address = resolve_broker(listener.broker)
         self.poll = POLL if self.address.is_memory else REMOTE_POLL
         self.conn = None

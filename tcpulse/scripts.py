@@ -31,12 +31,11 @@ class ScriptError(TaskclusterFailure, ValueError):
 
 def load_listener(path: str) -> Any:
     """Import the script at `path` and return the `Listener` whose handlers it registers."""
-    from . import listener as listener_module
-    from .listener import Listener, default_listener
+    from .listener import Listener, default_listener, reset_default_listener
 
     # A fresh default listener per load, so that loading several scripts in one process
     # (tests do) never mixes their module-level `tcpulse.on` handlers.
-    listener_module._default = None
+    reset_default_listener()
     module = _import(path)
     found = [value for value in vars(module).values() if isinstance(value, Listener)]
     unique: List[Any] = list({id(x): x for x in found}.values())

@@ -149,7 +149,7 @@ def deliver(listener: Any, exchange: Any, routing_key: str, body: Body, routes: 
 def _attempts(listener: Any, report: Delivered, body: Dict[str, Any], follow_retries: bool,
               redelivered: bool, rand: Callable[[], float]) -> None:
     # The very registry and retry policy the live listener uses.
-    registry, policy = listener._registry, listener._policy
+    registry, policy = listener.registry, listener.policy
     cc = tuple(ROUTE_PREFIX + r for r in report.routes)
     number, only = 1, None
     while True:
