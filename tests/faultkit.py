@@ -158,6 +158,7 @@ class Ledger:
         self.directory = Path(directory)
         self.published: List[int] = []
         self.dead_lettered: collections.Counter = collections.Counter()
+        self.show: Callable[[str], None] = print
 
     def handled_file(self, label: str) -> Path:
         return self.directory / f"handled-{label}.txt"
@@ -186,7 +187,7 @@ class Ledger:
         line = (f"[{scenario}] published {len(set(self.published))} ids; handled {len(handled)} distinct "
                 f"({sum(handled.values())} handler runs), dead-lettered {len(self.dead_lettered)}, "
                 f"lost {len(self.lost())}, duplicated {len(dups)} ids ({sum(dups.values()) - len(dups)} extra runs)")
-        print(line)
+        self.show(line)
         return line
 
 

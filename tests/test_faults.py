@@ -29,11 +29,12 @@ def node_user(private_rabbitmq):
 
 
 @pytest.fixture
-def world(private_rabbitmq, node_user, tmp_path, unique_name):
+def world(private_rabbitmq, node_user, tmp_path, unique_name, capsys):
     """What a scenario needs: the node, its Pulse user, a ledger, and a way to start listeners."""
     script = tmp_path / "listener.py"
     script.write_text(faultkit.LISTENER_SCRIPT)
     ledger = Ledger(tmp_path)
+    ledger.show = lambda line: _show(capsys, line)
     started = []
 
     def listener(label, *extra, **env):
@@ -46,6 +47,12 @@ def world(private_rabbitmq, node_user, tmp_path, unique_name):
     for process in started:
         if process.proc.poll() is None:
             process.kill()
+
+
+def _show(capsys, line):
+    # Past pytest's capture: the ledger line (duplicates included) belongs in every CI log.
+    with capsys.disabled():
+        print("\n  ledger " + line)
 
 
 def all_handled(ledger, expected):
