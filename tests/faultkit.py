@@ -126,29 +126,19 @@ class PrivateRabbit:
                  f"^(queue/{name}/.*|exchange/{name}/.*)", f"^(queue/{name}/.*|exchange/.*)")
         return NodeUser(self, name, password)
 
-    def queue_counts(self) -> Dict[str, int]:
-        rows = self.ctl("list_queues", "name", "messages", "--no-table-headers").splitlines()
-        return {name: int(count) for name, count in (row.rsplit("\t", 1) for row in rows if "\t" in row)}
-
 
 class NodeUser:
+    """A Pulse-like user of the private node; the password never shows in its repr."""
+
     def __init__(self, node: PrivateRabbit, name: str, password: str) -> None:
         from urllib.parse import quote
 
-        self.node = node
         self.name = name
         self.password = password
         self.url = f"amqp://{quote(name, safe='')}:{quote(password, safe='')}@127.0.0.1:{node.port}//"
 
     def __repr__(self) -> str:
         return f"NodeUser({self.name!r})"
-
-    def close_connections(self) -> int:
-        rows = self.node.ctl("list_connections", "pid", "user").splitlines()
-        pids = [row.split("\t")[0] for row in rows if row.endswith("\t" + self.name)]
-        for pid in pids:
-            self.node.ctl("close_connection", pid, "fault injection", check=False)
-        return len(pids)
 
 
 class Ledger:
