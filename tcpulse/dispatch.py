@@ -102,6 +102,54 @@ class Event:
                 f"routes={self.routes!r}, attempt={self.attempt})")
 
 
+class _Trie:
+    """The binding patterns of one exchange as a tree of words, as RabbitMQ routes them: a key is
+    matched against every pattern in one walk, instead of pattern by pattern (with hundreds of
+    bindings, per-pattern matching dominated a message's cost)."""
+
+    __slots__ = ("words", "star", "hash", "ends")
+
+    def __init__(self) -> None:
+        self.words: Dict[str, "_Trie"] = {}
+        self.star: Optional["_Trie"] = None
+        self.hash: Optional["_Trie"] = None
+        self.ends: List[int] = []
+
+    def add(self, pattern: str, value: int) -> None:
+        node = self
+        for token in _compile(pattern):
+            if token == "*":
+                node.star = node.star or _Trie()
+                node = node.star
+            elif token == "#":
+                node.hash = node.hash or _Trie()
+                node = node.hash
+            else:
+                node = node.words.setdefault(token, _Trie())
+        node.ends.append(value)
+
+    def collect(self, key: str, found: set) -> None:
+        """Add to `found` the value of every pattern that matches `key`."""
+        words = _words(key)
+        seen: set = set()
+        stack: List[Tuple["_Trie", int]] = [(self, 0)]
+        while stack:
+            node, i = stack.pop()
+            if (id(node), i) in seen:  # several '#' can reach one state many ways
+                continue
+            seen.add((id(node), i))
+            if node.hash is not None:  # '#' takes zero or more of the remaining words
+                stack.extend((node.hash, j) for j in range(i, len(words) + 1))
+            if i == len(words):
+                found.update(node.ends)
+                continue
+            child = node.words.get(words[i])
+            if child is not None:
+                stack.append((child, i + 1))
+            if node.star is not None:
+                stack.append((node.star, i + 1))
+
+
 class Handler:
     """A registered handler: the plain function, its stable name and its bindings.
 
@@ -116,10 +164,6 @@ class Handler:
         self.func = func
         self.name = name
         self.bindings = bindings
-
-    def matches(self, exchange: str, keys: Sequence[str]) -> bool:
-        return any(b.exchange == exchange and any(topic_matches(b.routing_key_pattern, k) for k in keys)
-                   for b in self.bindings)
 
     def __repr__(self) -> str:
         return f"<Handler {self.name} ({len(self.bindings)} bindings)>"
@@ -139,7 +183,7 @@ class Registry:
     def __init__(self) -> None:
         self.handlers: List[Handler] = []
         self._by_func: Dict[Any, Handler] = {}
-        self._by_exchange: Dict[str, List[Handler]] = {}
+        self._tries: Dict[str, _Trie] = {}
         self._sources: Dict[str, Exchange] = {}
 
     def add(self, func: Callable[[Event], Any], bindings: Iterable[Binding]) -> Handler:
@@ -170,10 +214,10 @@ class Registry:
         return name
 
     def _reindex(self) -> None:
-        self._by_exchange = {}
-        for handler in self.handlers:
-            for exchange in dict.fromkeys(b.exchange for b in handler.bindings):
-                self._by_exchange.setdefault(exchange, []).append(handler)
+        self._tries = {}
+        for position, handler in enumerate(self.handlers):
+            for binding in handler.bindings:
+                self._tries.setdefault(binding.exchange, _Trie()).add(binding.routing_key_pattern, position)
         self._sources = {}
         for binding in self.bindings():
             if binding.source is not None:
@@ -183,8 +227,13 @@ class Registry:
                only: Optional[Sequence[str]] = None) -> List[Handler]:
         """The handlers whose bindings match the primary key or any CC'd key, each once, in
         registration order; `only` keeps just the handlers with those names (retries)."""
-        keys = (routing_key, *cc)
-        chosen = [h for h in self._by_exchange.get(exchange, ()) if h.matches(exchange, keys)]
+        trie = self._tries.get(exchange)
+        if trie is None:
+            return []
+        found: set = set()
+        for key in (routing_key, *cc):
+            trie.collect(key, found)
+        chosen = [self.handlers[position] for position in sorted(found)]
         if only is not None:
             chosen = [h for h in chosen if h.name in only]
         return chosen

@@ -44,6 +44,30 @@ def test_the_matcher_agrees_with_the_recursive_definition_on_5000_random_pattern
         assert topic_matches(pattern_text, key_text) is expected, (pattern_text, key_text)
 
 
+def _random_words(rng, choices, most):
+    return ".".join(rng.choice(choices) for _ in range(rng.randint(0, most)))
+
+
+def test_select_agrees_with_the_matcher_for_many_handlers_keys_and_routes_at_once():
+    # select walks one word tree of all an exchange's patterns; it must pick exactly the
+    # handlers that matching each pattern on its own would pick, in registration order.
+    rng = random.Random(20261125)
+    for _ in range(300):
+        handlers = []
+        registry = Registry()
+        for n in range(rng.randint(1, 12)):
+            patterns = [_random_words(rng, ["a", "b", "*", "#", "#", ""], 5) for _ in range(rng.randint(1, 3))]
+            exchange = rng.choice(["exchange/x", "exchange/y"])
+            func = lambda event: None  # noqa: E731 - distinct functions, named apart by the registry
+            registry.add(func, [Binding(exchange, p) for p in patterns])
+            handlers.append((exchange, patterns))
+        key = _random_words(rng, ["a", "b", ""], 5)
+        cc = [_random_words(rng, ["a", "b", ""], 4) for _ in range(rng.randint(0, 2))]
+        expected = [registry.handlers[i] for i, (exchange, patterns) in enumerate(handlers)
+                    if exchange == "exchange/x" and any(topic_matches(p, k) for p in patterns for k in (key, *cc))]
+        assert registry.select("exchange/x", key, cc) == expected, (handlers, key, cc)
+
+
 def test_the_table_has_sixty_cases_and_hash_matching_zero_words_at_start_middle_and_end():
     assert len(TOPIC_CASES) >= 60
     zero_word_hash = {(p, k) for p, k, ok in TOPIC_CASES if ok and "#" in p
