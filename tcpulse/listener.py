@@ -178,11 +178,13 @@ class Listener:
 
     def retry_queues(self) -> List[str]:
         """The holding queues retried copies of this listener's messages wait in."""
+        delivery = self._delivery or self._new_delivery()
+        return sorted({delivery.holding_queue(a) for a in range(2, self._policy.max_attempts + 1)})
+
+    def _new_delivery(self) -> Any:
         from .delivery import Delivery
 
-        delivery = self._delivery or Delivery(self.queue, self._policy, self.max_length,
-                                              exclusive=self.name is None)
-        return sorted({delivery.holding_queue(a) for a in range(2, self._policy.max_attempts + 1)})
+        return Delivery(self.queue, self._policy, self.max_length, exclusive=self.name is None)
 
     def bindings(self) -> List[Binding]:
         """Every (exchange, pattern) binding of the queue, once each, in registration order."""
@@ -212,8 +214,7 @@ class Listener:
             raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
         self._check_not_running("run again")
         self._running = True
-        from .delivery import Delivery
-        self._delivery = Delivery(self.queue, self._policy, self.max_length, exclusive=self.name is None)
+        self._delivery = self._new_delivery()
         self._consumer = Consumer(self._address, self._declare, self._process, self._settle,
                                   concurrency=self.concurrency, prefetch=self.prefetch,
                                   grace=self.shutdown_grace, metrics=self.metrics, stop=self._stop)
