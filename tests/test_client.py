@@ -15,7 +15,7 @@ import requests
 import tcpulse
 import tcpulse.client
 from tcpulse.auth import Credentials
-from test_client_server import CLIENTS, DROP, derived_token, server  # noqa: F401
+from hawkserver import CLIENTS, DROP, derived_token, server  # noqa: F401
 
 PERMANENT = {"clientId": "tester", "accessToken": CLIENTS["tester"]}
 

@@ -3,7 +3,7 @@ import pytest
 
 import tcpulse
 from tcpulse.references import load_all
-from test_client_server import CLIENTS, server  # noqa: F401
+from hawkserver import CLIENTS, server  # noqa: F401
 
 API_REFERENCES = [ref for ref in load_all().values() if ref.kind == "api"]
 
