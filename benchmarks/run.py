@@ -340,6 +340,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke check, not a result")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.only.split(",")) - set(ROWS))
+    if unknown:
+        parser.error(f"--only: unknown row(s) {', '.join(unknown)} (choose from {', '.join(ROWS)})")
     if args.quick:
         args.messages, args.io_messages, args.rss_messages, args.rounds, args.calls = 3000, 640, 20_000, 1, 100
     print(machine_info())
