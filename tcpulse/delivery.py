@@ -173,15 +173,9 @@ def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100
         ...     list_dead_letters(conn, "queue/alice/watcher")
         []
     """
-    with _dead_letter_channel(connection, queue) as (channel, count):
-        records = []
-        for _ in range(min(count, limit)):
-            message = kombu.Queue(Delivery(queue, RetryPolicy()).dead_letter_queue, channel=channel).get()
-            if message is None:
-                break
-            records.append(dead_letter_record(message))
+    with _dead_letter_channel(connection, Delivery(queue, RetryPolicy())) as letters:
         # Closing the channel without acking puts every message back where it was.
-        return records
+        return [dead_letter_record(message) for message in letters.take(limit)]
 
 
 def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Optional[int] = None) -> int:
@@ -198,12 +192,8 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
     """
     delivery = Delivery(queue, RetryPolicy())
     sent = 0
-    with _dead_letter_channel(connection, queue) as (channel, count):
-        # Only what is there now: letters dead-lettered meanwhile wait for the next requeue.
-        for _ in range(count if limit is None else min(count, limit)):
-            message = kombu.Queue(delivery.dead_letter_queue, channel=channel).get()
-            if message is None:
-                break
+    with _dead_letter_channel(connection, delivery) as letters:
+        for message in letters.take(limit):
             origin = _origin_of_dead_letter(message)
             delivery._publish(message, RETURN_KEY, origin.requeue_headers(message.headers))
             message.ack()
@@ -276,17 +266,27 @@ def dead_letters_cli(name: str, broker: Optional[str] = None, requeue: bool = Fa
 
 
 class _dead_letter_channel:
-    def __init__(self, connection: kombu.Connection, queue: str) -> None:
-        self.connection, self.name = connection, Delivery(queue, RetryPolicy()).dead_letter_queue
+    def __init__(self, connection: kombu.Connection, delivery: Delivery) -> None:
+        self.connection, self.name = connection, delivery.dead_letter_queue
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> "_dead_letter_channel":
         self.channel = self.connection.channel()
         try:
-            _, count, _ = self.channel.queue_declare(self.name, passive=True)
+            _, self.count, _ = self.channel.queue_declare(self.name, passive=True)
         except NotFound:
             raise BrokerFailure(f"there is no dead-letter queue {self.name!r} on this broker for this "
                                 "user (has the listener run here under this name?)") from None
-        return self.channel, count
+        return self
+
+    def take(self, limit: Optional[int]) -> Iterator[Any]:
+        """The dead letters, oldest first, at most `limit` (None: all). Only what is there now:
+        letters dead-lettered meanwhile wait for the next call."""
+        queue = kombu.Queue(self.name, channel=self.channel)
+        for _ in range(self.count if limit is None else min(self.count, limit)):
+            message = queue.get()
+            if message is None:
+                return
+            yield message
 
     def __exit__(self, *exc_info: Any) -> None:
         self.channel.close()
