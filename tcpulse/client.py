@@ -14,7 +14,6 @@ Example:
     >>> queue.buildUrl("task", "abc")
     'https://tc.example.com/api/queue/v1/task/abc'
 """
-import difflib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ import requests.utils
 
 from . import auth
 from .errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterConnectionError, TaskclusterRestFailure
+from .exchanges import _did_you_mean
 from .references import FunctionEntry, Reference
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,6 @@ def backoff_delay(retry: int, rand: Callable[[], float] = random.random) -> floa
     return min(delay * (1 + 0.25 * (2 * rand() - 1)), 30.0)
 
 
-def _suggest(name: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def check_options(options: Mapping[str, Any]) -> None:
     """Raise ClientUsageError for an unknown option name or a value of the wrong kind.
 
@@ -95,7 +90,7 @@ def check_options(options: Mapping[str, Any]) -> None:
     """
     for name in options:
         if name not in OPTION_NAMES:
-            raise ClientUsageError(f"unknown client option {name!r}.{_suggest(name, OPTION_NAMES)} "
+            raise ClientUsageError(f"unknown client option {name!r}.{_did_you_mean(name, OPTION_NAMES)} "
                                    f"Valid options: {', '.join(OPTION_NAMES)}")
     retries = options.get("maxRetries")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
@@ -165,7 +160,7 @@ def _named_route_args(label: str, entry: FunctionEntry, kwargs: Mapping[str, Any
             if name not in entry.args:
                 valid = ", ".join(entry.args) or "none"
                 raise ClientUsageError(
-                    f"{label}() got an unexpected route argument {name!r}.{_suggest(name, entry.args)} "
+                    f"{label}() got an unexpected route argument {name!r}.{_did_you_mean(name, entry.args)} "
                     f"Route arguments: {valid}; keywords: {', '.join(CALL_KEYWORDS)}")
     both = set(flat) & set(params or {})
     if both:
@@ -215,7 +210,7 @@ def _check_query(label: str, entry: FunctionEntry, query: Any) -> Dict[str, Any]
     for key in query:
         if key not in entry.query:
             valid = ", ".join(entry.query) if entry.query else f"{label} takes no query arguments"
-            raise ClientUsageError(f"{label}(): unknown query argument {key!r}.{_suggest(key, entry.query)} "
+            raise ClientUsageError(f"{label}(): unknown query argument {key!r}.{_did_you_mean(key, entry.query)} "
                                    f"Valid: {valid}")
     # None means "not given", so query={'continuationToken': page.get('continuationToken')} works.
     return {key: value for key, value in query.items() if value is not None}
@@ -295,7 +290,7 @@ class BaseClient:
         entry = self.entries.get(method_name)
         if entry is None:
             raise ClientUsageError(f"{type(self).__name__} has no method {method_name!r}."
-                                   f"{_suggest(method_name, list(self.entries))}")
+                                   f"{_did_you_mean(method_name, list(self.entries))}")
         return entry
 
     def _label(self, entry: FunctionEntry) -> str:

@@ -204,7 +204,7 @@ def _broker_option(parser: argparse.ArgumentParser) -> None:
 
 # -- commands without a broker -----------------------------------------------------------------
 def _cmd_exchanges(args: argparse.Namespace) -> int:
-    from .exchanges import exchanges
+    from .exchanges import _did_you_mean, exchanges
 
     found = [ex for ex in exchanges() if args.service in (None, ex.service)]
     if not found:
@@ -263,10 +263,3 @@ def script_bindings(path: str) -> List[Tuple[str, str]]:
 
     listener = load_listener(path)
     return [(b.exchange, b.routing_key_pattern) for b in listener.bindings()]
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""

@@ -17,7 +17,7 @@ import dataclasses
 import difflib
 import functools
 from collections.abc import Mapping
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidReference, TaskclusterTopicExchangeFailure
 from .references import Reference, RoutingKeyField, load_all
@@ -30,7 +30,8 @@ CLIENT_OPTIONS = ("exchangePrefix", "rootUrl", "credentials", "authorizedScopes"
                   "signedUrlExpiration", "baseUrl", "timeout")
 
 
-def _did_you_mean(word: str, choices: List[str]) -> str:
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """The " Did you mean ...?" hint naming the closest of `choices`, or "" when none is close."""
     close = difflib.get_close_matches(word, choices, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
