@@ -17,7 +17,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from .commands import EXIT_OK, RuntimeFailure, UsageError, add_commands, guarded
+from .commands import EXIT_OK, RuntimeFailure, UsageError, _broker_option, add_commands, guarded
 from .errors import BrokerFailure
 from .runner import add_listen_options, run_listen
 
@@ -43,8 +43,7 @@ def _add_listen(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  tcpulse listen examples/task_group_watcher.py --queue watcher --concurrency 8\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("script", help="a Python file that registers handlers")
-    p.add_argument("--broker", help="amqp://..., amqps://... or memory:// (default: PULSE_URL, "
-                   "PULSE_USERNAME/PULSE_PASSWORD, else amqp://guest:guest@localhost:5672//)")
+    _broker_option(p)
     p.add_argument("--queue", metavar="NAME", help="the listener's name: the queue is queue/<user>/NAME")
     p.add_argument("--concurrency", type=_positive_int, help="handler threads (default 1: in order)")
     p.add_argument("--prefetch", type=_positive_int, help="unacked messages the broker may send ahead")
