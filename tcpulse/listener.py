@@ -358,7 +358,10 @@ class Listener:
         place that applies the ack / retry / dead-letter decision of `tcpulse.outcome`: a copy
         is published (retry or dead letter) before the original is acked on the same channel,
         so a lost connection can duplicate a message but never lose it."""
-        origin = _origin(message) if event is not None else _raw_origin(message)
+        if not failures:  # every handler succeeded or none matched: `decide` says Ack, whatever the attempt
+            self._consumer.ack(message)
+            return
+        origin = _raw_origin(message)
         if event is None:
             verdict: Outcome = DeadLetter(str(failures[BODY_FAILURE]))
         else:
