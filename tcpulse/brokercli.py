@@ -78,9 +78,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
         published 1 message to exchange/taskcluster-queue/v1/task-failed with key primary.t and routes index.a
         0
     """
+    from .exchanges import exchange_name_of
     from .recording import Recorded, replay_into
 
-    exchange = _exchange_name(args.exchange)
+    exchange = exchange_name_of(args.exchange)
     body = _load_body(args)
     routes = [r[len("route."):] if r.startswith("route.") else r for r in args.route]
     message = Recorded(exchange, args.routing_key, tuple(routes), body)
@@ -90,16 +91,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     print(f"published 1 message to {exchange} with key {args.routing_key}"
           + (f" and routes {', '.join(routes)}" if routes else ""))
     return EXIT_OK
-
-
-def _exchange_name(text: str) -> str:
-    """A full exchange name from 'Service.name' or a full name ('exchange/...' names that
-    tcpulse has no reference for, such as a user's own exchange, pass through)."""
-    from .exchanges import find_exchange
-
-    if text.startswith("exchange/"):
-        return text
-    return find_exchange(text).exchange
 
 
 def _load_body(args: argparse.Namespace) -> Dict[str, Any]:

@@ -385,3 +385,13 @@ def find_exchange(text: str) -> Exchange:
         f"or a full exchange name).{_did_you_mean(text, [*by_dotted, *by_full])} "
         f"Exchange classes: {', '.join(services)}")
 
+
+def exchange_name_of(text: str) -> str:
+    """The full exchange name of 'Service.name'; a full name ('exchange/...') passes through
+    even when no shipped reference has it, such as a user's own exchange.
+
+    Example:
+        >>> exchange_name_of("QueueEvents.taskFailed"), exchange_name_of("exchange/mine/v1/done")
+        ('exchange/taskcluster-queue/v1/task-failed', 'exchange/mine/v1/done')
+    """
+    return text if text.startswith("exchange/") else find_exchange(text).exchange

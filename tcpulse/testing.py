@@ -197,11 +197,9 @@ def _run(handlers: Iterable[Any], event: Event) -> Dict[str, BaseException]:
 
 
 def _exchange_name(exchange: Any) -> str:
-    from .exchanges import find_exchange
+    from .exchanges import exchange_name_of
 
-    if isinstance(exchange, str):
-        return exchange if exchange.startswith("exchange/") else find_exchange(exchange).exchange
-    return exchange.exchange
+    return exchange_name_of(exchange) if isinstance(exchange, str) else exchange.exchange
 
 
 def deliver_file(listener: Any, path: str, **options: Any) -> List[Delivered]:
