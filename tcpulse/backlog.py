@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 log = logging.getLogger("tcpulse.backlog")
 
-DEFAULT_THRESHOLD = 5000
+DEFAULT_THRESHOLD = 5000  # messages; below the queue sizes at which Pulse acts
 DEFAULT_INTERVAL = 30.0
 
 

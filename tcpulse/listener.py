@@ -28,6 +28,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
+from .backlog import DEFAULT_THRESHOLD, BacklogWatch
 from .connection import resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
@@ -38,7 +39,6 @@ from .topology import declare_listener_queue
 log = logging.getLogger("tcpulse.listener")
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_BACKLOG_WARNING = 5000  # below the queue sizes at which Pulse acts
 DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SIGKILL
 UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
@@ -91,7 +91,7 @@ class Listener:
         self._delivery: Any = None
         self.health_port = health_port
         # Messages waiting in the queue above which a warning is logged (0: never).
-        self.backlog_warning = DEFAULT_BACKLOG_WARNING
+        self.backlog_warning = DEFAULT_THRESHOLD
         self.shutdown_grace = shutdown_grace
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch)
 
@@ -218,7 +218,6 @@ class Listener:
         self._consumer = Consumer(self._address, self._declare, self._process, self._settle,
                                   concurrency=self.concurrency, prefetch=self.prefetch,
                                   grace=self.shutdown_grace, metrics=self.metrics, stop=self._stop)
-        from .backlog import BacklogWatch
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
         health = self._start_health()
         restore = self._install_signals()
