@@ -304,11 +304,12 @@ class Listener:
         """Declare exchanges (passively unless asked), the queue and every binding, then the
         delivery topology; runs on every (re)connect. Returns the queue name."""
         declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
+        bindings = self.bindings()
         declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
-                               bindings=self.bindings(), declare_exchanges=declare,
+                               bindings=bindings, declare_exchanges=declare,
                                arguments=self._delivery.queue_arguments())
         self._delivery.declare(channel)
-        log.info("declared %s with %d binding(s)", self.queue, len(self.bindings()))
+        log.info("declared %s with %d binding(s)", self.queue, len(bindings))
         return self.queue
 
     # -- messages -------------------------------------------------------------------------
