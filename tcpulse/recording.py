@@ -223,10 +223,7 @@ class _Writer:
 
     def on_message(self, body: Any, message: Any) -> None:
         if not self.full():
-            line = Recorded.from_delivery(body, message.delivery_info, message.headers).to_json()
-            self.out.write(line + "\n")
-            self.out.flush()
-            self.written += 1
+            self.written += write(self.out, [Recorded.from_delivery(body, message.delivery_info, message.headers)])
             if self.progress:
                 self.progress(self.written)
         message.ack()
