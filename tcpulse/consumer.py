@@ -1,5 +1,5 @@
 """The connection thread of a listener: connect, declare, consume, hand messages to a pool of
-handler threads, and settle (ack / reject) their results, always on this thread.
+handler threads, and settle their results, always on this thread.
 
 Owns: the consume loop (built on kombu's `ConsumerMixin` hooks), reconnecting with backoff and
 jitter, heartbeats while handlers run, feeding the handler pool (`tcpulse.pool`), batched acks,
@@ -55,7 +55,7 @@ class Consumer(ConsumerMixin):
     """Consumes one queue for a listener until `stop` is set.
 
     `declare(channel) -> queue name` (re)declares the topology on every connect; `work` runs on
-    the pool; `settle(message, event, failures)` runs on this thread and calls `ack`/`reject`.
+    the pool; `settle(message, event, failures)` runs on this thread and calls `ack`.
     """
 
     def __init__(self, address: BrokerAddress, declare: Callable[[Any], str], work: Work,
@@ -305,12 +305,6 @@ class Consumer(ConsumerMixin):
             self.metrics.inc("acked")
             return
         self._acks.ack(message.delivery_tag)
-
-    def reject(self, message: Any, requeue: bool) -> None:
-        """Reject `message` now; with `requeue` the broker delivers it again."""
-        message.reject(requeue=requeue)
-        if self._batch:
-            self._acks.settled(message.delivery_tag)
 
     def _flush_acks(self, force: bool = False) -> None:
         owed = self._acks.owed
