@@ -40,7 +40,8 @@ from kombu.exceptions import KombuError
 
 from .connection import resolve_broker
 from .errors import BrokerFailure
-from .outcome import H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy, decode_body
+from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
+                      _text, decode_body)
 
 log = logging.getLogger(__name__)
 
@@ -316,23 +317,19 @@ def _origin_of_dead_letter(message: Any) -> Origin:
     keys = death.get("routing-keys") or [message.delivery_info.get("routing_key", "")]
     # A message the broker dropped (overflow) kept its publish keys only in x-death: key, then CCs.
     headers.setdefault("CC", list(keys[1:]))
-    return Origin.of(headers, _str(death.get("exchange", "")), _str(keys[0]))
+    return Origin.of(headers, _text(death.get("exchange", "")), _text(keys[0]))
 
 
 def _reason(headers: Dict[str, Any]) -> str:
     if headers.get(H_REASON):
-        return _str(headers[H_REASON])
+        return _text(headers[H_REASON])
     death = _first_death(headers)
-    return f"dropped by the broker from {_str(death.get('queue', '?'))} ({_str(death.get('reason', '?'))})"
+    return f"dropped by the broker from {_text(death.get('queue', '?'))} ({_text(death.get('reason', '?'))})"
 
 
 def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:
     deaths = headers.get("x-death") or [{}]
     return deaths[0]  # the broker puts the latest first
-
-
-def _str(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 class explain_conflicts:
