@@ -65,22 +65,36 @@ class PulseUser:
                            capture_output=True, timeout=60)
         return len(pids)
 
-    def delete_queues(self) -> None:
-        # One rabbitmqctl call to list, then AMQP deletes as the user: rabbitmqctl costs about
-        # 1 s a call, and every named listener leaves its retry and dead-letter queues too.
-        import kombu
+    def delete_own_objects(self) -> None:
+        """Delete every queue and exchange this user created (its retry, dead-letter and
+        delivery topology included)."""
+        delete_broker_objects(self.name, self.password, f"queue/{self.name}/", f"exchange/{self.name}/")
 
-        queues = [line.strip() for line in rabbitmqctl("list_queues", "name", "--no-table-headers").splitlines()
-                  if line.strip().startswith(f"queue/{self.name}/")]
-        with kombu.Connection(hostname=BROKER_HOST, port=BROKER_PORT, userid=self.name,
-                              password=self.password, virtual_host="/") as conn:
-            for queue in queues:
+
+def delete_broker_objects(user: str, password: str, queue_prefix: str, exchange_prefix: str) -> None:
+    """Delete, over AMQP as `user`, the queues and exchanges whose names start with
+    the prefixes. One rabbitmqctl call lists each kind (it costs about 1 s a call); a delete the
+    user may not do falls back to rabbitmqctl."""
+    import kombu
+
+    def names(kind: str, prefix: str) -> list:
+        rows = rabbitmqctl(f"list_{kind}", "name", "--no-table-headers").splitlines()
+        return [row.strip() for row in rows if row.strip().startswith(prefix)]
+
+    with kombu.Connection(hostname=BROKER_HOST, port=BROKER_PORT, userid=user, password=password,
+                          virtual_host="/") as conn:
+        for kind, prefix in (("queues", queue_prefix), ("exchanges", exchange_prefix)):
+            for name in names(kind, prefix):
                 channel = conn.channel()  # a refused delete closes only its own channel
                 try:
-                    channel.queue_delete(queue)
+                    if kind == "queues":
+                        channel.queue_delete(name)
+                    else:
+                        channel.exchange_delete(name)
                     channel.close()
                 except Exception:
-                    subprocess.run(["rabbitmqctl", "-q", "delete_queue", queue], capture_output=True, timeout=60)
+                    subprocess.run(["rabbitmqctl", "-q", f"delete_{kind[:-1]}", name],
+                                   capture_output=True, timeout=60)
 
 
 def create_pulse_user(prefix: str = "tcpulse-test") -> PulseUser:
@@ -102,7 +116,7 @@ def pulse_user(rabbitmq) -> PulseUser:
     """
     user = create_pulse_user()
     yield user
-    user.delete_queues()
+    user.delete_own_objects()
     subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
 
 
@@ -122,10 +136,21 @@ def taskcluster_exchanges(rabbitmq) -> list:
     return names
 
 
+UNIQUE_PREFIX = "t-"
+
+
 @pytest.fixture
 def unique_name() -> str:
-    """A queue or listener name no other test uses."""
-    return "t-" + uuid.uuid4().hex[:10]
+    """A queue or listener name no other test uses (removed from the guest account when the
+    session ends, with whatever topology a guest listener of that name declared)."""
+    return UNIQUE_PREFIX + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_guest_test_objects():
+    yield
+    if broker_reachable():
+        delete_broker_objects("guest", "guest", f"queue/guest/{UNIQUE_PREFIX}", f"exchange/guest/{UNIQUE_PREFIX}")
 
 
 @pytest.fixture(scope="session")
