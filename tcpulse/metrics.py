@@ -60,6 +60,19 @@ class Metrics:
         with self._lock:
             return sum(v for (n, _), v in self._values.items() if n == name)
 
+    def by_label(self, name: str, label: str) -> Dict[str, float]:
+        """A counter's value for each value of one label, e.g. handled runs per handler.
+
+        Example:
+            >>> m = Metrics()
+            >>> m.inc("handled", handler="app.completed")
+            >>> m.by_label("handled", "handler")
+            {'app.completed': 1}
+        """
+        with self._lock:
+            return {dict(labels)[label]: value for (n, labels), value in self._values.items()
+                    if n == name and label in dict(labels)}
+
     def set_gauge(self, name: str, value: float) -> None:
         """Set a value that can go down as well as up (unlike the counters)."""
         with self._lock:

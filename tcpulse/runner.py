@@ -176,8 +176,7 @@ def summary(metrics: Any) -> str:
         >>> summary(Metrics())
         'received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0'
     """
-    handled = sorted((key.split('"')[1], int(value)) for key, value in metrics.snapshot().items()
-                     if key.startswith("handled{"))
+    handled = sorted((name, int(value)) for name, value in metrics.by_label("handled", "handler").items())
     per_handler = ", ".join(f"{name} {count}" for name, count in handled) or "none"
     return (f"received {int(metrics.get('received'))} messages; handled: {per_handler}; "
             f"unmatched {int(metrics.get('unmatched'))}, retried {int(metrics.get('retried'))}, "
