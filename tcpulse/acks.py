@@ -2,8 +2,8 @@
 
 Owns: the bookkeeping that lets the listener ack many messages with one
 `basic.ack(multiple=True)` without ever acking one that is not finished. Tags are delivered in
-increasing order; a contiguous prefix of settled tags (acked, or already rejected) is covered by
-one multiple ack up to its last acked tag; acks that finished out of order go out one by one, so
+increasing order; a contiguous prefix of finished tags is covered by one multiple ack up to its
+last tag; acks that finished out of order go out one by one, so
 a single slow handler never holds the prefetch window hostage.
 
 Pure module: imports only the standard library. Not thread-safe: used on the connection's
@@ -62,10 +62,6 @@ class AckWindow:
             self.first_owed_at = time.monotonic()
         self._state[tag] = ACK
         self._owed.append(tag)
-
-    def settled(self, tag: int) -> None:
-        """`tag` was settled another way (rejected): never ack it, but let a multiple ack pass it."""
-        self._state[tag] = SETTLED
 
     def flush(self) -> int:
         last = None

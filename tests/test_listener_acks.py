@@ -44,18 +44,6 @@ def test_an_unfinished_message_is_never_covered_and_does_not_hold_back_later_ack
     assert sent[-1] == (3, True) and w.unsettled == 0
 
 
-def test_a_rejected_message_lets_a_multiple_ack_pass_it_without_acking_it():
-    w, sent = window()
-    for tag in (1, 2, 3):
-        w.delivered(tag)
-    w.settled(2)
-    w.ack(1)
-    w.ack(3)
-    w.flush()
-    assert sent == [(3, True)]
-    assert acked_by(sent, [1, 3]) == {1, 3}  # 2 was rejected: no longer outstanding
-
-
 def test_random_completion_orders_ack_exactly_the_finished_messages():
     rng = random.Random(7)
     for _ in range(200):
