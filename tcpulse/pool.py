@@ -50,10 +50,15 @@ class WorkerPool:
             thread.start()
 
     def submit(self, epoch: int, messages: List[Any]) -> None:
-        """Queue `messages` as one job: one thread runs them in order."""
+        """Queue `messages`: with one thread, as one job run in order; else each on its own,
+        for any free thread to take."""
         with self._lock:
             self.pending += len(messages)
-        self._jobs.put((epoch, messages))
+        if len(self._threads) == 1:
+            self._jobs.put((epoch, messages))
+            return
+        for message in messages:
+            self._jobs.put((epoch, [message]))
 
     def set_epoch(self, epoch: Optional[int]) -> None:
         with self._lock:
