@@ -30,6 +30,8 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Deque, Optional, Set, Tuple
 
+from .pool import PoolState, internal_error
+
 log = logging.getLogger("tcpulse.listener")
 
 AsyncWork = Callable[[Any], Awaitable[Any]]
@@ -37,7 +39,7 @@ BEAT = 0.1  # seconds between the loop's heartbeats; a late beat is loop lag
 CLOSE_WAIT = 1.0  # seconds cancelled tasks get to unwind when the pool closes
 
 
-class LoopPool:
+class LoopPool(PoolState):
     """Runs `work(message)` coroutines on a private event loop, at most `size` at a time.
 
     `done`, `running`, `pending`, `epoch`, `submit`, `set_epoch`, `busy` and `close` mean what
@@ -45,14 +47,9 @@ class LoopPool:
     """
 
     def __init__(self, size: int, work: AsyncWork, notify: Callable[[], None] = lambda: None) -> None:
+        super().__init__(notify)
         self._size = size
         self._work = work
-        self._notify = notify
-        self._lock = threading.Lock()
-        self.done: Deque[Tuple[int, Any, Any]] = collections.deque()
-        self.running = 0
-        self.pending = 0
-        self.epoch: Optional[int] = 0
         self.closing = False
         self._waiting: Deque[Tuple[int, Any]] = collections.deque()
         self._tasks: Set["asyncio.Task[Any]"] = set()
@@ -68,14 +65,9 @@ class LoopPool:
         self.loop.call_soon_threadsafe(self._take, epoch, messages)
 
     def set_epoch(self, epoch: Optional[int]) -> None:
-        with self._lock:
-            self.epoch = epoch
+        super().set_epoch(epoch)
         if not self.loop.is_closed():  # skip what waits for a connection that is gone
             self.loop.call_soon_threadsafe(self._start_more)
-
-    def busy(self, started_only: bool = False) -> bool:
-        with self._lock:
-            return (self.running if started_only else self.pending) > 0 or bool(self.done)
 
     def close(self) -> None:
         """Cancel what still runs (its message stays unacked) and stop the loop."""
@@ -132,13 +124,9 @@ class LoopPool:
                           "the next reconnect")
             raise
         except BaseException:  # a bug in `work`: keep the loop; the broker keeps the message
-            log.exception("internal error while processing a message; it stays unacked until "
-                          "the next reconnect")
+            internal_error()
         finally:
-            with self._lock:
-                self.running -= 1
-                self.pending -= 1
-            self._notify()
+            self._finished()
             if not self.closing:
                 self._start_more()
 

@@ -188,7 +188,7 @@ def test_a_handler_blocking_the_event_loop_is_named_in_a_warning(broker, caplog)
         key = broker.publish({"n": 1})
         wait_for(lambda: app.metrics.get("acked") == 1, what="the ack")
     [warning] = [r.getMessage() for r in caplog.records if "event loop" in r.getMessage()]
-    assert f"blocked for 0." in warning or "blocked for 1." in warning
+    assert "blocked for 0." in warning or "blocked for 1." in warning
     assert f"by handler {app.handlers[0].name} (message from {COMPLETED.exchange} with key {key!r})" in warning
     assert app.metrics.get("loop_blocked") == 1
 

@@ -91,11 +91,11 @@ def test_handler_seconds_is_a_prometheus_histogram_per_handler_on_metrics(memory
         wait_for(lambda: app.metrics.get("retried") == 3, what="three handled messages")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             body = resp.read().decode()
-    waits, fails = (f'handler="{h.name}"' for h in app.handlers)
+    waiting, failing = (f'handler="{h.name}"' for h in app.handlers)
     assert "# TYPE tcpulse_handler_seconds histogram\n" in body
-    assert f'tcpulse_handler_seconds_bucket{{{waits},le="0.1"}} 0\n' in body
-    assert f'tcpulse_handler_seconds_bucket{{{waits},le="0.5"}} 3\n' in body
-    assert f'tcpulse_handler_seconds_bucket{{{waits},le="+Inf"}} 3\n' in body
-    assert f'tcpulse_handler_seconds_count{{{fails}}} 3\n' in body
-    total = float(re.search(rf"tcpulse_handler_seconds_sum{{{re.escape(waits)}}} (\S+)", body).group(1))
+    assert f'tcpulse_handler_seconds_bucket{{{waiting},le="0.1"}} 0\n' in body
+    assert f'tcpulse_handler_seconds_bucket{{{waiting},le="0.5"}} 3\n' in body
+    assert f'tcpulse_handler_seconds_bucket{{{waiting},le="+Inf"}} 3\n' in body
+    assert f'tcpulse_handler_seconds_count{{{failing}}} 3\n' in body
+    total = float(re.search(rf"tcpulse_handler_seconds_sum{{{re.escape(waiting)}}} (\S+)", body).group(1))
     assert 0.6 <= total < 1.5
