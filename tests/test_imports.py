@@ -21,6 +21,8 @@ PURE_MODULES = [
     "tcpulse.outcome",
     "tcpulse.utils",
     "tcpulse.running",
+    "tcpulse.calls",
+    "tcpulse.options",
 ]
 
 REPORT = f"""
