@@ -34,12 +34,8 @@ from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
 from .metrics import Metrics
-<<<<<<< HEAD
 from .running import HandlerRuns, Watchdog
-from .topology import declare_listener_queue
-=======
 from .topology import ListenerNames, check_queue_type, declare_listener_queue
->>>>>>> main
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -83,11 +79,8 @@ class Listener:
                  declare_exchanges: Optional[bool] = None, max_attempts: int = 5,
                  retry_delays: Sequence[float] = (5, 30, 120, 600), max_length: Optional[int] = None,
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
-<<<<<<< HEAD
+                 queue_type: str = "classic", delivery_limit: Optional[int] = None,
                  slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER) -> None:
-=======
-                 queue_type: str = "classic", delivery_limit: Optional[int] = None) -> None:
->>>>>>> main
         self.metrics = Metrics()
         self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
