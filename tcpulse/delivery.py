@@ -31,14 +31,12 @@ import datetime
 import json
 import logging
 import math
-import sys
 from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
 from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
 from kombu.exceptions import KombuError
 
-from .connection import resolve_broker
 from .errors import BrokerFailure
 from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
                       _text, decode_body)
@@ -202,36 +200,13 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
     return sent
 
 
-def dead_letters_command(name: str, broker: Optional[str] = None, requeue: bool = False,
-                         limit: Optional[int] = None, out: Any = None) -> None:
-    """`tcpulse dead-letters NAME --list/--requeue`: print the dead letters of listener `name`
-    as JSON lines (at most `limit`, default 100), or requeue them (all, or at most `limit`) and
-    print how many (on stderr: stdout carries only data). Any broker trouble is one `BrokerFailure`.
-
-    Example:
-        >>> dead_letters_command("never-ran", broker="memory://")
-        Traceback (most recent call last):
-        ...
-        tcpulse.errors.BrokerFailure: there is no dead-letter queue 'queue/guest/never-ran/dead-letter' on this broker for this user (has the listener run here under this name?)
-    """
-    out = out or sys.stdout
-    address = resolve_broker(broker)
-    queue = f"queue/{address.user}/{name}"
-    with broker_connection(address) as connection:
-        if requeue:
-            sent = requeue_dead_letters(connection, queue, limit)
-            print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=sys.stderr)
-            return
-        for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
-            print(json.dumps(record, sort_keys=True), file=out)
-
-
 @contextlib.contextmanager
 def broker_connection(address: Any) -> Iterator[kombu.Connection]:
     """A connection to `address` (a `tcpulse.connection.BrokerAddress`) for a short errand;
     any broker trouble becomes one `BrokerFailure` that never shows the password.
 
     Example:
+        >>> from tcpulse.connection import resolve_broker
         >>> with broker_connection(resolve_broker("amqp://bob:secret@127.0.0.1:9//")) as conn:
         ...     pass
         Traceback (most recent call last):
@@ -244,26 +219,6 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
             yield connection
     except (OSError, KombuError, AMQPError) as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
-
-
-def dead_letters_cli(name: str, broker: Optional[str] = None, requeue: bool = False,
-                     limit: Optional[int] = None) -> int:
-    """`dead_letters_command` for the CLI: one error line on stderr and the exit code (0 ok,
-    1 broker failure, 2 bad broker URL).
-
-    Example:
-        >>> dead_letters_cli("w", broker="not-a-url")
-        2
-    """
-    try:
-        dead_letters_command(name, broker, requeue, limit)
-    except BrokerFailure as exc:
-        print(f"tcpulse: error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"tcpulse: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 class _dead_letter_channel:
