@@ -31,6 +31,7 @@ import datetime
 import json
 import logging
 import math
+import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
@@ -38,16 +39,15 @@ from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
 from kombu.exceptions import KombuError
 
 from .errors import BrokerFailure
+from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
+                       holding_key, limit_key, limit_of_key, queue_arguments)
 from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
                       _text, decode_body)
 
 log = logging.getLogger(__name__)
 
-RETURN_KEY = "return"
-DEAD_LETTER_KEY = "dead-letter"
 DEAD_LETTER_TTL = 7 * 24 * 3600  # seconds a dead letter is kept before the broker drops it
 DEAD_LETTER_MAX_LENGTH = 5_000  # beyond this the oldest dead letters are dropped
-OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into the dead-letter queue
 
 
 class QueueConflict(BrokerFailure):
@@ -72,31 +72,35 @@ class Delivery:
     """
 
     def __init__(self, queue: str, policy: RetryPolicy, max_length: Optional[int] = None,
-                 exclusive: bool = False) -> None:
-        if not queue.startswith("queue/"):
-            raise ValueError(f"the listener queue must be named queue/<user>/<name> (got {queue!r})")
+                 exclusive: bool = False, queue_type: str = "classic", delivery_limit: Optional[int] = None) -> None:
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be an integer >= 1 or None (got {max_length!r})")
+        check_queue_type(queue_type, delivery_limit, named=not exclusive)
+        names = ListenerNames(queue)
         self.queue = queue
         self.policy = policy
         self.max_length = max_length
         # An anonymous listener's queues live as long as its connection, like its own queue.
         self.exclusive = exclusive
-        self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
-        self.dead_letter_queue = queue + "/dead-letter"
+        self.queue_type = queue_type
+        self.delivery_limit = delivery_limit
+        if queue_type == "quorum" and delivery_limit is None:
+            self.delivery_limit = DEFAULT_DELIVERY_LIMIT
+        self.names = names
+        self.exchange = names.exchange
+        self.dead_letter_queue = names.dead_letter_queue
 
     def holding_queue(self, attempt: int) -> str:
         """The queue a copy waits in before coming back as `attempt`."""
-        return f"{self.queue}/{_holding_key(self.policy.base_delay(attempt))}"
+        return self.names.holding_queue(self.policy.base_delay(attempt))
 
     def queue_arguments(self) -> Dict[str, Any]:
         """Arguments for the listener's own queue: whatever the broker drops goes to our
-        dead-letter queue, and `max_length` bounds it."""
-        args: Dict[str, Any] = {"x-dead-letter-exchange": self.exchange,
-                                "x-dead-letter-routing-key": DEAD_LETTER_KEY}
-        if self.max_length is not None:
-            args.update({"x-max-length": self.max_length, "x-overflow": OVERFLOW})
-        return args
+        dead-letter queue, `max_length` bounds it, and on quorum queues `delivery_limit` sends a
+        message that keeps coming back unacked (its process dies on it) there too."""
+        key = limit_key(self.delivery_limit) if self.delivery_limit else DEAD_LETTER_KEY
+        return queue_arguments(self.queue_type, dead_letter=(self.exchange, key), max_length=self.max_length,
+                               delivery_limit=self.delivery_limit)
 
     def declare(self, channel: Any) -> None:
         """Declare the exchange, holding queues and dead-letter queue, and bind the listener's
@@ -106,25 +110,27 @@ class Delivery:
         with explain_conflicts():
             exchange.declare()
             for base in sorted(set(float(d) for d in self.policy.retry_delays)):
-                key = _holding_key(base)
-                self._declare_queue(channel, exchange, f"{self.queue}/{key}", key, {
-                    "x-message-ttl": math.ceil(self.policy.longest_delay(base) * 1000),
-                    "x-dead-letter-exchange": self.exchange,
-                    "x-dead-letter-routing-key": RETURN_KEY})
-            self._declare_queue(channel, exchange, self.dead_letter_queue, DEAD_LETTER_KEY, {
-                "x-message-ttl": DEAD_LETTER_TTL * 1000, "x-max-length": DEAD_LETTER_MAX_LENGTH})
+                key = holding_key(base)
+                ttl = math.ceil(self.policy.longest_delay(base) * 1000)
+                self._declare_queue(channel, exchange, f"{self.queue}/{key}", [key], queue_arguments(
+                    self.queue_type, dead_letter=(self.exchange, RETURN_KEY), ttl_ms=ttl))
+            keys = [DEAD_LETTER_KEY] + ([limit_key(self.delivery_limit)] if self.delivery_limit else [])
+            self._declare_queue(channel, exchange, self.dead_letter_queue, keys, queue_arguments(
+                self.queue_type, ttl_ms=DEAD_LETTER_TTL * 1000, max_length=DEAD_LETTER_MAX_LENGTH))
             channel.queue_bind(self.queue, self.exchange, RETURN_KEY)
 
-    def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, key: str,
+    def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, keys: List[str],
                        arguments: Dict[str, Any]) -> None:
-        queue = kombu.Queue(name, exchange, routing_key=key, durable=not self.exclusive,
+        queue = kombu.Queue(name, exchange, routing_key=keys[0], durable=not self.exclusive,
                             exclusive=self.exclusive, queue_arguments=arguments, channel=channel)
         queue.declare()
+        for key in keys[1:]:
+            channel.queue_bind(name, self.exchange, key)
 
     def retry(self, message: Any, origin: Origin, verdict: Retry) -> None:
         """Publish a copy of `message` that comes back as `verdict.attempt` after `verdict.delay`
         seconds. The caller acks the original afterwards, on the same channel."""
-        self._publish(message, _holding_key(self.policy.base_delay(verdict.attempt)),
+        self._publish(message, holding_key(self.policy.base_delay(verdict.attempt)),
                       origin.retry_headers(message.headers, verdict), expiration=verdict.delay)
 
     def dead_letter(self, message: Any, origin: Origin, verdict: DeadLetter) -> None:
@@ -157,10 +163,6 @@ class Delivery:
             raise
 
 
-def _holding_key(delay: float) -> str:
-    return f"retry-{delay:g}s"
-
-
 def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:
     """Up to `limit` dead letters of listener queue `queue`, oldest first, left in place.
 
@@ -174,7 +176,21 @@ def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100
     """
     with _dead_letter_channel(connection, Delivery(queue, RetryPolicy())) as letters:
         # Closing the channel without acking puts every message back where it was.
-        return [dead_letter_record(message) for message in letters.take(limit)]
+        records = [dead_letter_record(message) for message in letters.take(limit)]
+    _await_count(connection, letters.name, letters.count)
+    return records
+
+
+def _await_count(connection: kombu.Connection, queue: str, count: int, timeout: float = 2.0) -> None:
+    # A quorum queue takes back a closed channel's unacked messages asynchronously: wait until
+    # they are there again, so that whatever looks next (a second listing) sees them.
+    deadline = time.monotonic() + timeout
+    channel = connection.channel()
+    try:
+        while channel.queue_declare(queue, passive=True)[1] < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        channel.close()
 
 
 def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Optional[int] = None) -> int:
@@ -255,7 +271,8 @@ def dead_letter_record(message: Any) -> Dict[str, Any]:
     origin = _origin_of_dead_letter(message)
     record = {"exchange": origin.exchange, "routing_key": origin.routing_key,
               "routes": [r[len("route."):] for r in origin.cc if r.startswith("route.")],
-              "attempts": headers.get(H_ATTEMPT, 1), "reason": _reason(headers),
+              "attempts": headers.get(H_ATTEMPT, 1),
+              "reason": _reason(headers, message.delivery_info.get("routing_key") or ""),
               "failures": json.loads(headers.get(H_FAILURES) or "{}"),
               "dead_lettered_at": headers.get(H_DEAD_AT)}
     try:
@@ -275,10 +292,15 @@ def _origin_of_dead_letter(message: Any) -> Origin:
     return Origin.of(headers, _text(death.get("exchange", "")), _text(keys[0]))
 
 
-def _reason(headers: Dict[str, Any]) -> str:
+def _reason(headers: Dict[str, Any], routing_key: str) -> str:
     if headers.get(H_REASON):
         return _text(headers[H_REASON])
     death = _first_death(headers)
+    if _text(death.get("reason", "")) == "delivery_limit":
+        # The broker resets the delivery count when it dead-letters; the key carries the limit.
+        limit = limit_of_key(routing_key) or "?"
+        return (f"delivered {limit} times without an ack (delivery_limit {limit}): the process handling it "
+                f"exited or lost its connection each time, so {_text(death.get('queue', '?'))} dead-lettered it")
     return f"dropped by the broker from {_text(death.get('queue', '?'))} ({_text(death.get('reason', '?'))})"
 
 

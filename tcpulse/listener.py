@@ -34,7 +34,7 @@ from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
 from .metrics import Metrics
-from .topology import declare_listener_queue
+from .topology import ListenerNames, check_queue_type, declare_listener_queue
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -56,6 +56,9 @@ class Listener:
     - `declare_exchanges`: create the exchanges bound to (local development); by default they
       are only checked, as a Pulse user may not create them (memory:// creates them).
     - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse.delivery`).
+    - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
+      listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
+      times without an ack (its process died on it each time) goes to the dead-letter queue.
     - `health_port`: serve /live, /ready and /metrics on 127.0.0.1.
     - `shutdown_grace`: seconds running handlers get to finish after SIGTERM/SIGINT.
 
@@ -69,7 +72,8 @@ class Listener:
                  concurrency: int = 1, prefetch: Optional[int] = None,
                  declare_exchanges: Optional[bool] = None, max_attempts: int = 5,
                  retry_delays: Sequence[float] = (5, 30, 120, 600), max_length: Optional[int] = None,
-                 health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE) -> None:
+                 health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
+                 queue_type: str = "classic", delivery_limit: Optional[int] = None) -> None:
         self.metrics = Metrics()
         self._registry = Registry()
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
@@ -93,7 +97,10 @@ class Listener:
         # Messages waiting in the queue above which a warning is logged (0: never).
         self.backlog_warning = DEFAULT_THRESHOLD
         self.shutdown_grace = shutdown_grace
-        self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch)
+        self.queue_type = "classic"
+        self.delivery_limit: Optional[int] = None
+        self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
+                       queue_type=queue_type, delivery_limit=delivery_limit)
 
     def configure(self, **options: Any) -> "Listener":
         """Change options before `run()` (the CLI applies its flags this way); `None` keeps
@@ -105,14 +112,17 @@ class Listener:
         """
         self._check_not_running("change options")
         unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
-                                  "health_port", "shutdown_grace"}
+                                  "health_port", "shutdown_grace", "queue_type", "delivery_limit"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
-        for key in ("name", "broker", "declare_exchanges", "health_port", "shutdown_grace"):
+        for key in ("name", "broker", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
+                    "delivery_limit"):
             if options.get(key) is not None:
                 setattr(self, key, options[key])
         _check_name(self.name)
+        check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None)
         self._address = resolve_broker(self.broker)
+        ListenerNames(self.queue).check_lengths(self.retry_delays)
         if options.get("concurrency") is not None:
             self.concurrency = _positive("concurrency", options["concurrency"])
         if options.get("prefetch") is not None:
@@ -184,7 +194,8 @@ class Listener:
     def _new_delivery(self) -> Any:
         from .delivery import Delivery
 
-        return Delivery(self.queue, self._policy, self.max_length, exclusive=self.name is None)
+        return Delivery(self.queue, self._policy, self.max_length, exclusive=self.name is None,
+                        queue_type=self.queue_type, delivery_limit=self.delivery_limit)
 
     def bindings(self) -> List[Binding]:
         """Every (exchange, pattern) binding of the queue, once each, in registration order."""
