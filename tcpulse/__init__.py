@@ -18,8 +18,10 @@ from .errors import (
     BrokerFailure,
     ClientUsageError,
     InvalidReference,
+    ObjectHashVerificationError,
     PermanentFailure,
     ReferenceSetError,
+    TaskclusterArtifactError,
     TaskclusterAuthFailure,
     TaskclusterConnectionError,
     TaskclusterFailure,
@@ -37,16 +39,20 @@ __version__ = "0.1.0"
 # Public names that live in modules loaded only when first asked for.
 _LAZY = {
     "fromNow": "utils", "fromNowJSON": "utils", "stringDate": "utils",
-    "slugId": "utils", "stableSlugId": "utils", "scopeMatch": "utils",
+    "slugId": "utils", "stableSlugId": "utils", "scopeMatch": "utils", "scope_match": "utils",
+    "dumpJson": "utils", "toStr": "utils", "isExpired": "utils", "encodeStringForB64Header": "utils",
+    "makeB64UrlSafe": "utils", "makeB64UrlUnsafe": "utils", "calculateSleepTime": "utils",
+    "createSession": "utils",
     "createTemporaryCredentials": "auth",
-    "optionsFromEnvironment": "client", "BaseClient": "client",
+    "optionsFromEnvironment": "options", "BaseClient": "client",
     "Event": "dispatch",
     "Listener": "listener", "on": "listener",
 }
 
 __all__ = [
-    "BrokerFailure", "ClientUsageError", "InvalidReference", "PermanentFailure", "ReferenceSetError",
-    "TaskclusterAuthFailure", "TaskclusterConnectionError", "TaskclusterFailure",
+    "BrokerFailure", "ClientUsageError", "InvalidReference", "ObjectHashVerificationError", "PermanentFailure",
+    "ReferenceSetError", "TaskclusterArtifactError", "TaskclusterAuthFailure", "TaskclusterConnectionError",
+    "TaskclusterFailure",
     "TaskclusterRestFailure", "TaskclusterTopicExchangeFailure",
     "Binding", "Exchange", "exchanges", "use_references", *_LAZY,
 ]

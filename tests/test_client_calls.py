@@ -2,7 +2,7 @@
 import pytest
 
 import tcpulse
-from tcpulse.references import LEGACY, SHIPPED, load_all, open_set
+from tcpulse.references import SHIPPED, load_all, open_set
 from tcpulse.services import client_class
 from hawkserver import CLIENTS, server  # noqa: F401
 
@@ -121,13 +121,15 @@ def test_bad_options_are_refused_with_the_option_named(options, message):
 
 @pytest.mark.parametrize("options, url", [
     ({"rootUrl": "https://tc.example.com/"}, "https://tc.example.com/api/queue/v1/task/t"),
-    ({"rootUrl": "https://taskcluster.net"}, "https://queue.taskcluster.net/v1/task/t"),
+    ({"rootUrl": "https://tc.example.com//"}, "https://tc.example.com/api/queue/v1/task/t"),
+    # taskcluster-urls 13 has no special case for the retired root URL any more.
+    ({"rootUrl": "https://taskcluster.net"}, "https://taskcluster.net/api/queue/v1/task/t"),
+    ({"rootUrl": "https://taskcluster.net/"}, "https://taskcluster.net/api/queue/v1/task/t"),
     ({"baseUrl": "http://127.0.0.1:9/q/v1/", "rootUrl": "https://x"}, "http://127.0.0.1:9/q/v1/task/t"),
-    ({}, "https://queue.taskcluster.net/v1/task/t"),
 ])
-def test_service_urls_follow_base_url_then_root_url_then_the_2018_reference(options, url, monkeypatch):
+def test_service_urls_follow_base_url_then_root_url_by_todays_taskcluster_urls_rules(options, url, monkeypatch):
     monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
-    assert client_class(open_set(LEGACY).get("Queue"))(options).buildUrl("task", "t") == url
+    assert tcpulse.Queue(options).buildUrl("task", "t") == url
 
 
 def test_clients_built_without_options_read_the_environment(monkeypatch):

@@ -22,6 +22,8 @@ PURE_MODULES = [
     "tcpulse.metrics",
     "tcpulse.outcome",
     "tcpulse.utils",
+    "tcpulse.calls",
+    "tcpulse.options",
 ]
 
 REPORT = f"""

@@ -35,18 +35,8 @@ def test_a_binding_equals_the_official_clients(case):
     assert dict(exchange(*case["args"], **case["kwargs"])) == case["result"]
 
 
-# taskcluster-urls 13 treats the old https://taskcluster.net like any rootUrl; tcpulse still maps
-# it to the retired per-service hosts until the client adopts that rule (issue 11, Build item 4).
-LEGACY_ROOT = pytest.mark.xfail(strict=True, reason="rootUrl https://taskcluster.net still maps to <service>.taskcluster.net")
-
-
-def method_case(case: dict):
-    label = f"{case['class']}.{case['name']} {case['rootUrl']} {'/'.join(case['args'])}{' query' if case['query'] else ''}"
-    marks = [LEGACY_ROOT] if case["rootUrl"] == "https://taskcluster.net" else []
-    return pytest.param(case, id=label, marks=marks)
-
-
-@pytest.mark.parametrize("case", [method_case(c) for c in FIXTURE["methods"]])
+@pytest.mark.parametrize("case", FIXTURE["methods"], ids=[
+    f"{c['class']}.{c['name']} {c['rootUrl']} {'/'.join(c['args'])}{' query' if c['query'] else ''}" for c in FIXTURE["methods"]])
 def test_a_methods_url_equals_the_official_clients(case, monkeypatch):
     monkeypatch.delenv("TASKCLUSTER_ROOT_URL", raising=False)
     client = getattr(tcpulse, case["class"])({"rootUrl": case["rootUrl"]})
