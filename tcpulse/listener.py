@@ -29,7 +29,7 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 from .backlog import DEFAULT_THRESHOLD, BacklogWatch
-from .connection import resolve_broker
+from .connection import BrokerAddress, resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
@@ -91,7 +91,7 @@ class Listener:
         self._consumer: Any = None
         self._anonymous = "anonymous-" + uuid.uuid4().hex[:12]
         self.name: Optional[str] = None
-        self.broker: Optional[str] = None
+        self._given_broker: Optional[BrokerAddress] = None
         self.concurrency = 1
         self.prefetch = 1
         self._explicit_prefetch: Optional[int] = None
@@ -123,13 +123,16 @@ class Listener:
                                   "health_port", "shutdown_grace", "queue_type", "delivery_limit"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
-        for key in ("name", "broker", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
+        for key in ("name", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
                     "delivery_limit"):
             if options.get(key) is not None:
                 setattr(self, key, options[key])
         _check_name(self.name)
         check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None)
-        self._address = resolve_broker(self.broker)
+        if options.get("broker") is not None:
+            # Parsed at once and kept only parsed: the raw URL holds the password in plain text.
+            self._given_broker = resolve_broker(options["broker"])
+        self._address = resolve_broker(self._given_broker)
         ListenerNames(self.queue).check_lengths(self.retry_delays)
         if options.get("concurrency") is not None:
             self.concurrency = _positive("concurrency", options["concurrency"])
@@ -208,6 +211,16 @@ class Listener:
     def bindings(self) -> List[Binding]:
         """Every (exchange, pattern) binding of the queue, once each, in registration order."""
         return self._registry.bindings()
+
+    @property
+    def broker(self) -> BrokerAddress:
+        """Where the listener connects (its `str()` and `repr()` hide the password).
+
+        Example:
+            >>> str(Listener("w", broker="amqp://alice:secret@h:5672//").broker)
+            'amqp://alice:***@h:5672//'
+        """
+        return self._address
 
     @property
     def queue(self) -> str:

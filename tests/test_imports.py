@@ -15,6 +15,8 @@ HEAVY = ("kombu", "amqp", "requests", "urllib3")
 PURE_MODULES = [
     "tcpulse.errors",
     "tcpulse.references",
+    "tcpulse.references.records",
+    "tcpulse.references.sets",
     "tcpulse.exchanges",
     "tcpulse.dispatch",
     "tcpulse.metrics",
