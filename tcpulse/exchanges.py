@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidReference, TaskclusterTopicExchangeFailure
-from .references import Reference, ReferenceSet, RoutingKeyField, active_set
+from .references import Reference, ReferenceSet, RoutingKeyField, active_set, key_layout
 
 # The word a publisher puts in place of an optional field it has no value for.
 ABSENT = "_"
@@ -194,10 +194,9 @@ class Exchange:
         return value
 
     def _misfit(self, routing_key: str, expected: str, got: int) -> TaskclusterTopicExchangeFailure:
-        layout = ".".join(f.constant or (f"{f.name}..." if f.multiple_words else f.name) for f in self.fields)
         return TaskclusterTopicExchangeFailure(
             f"routing key {routing_key!r} does not fit {self._label}: expected {expected} words "
-            f"({layout}), got {got}")
+            f"({key_layout(self.fields)}), got {got}")
 
     def _failure(self, message: str) -> TaskclusterTopicExchangeFailure:
         return TaskclusterTopicExchangeFailure(f"{self._label} {message}")
