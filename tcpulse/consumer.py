@@ -47,6 +47,7 @@ ACK_DELAY = 0.02  # longest time a finished message waits for its (batched) ack
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep flowing
 FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
 BACKOFF_CAP = 30.0
+READ_AHEAD = 64 * 1024  # bytes asked of the broker socket per recv (many messages at a time)
 
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
 # notify -> the pool that runs messages (`tcpulse.pool.WorkerPool` or `tcpulse.looppool.LoopPool`);
@@ -78,6 +79,7 @@ class Consumer(ConsumerMixin):
         self._wake_w.setblocking(False)
         self._sleeping = False
         self._sock: Any = None
+        self._transport: Any = None
         self.pool = pool(self._notify)
         self.ready = False
         self._epoch = 0
@@ -165,12 +167,16 @@ class Consumer(ConsumerMixin):
         return self._prefetch + 1
 
     def _readable(self) -> bool:
+        if getattr(self._transport, "_read_buffer", None):  # read ahead already (`_read_ahead`)
+            return True
         pending = getattr(self._sock, "pending", None)  # TLS may hold decrypted bytes
         return bool(pending and pending()) or bool(select.select([self._sock], [], [], 0)[0])
 
     def _notify(self) -> None:
-        """Called by handler threads: wake the connection thread if it sleeps."""
+        """Called by handler threads: wake the connection thread if it sleeps (once: the
+        handlers finishing after the first find it awake, and write nothing)."""
         if self._sleeping:
+            self._sleeping = False
             self.wake()
 
     def wake(self) -> None:
@@ -243,7 +249,10 @@ class Consumer(ConsumerMixin):
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
         self._conn, self._channel = connection, channel
-        self._sock = getattr(getattr(connection.connection, "transport", None), "sock", None)
+        self._transport = getattr(connection.connection, "transport", None)
+        self._sock = getattr(self._transport, "sock", None)
+        if self._sock is not None:
+            _read_ahead(self._transport)
         self.ready = True
         heartbeat = getattr(connection.connection, "heartbeat", None)
         log.info("consuming from %s (prefetch %d, heartbeat %s s)", self.address, self._prefetch, heartbeat)
@@ -323,6 +332,22 @@ def _backoff(failures: int) -> float:
     if failures <= 0:
         return 0.0
     return min(BACKOFF_CAP, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
+
+
+def _read_ahead(transport: Any) -> None:
+    """Make py-amqp read the socket in large chunks.
+
+    py-amqp asks the socket for exactly the bytes of the frame part it parses next: two or more
+    recv() calls per frame, three frames per message - most of the connection thread's time at
+    a few thousand messages a second (py-spy; see benchmarks/RESULTS.md). Its `_read` keeps whatever a recv
+    returns beyond what it asked for in `_read_buffer` for the next frame, so a recv that asks
+    for at least READ_AHEAD bytes takes many messages per system call; `_readable` looks at
+    that buffer before the socket. Transports without these attributes are left as they are.
+    """
+    recv = getattr(transport, "_quick_recv", None)
+    if recv is None or not hasattr(transport, "_read_buffer"):
+        return
+    transport._quick_recv = lambda wanted: recv(max(wanted, READ_AHEAD))
 
 
 def _empty(sock: socket.socket) -> None:
