@@ -9,6 +9,12 @@ and building the kombu Connection (heartbeats on). `memory://` selects the embed
 Passwords may hold '/', '@' and '%': in a URL they may be percent-encoded, or given raw
 (the user part then ends at the last '@'). The password never appears in a repr or a log line.
 
+Several nodes of one cluster: URLs separated by ';' (kombu's failover syntax,
+`amqp://u:p@a//;amqp://u:p@b//`); a ';' starts a new URL only before a scheme, so a raw password
+may hold one. The address is the first node's, and `nodes` lists them all in order: whoever
+connects tries them in turn (each with its own TLS server name, which kombu's own failover
+would keep from the first). They must all name the same user: queue names depend on it.
+
 Imports kombu only inside `BrokerAddress.connection()`; never imports requests or the listener.
 
 Example:
@@ -18,7 +24,7 @@ Example:
 """
 import os
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 from urllib.parse import unquote
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
@@ -28,6 +34,7 @@ HEARTBEAT = 30  # seconds we ask for; the broker may negotiate lower
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 _URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$", re.IGNORECASE)
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_NEXT_URL = re.compile(r"\s*;\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 
 
 class BrokerAddress:
@@ -46,6 +53,7 @@ class BrokerAddress:
         self.vhost = vhost
         self.user = user
         self.password = password
+        self.nodes: Tuple["BrokerAddress", ...] = (self,)
 
     @property
     def is_memory(self) -> bool:
@@ -53,6 +61,10 @@ class BrokerAddress:
 
     @property
     def redacted(self) -> str:
+        """The URL (every node's, ';'-separated) with `***` for the password."""
+        return ";".join(node._redacted_node() for node in self.nodes)
+
+    def _redacted_node(self) -> str:
         if self.is_memory:
             return "memory://"
         secret = ":***" if self.password else ""
@@ -93,9 +105,9 @@ def resolve_broker(broker: Optional[str] = None, environ: Optional[Mapping[str, 
     """
     env = os.environ if environ is None else environ
     if broker:
-        return parse_url(broker)
+        return parse_urls(broker)
     if env.get("PULSE_URL"):
-        return parse_url(env["PULSE_URL"])
+        return parse_urls(env["PULSE_URL"])
     if env.get("PULSE_USERNAME") or env.get("PULSE_PASSWORD"):
         return _from_credentials(env)
     return parse_url(DEFAULT_URL)
@@ -108,6 +120,30 @@ def _from_credentials(env: Mapping[str, str]) -> BrokerAddress:
         raise ValueError(f"{missing[0]} is not set but {given} is: set both (or PULSE_URL) to connect to Pulse")
     return BrokerAddress("amqps", env.get("PULSE_HOST") or PULSE_HOST, 5671, "/",
                          env["PULSE_USERNAME"], env["PULSE_PASSWORD"])
+
+
+def parse_urls(text: str) -> BrokerAddress:
+    """Parse one URL, or several separated by ';' (nodes of one cluster, tried in order).
+
+    Example:
+        >>> a = parse_urls("amqp://u:p;w@a:5672//;amqp://u:p;w@b:5673//")
+        >>> a.redacted, a.nodes[1].redacted, a.nodes[1].password
+        ('amqp://u:***@a:5672//;amqp://u:***@b:5673//', 'amqp://u:***@b:5673//', 'p;w')
+    """
+    urls = [url for url in _NEXT_URL.split(text) if url.strip()] or [text]
+    nodes = tuple(parse_url(url) for url in urls)
+    if len(nodes) == 1:
+        return nodes[0]
+    if any(node.is_memory for node in nodes):
+        raise ValueError("memory:// is one in-process broker: it cannot be one of several broker URLs "
+                         f"(got {len(nodes)} URLs separated by ';')")
+    users = sorted({node.user for node in nodes})
+    if len(users) > 1:
+        raise ValueError(f"all broker URLs separated by ';' must name the same user, as queue names depend on it "
+                         f"(got users {', '.join(map(repr, users))})")
+    cluster = parse_url(urls[0])  # the first node's address, standing for them all
+    cluster.nodes = nodes
+    return cluster
 
 
 def parse_url(url: str) -> BrokerAddress:
