@@ -21,6 +21,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 from .errors import PermanentFailure, TaskclusterRestFailure
 
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes; Taskcluster's messages are a few kB at most
+# Levels of JSON nesting a body may have: far more than any Taskcluster message, far fewer than
+# the ~1000 frames at which json, repr and logging die of RecursionError on it later.
+MAX_DEPTH = 100
+TOO_DEEP = f"body is JSON nested more than {MAX_DEPTH} levels deep"
 
 # Headers a retried or dead-lettered copy carries (never "CC": the broker would route on it).
 H_ATTEMPT = "tcpulse-attempt"
@@ -206,15 +210,39 @@ def decode_body(raw: Union[bytes, str], max_bytes: int = DEFAULT_MAX_BODY) -> Di
         value = json.loads(text)
     except ValueError as exc:
         raise Poison(f"body is not JSON ({exc})") from None
+    except RecursionError:
+        raise Poison(TOO_DEEP) from None
     if not isinstance(value, dict):
         raise Poison(f"body is JSON but not an object (got {type(value).__name__})")
+    if too_deep(text, value):
+        raise Poison(TOO_DEEP)
     return value
+
+
+def too_deep(text: str, value: Any) -> bool:
+    """Whether `value`, parsed from the JSON `text`, nests deeper than MAX_DEPTH.
+
+    Example:
+        >>> too_deep("[[1]]", [[1]]), too_deep("[" * 101 + "]" * 101, json.loads("[" * 101 + "]" * 101))
+        (False, True)
+    """
+    if text.count("{") + text.count("[") <= MAX_DEPTH:  # no room for that many levels: skip the walk
+        return False
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return True
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
+    return False
 
 
 @dataclass(frozen=True)
 class Origin:
     """Where a message first came from, and how far it got: read from its headers, so that a
-    retried copy dispatches exactly as the first delivery did.
+    retried copy dispatches exactly as the first delivery did. `of` believes what it is given:
+    pass it `trusted_headers(...)` of a message from the broker.
 
     Example:
         >>> o = Origin.of({"CC": ["route.a"]}, "exchange/x", "primary.k")
@@ -257,6 +285,24 @@ class Origin:
         requeued = {**_foreign(headers), H_EXCHANGE: self.exchange, H_ROUTING_KEY: self.routing_key,
                     H_CC: list(self.cc), H_ATTEMPT: 1}
         return {**requeued, H_HANDLERS: failed} if failed else requeued
+
+
+def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str, own_exchange: str) -> Dict[str, Any]:
+    """`headers` as far as they can be believed: tcpulse's own headers only on a message the
+    broker delivered through `own_exchange` (the listener's delivery exchange, where only its
+    Pulse user may publish). Anyone who may publish to a bound exchange can set them, and would
+    otherwise pick the exchange and key a message dispatches as, skip handlers or jump attempts.
+
+    Example:
+        >>> forged = {H_EXCHANGE: "exchange/other", H_ATTEMPT: 5, "CC": ["route.a"]}
+        >>> trusted_headers(forged, "exchange/taskcluster-queue/v1/task-completed", "exchange/u/w/delivery")
+        {'CC': ['route.a']}
+        >>> trusted_headers(forged, "exchange/u/w/delivery", "exchange/u/w/delivery") == forged
+        True
+    """
+    if delivered_by == own_exchange:
+        return dict(headers or {})
+    return {k: v for k, v in (headers or {}).items() if k not in OWN_HEADERS}
 
 
 def _foreign(headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
