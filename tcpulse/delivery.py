@@ -91,6 +91,19 @@ class Delivery:
         """The queue a copy waits in before coming back as `attempt`."""
         return f"{self.queue}/{_holding_key(self.policy.base_delay(attempt))}"
 
+    def holding_queues(self) -> Dict[str, Dict[str, Any]]:
+        """Each holding queue the policy schedules retries in -> the arguments it is declared with.
+
+        Example:
+            >>> list(Delivery("queue/alice/w", RetryPolicy(retry_delays=(5, 30, 30))).holding_queues())
+            ['queue/alice/w/retry-5s', 'queue/alice/w/retry-30s']
+        """
+        return {f"{self.queue}/{_holding_key(base)}": {
+                    "x-message-ttl": math.ceil(self.policy.longest_delay(base) * 1000),
+                    "x-dead-letter-exchange": self.exchange,
+                    "x-dead-letter-routing-key": RETURN_KEY}
+                for base in sorted(set(float(d) for d in self.policy.retry_delays))}
+
     def queue_arguments(self) -> Dict[str, Any]:
         """Arguments for the listener's own queue: whatever the broker drops goes to our
         dead-letter queue, and `max_length` bounds it."""
@@ -107,12 +120,8 @@ class Delivery:
                                   auto_delete=self.exclusive, channel=channel)
         with explain_conflicts():
             exchange.declare()
-            for base in sorted(set(float(d) for d in self.policy.retry_delays)):
-                key = _holding_key(base)
-                self._declare_queue(channel, exchange, f"{self.queue}/{key}", key, {
-                    "x-message-ttl": math.ceil(self.policy.longest_delay(base) * 1000),
-                    "x-dead-letter-exchange": self.exchange,
-                    "x-dead-letter-routing-key": RETURN_KEY})
+            for name, arguments in self.holding_queues().items():
+                self._declare_queue(channel, exchange, name, name[len(self.queue) + 1:], arguments)
             self._declare_queue(channel, exchange, self.dead_letter_queue, DEAD_LETTER_KEY, {
                 "x-message-ttl": DEAD_LETTER_TTL * 1000, "x-max-length": DEAD_LETTER_MAX_LENGTH})
             channel.queue_bind(self.queue, self.exchange, RETURN_KEY)
@@ -146,17 +155,21 @@ class Delivery:
         copy = channel.prepare_message(body, content_type=message.content_type or "application/octet-stream",
                                        content_encoding=message.content_encoding or "binary",
                                        headers=headers, properties=properties)
-        # On RabbitMQ, wait for the broker's confirm of a mandatory publish: a copy that reaches
-        # no queue (a holding or dead-letter queue deleted under us) fails here, before the
-        # original is acked, instead of vanishing.
-        publish = getattr(channel, "basic_publish_confirm", None) or channel.basic_publish
         try:
-            publish(copy, exchange=self.exchange, routing_key=routing_key, mandatory=True)
+            publish_confirmed(channel, copy, self.exchange, routing_key)
         except AMQPError as exc:
             log.warning("could not hand a message to %s with key %r (%s); reconnecting to redeclare "
                         "the retry and dead-letter queues; the message stays unacked and comes back",
                         self.exchange, routing_key, exc)
             raise
+
+
+def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: str) -> None:
+    """Publish a prepared `message` as mandatory and, on RabbitMQ, wait for the broker's confirm:
+    a message that reaches no queue (one deleted under us) fails here instead of vanishing, so
+    the caller never acks an original whose copy is lost."""
+    publish = getattr(channel, "basic_publish_confirm", None) or channel.basic_publish
+    publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
 
 
 def _holding_key(delay: float) -> str:

@@ -2,7 +2,8 @@
 reference (the parameters come from the loaded references, not from a hand-written list).
 
 The official client's patterns are a fixture; after changing a reference, regenerate it with
-`/tmp/tcv/bin/python tests/fixtures/make_official_patterns.py` (an interpreter with taskcluster==4.0.1).
+`~/.cache/tcpulse-tests/taskcluster-4.0.1/bin/python tests/fixtures/make_official_patterns.py` (any interpreter
+with taskcluster==4.0.1; the `official_python` fixture of tests/conftest.py builds that one).
 """
 import dataclasses
 import doctest
