@@ -1,6 +1,7 @@
 """Taskcluster credentials and Hawk: request signing, bewits and temporary credentials.
 
-Owns: `Credentials` (never shows its secrets), the Hawk `ext` encoding the official client
+Owns: `Credentials` (never shows its secrets), `HiddenSecrets` (the credentials option as a
+dict whose repr hides them), the Hawk `ext` encoding the official client
 uses (base64url of compact JSON with `certificate` and `authorizedScopes`), Hawk request
 headers and bewits (mohawk, sha256), and `createTemporaryCredentials`.
 
@@ -24,8 +25,8 @@ import mohawk
 import mohawk.base
 import mohawk.bewit
 
-from .errors import ClientUsageError
-from .utils import slugId
+from .errors import ClientUsageError, TaskclusterAuthFailure
+from .utils import dumpJson, slugId
 
 _CREDENTIAL_KEYS = ("clientId", "accessToken", "certificate")
 _MAX_TEMPORARY = datetime.timedelta(days=31)
@@ -43,12 +44,30 @@ for _name in ("mohawk.base", "mohawk.util", "mohawk.sender", "mohawk.receiver", 
 
 
 def _text(value: Any, what: str) -> str:
+    # Name the field and the type only, never the value: it may be a secret.
     if isinstance(value, bytes):
-        value = value.decode("ascii")
+        value = value.decode("latin-1")  # any byte above 0x7f then fails the ASCII check below
     if not isinstance(value, str):
-        # Name the field and the type only: the value may be a secret.
         raise ClientUsageError(f"credentials: {what} must be a string (got {type(value).__name__})")
+    if not value.isascii():
+        # Hawk headers carry only ASCII; the official client refuses these when the client is built.
+        raise TaskclusterAuthFailure(f"credentials: {what} must be ASCII text (it holds other characters)")
     return value
+
+
+class HiddenSecrets(dict):
+    """The `credentials` option as given (a plain dict to read), whose repr hides the secrets.
+
+    Example:
+        >>> HiddenSecrets({"clientId": "me", "accessToken": "secret"})
+        {'clientId': 'me', 'accessToken': '<hidden>'}
+    """
+
+    def __repr__(self) -> str:
+        shown = {key: value if key == "clientId" or value is None else "<hidden>" for key, value in self.items()}
+        return repr(shown)
+
+    __str__ = __repr__
 
 
 class Credentials:
@@ -102,6 +121,8 @@ def _parse_certificate(certificate: Any) -> Optional[Dict[str, Any]]:
     if isinstance(certificate, bytes):
         certificate = certificate.decode("utf-8")
     if isinstance(certificate, str):
+        if not certificate.isascii():
+            raise TaskclusterAuthFailure("credentials: certificate must be ASCII text (it holds other characters)")
         try:
             certificate = json.loads(certificate)
         except ValueError:
@@ -112,11 +133,6 @@ def _parse_certificate(certificate: Any) -> Optional[Dict[str, Any]]:
         raise ClientUsageError("credentials: certificate must be a JSON object "
                                f"(got {type(certificate).__name__})")
     return certificate
-
-
-def _json(value: Any) -> str:
-    # Compact separators, like JavaScript's JSON.stringify, as the services expect.
-    return json.dumps(value, separators=(",", ":"))
 
 
 def hawk_ext(credentials: Credentials, authorized_scopes: Optional[List[str]] = None) -> str:
@@ -133,7 +149,7 @@ def hawk_ext(credentials: Credentials, authorized_scopes: Optional[List[str]] = 
         ext["certificate"] = credentials.certificate
     if authorized_scopes is not None:
         ext["authorizedScopes"] = list(authorized_scopes)
-    return base64.urlsafe_b64encode(_json(ext).encode("utf-8")).decode("ascii")
+    return base64.urlsafe_b64encode(dumpJson(ext).encode("utf-8")).decode("ascii")
 
 
 def _mohawk_credentials(credentials: Credentials) -> Dict[str, str]:
@@ -203,7 +219,7 @@ def createTemporaryCredentials(clientId: str, accessToken: str, start: datetime.
     return {
         "clientId": name or clientId,
         "accessToken": temporary_access_token(accessToken, certificate["seed"]),
-        "certificate": _json(certificate),
+        "certificate": dumpJson(certificate),
     }
 
 

@@ -31,25 +31,23 @@ import datetime
 import json
 import logging
 import math
-import sys
+import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
 from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
 from kombu.exceptions import KombuError
 
-from .connection import resolve_broker
 from .errors import BrokerFailure
+from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
+                       holding_key, limit_key, limit_of_key, queue_arguments)
 from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
-                      _text, decode_body)
+                      _strings, _text, decode_body, trusted_headers)
 
 log = logging.getLogger(__name__)
 
-RETURN_KEY = "return"
-DEAD_LETTER_KEY = "dead-letter"
 DEAD_LETTER_TTL = 7 * 24 * 3600  # seconds a dead letter is kept before the broker drops it
 DEAD_LETTER_MAX_LENGTH = 5_000  # beyond this the oldest dead letters are dropped
-OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into the dead-letter queue
 
 
 class QueueConflict(BrokerFailure):
@@ -74,22 +72,34 @@ class Delivery:
     """
 
     def __init__(self, queue: str, policy: RetryPolicy, max_length: Optional[int] = None,
-                 exclusive: bool = False) -> None:
-        if not queue.startswith("queue/"):
-            raise ValueError(f"the listener queue must be named queue/<user>/<name> (got {queue!r})")
+                 exclusive: bool = False, queue_type: str = "classic", delivery_limit: Optional[int] = None) -> None:
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be an integer >= 1 or None (got {max_length!r})")
+        check_queue_type(queue_type, delivery_limit, named=not exclusive)
+        names = ListenerNames(queue)
         self.queue = queue
         self.policy = policy
         self.max_length = max_length
         # An anonymous listener's queues live as long as its connection, like its own queue.
         self.exclusive = exclusive
-        self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
-        self.dead_letter_queue = queue + "/dead-letter"
+        self.queue_type = queue_type
+        self.delivery_limit = delivery_limit
+        if queue_type == "quorum" and delivery_limit is None:
+            self.delivery_limit = DEFAULT_DELIVERY_LIMIT
+        self.names = names
+        self.exchange = names.exchange
+        self.dead_letter_queue = names.dead_letter_queue
+
+    def origin(self, message: Any) -> Origin:
+        """Where `message` (as delivered to the listener) first came from; its tcpulse headers
+        count only when it came back through this exchange (`outcome.trusted_headers`)."""
+        info = message.delivery_info
+        headers = trusted_headers(message.headers, _text(info["exchange"]), self.exchange)
+        return Origin.of(headers, info["exchange"], info["routing_key"])
 
     def holding_queue(self, attempt: int) -> str:
         """The queue a copy waits in before coming back as `attempt`."""
-        return f"{self.queue}/{_holding_key(self.policy.base_delay(attempt))}"
+        return self.names.holding_queue(self.policy.base_delay(attempt))
 
     def holding_queues(self) -> Dict[str, Dict[str, Any]]:
         """Each holding queue the policy schedules retries in -> the arguments it is declared with.
@@ -98,20 +108,18 @@ class Delivery:
             >>> list(Delivery("queue/alice/w", RetryPolicy(retry_delays=(5, 30, 30))).holding_queues())
             ['queue/alice/w/retry-5s', 'queue/alice/w/retry-30s']
         """
-        return {f"{self.queue}/{_holding_key(base)}": {
-                    "x-message-ttl": math.ceil(self.policy.longest_delay(base) * 1000),
-                    "x-dead-letter-exchange": self.exchange,
-                    "x-dead-letter-routing-key": RETURN_KEY}
+        return {self.names.holding_queue(base): queue_arguments(
+                    self.queue_type, dead_letter=(self.exchange, RETURN_KEY),
+                    ttl_ms=math.ceil(self.policy.longest_delay(base) * 1000))
                 for base in sorted(set(float(d) for d in self.policy.retry_delays))}
 
     def queue_arguments(self) -> Dict[str, Any]:
         """Arguments for the listener's own queue: whatever the broker drops goes to our
-        dead-letter queue, and `max_length` bounds it."""
-        args: Dict[str, Any] = {"x-dead-letter-exchange": self.exchange,
-                                "x-dead-letter-routing-key": DEAD_LETTER_KEY}
-        if self.max_length is not None:
-            args.update({"x-max-length": self.max_length, "x-overflow": OVERFLOW})
-        return args
+        dead-letter queue, `max_length` bounds it, and on quorum queues `delivery_limit` sends a
+        message that keeps coming back unacked (its process dies on it) there too."""
+        key = limit_key(self.delivery_limit) if self.delivery_limit else DEAD_LETTER_KEY
+        return queue_arguments(self.queue_type, dead_letter=(self.exchange, key), max_length=self.max_length,
+                               delivery_limit=self.delivery_limit)
 
     def declare(self, channel: Any) -> None:
         """Declare the exchange, holding queues and dead-letter queue, and bind the listener's
@@ -121,21 +129,24 @@ class Delivery:
         with explain_conflicts():
             exchange.declare()
             for name, arguments in self.holding_queues().items():
-                self._declare_queue(channel, exchange, name, name[len(self.queue) + 1:], arguments)
-            self._declare_queue(channel, exchange, self.dead_letter_queue, DEAD_LETTER_KEY, {
-                "x-message-ttl": DEAD_LETTER_TTL * 1000, "x-max-length": DEAD_LETTER_MAX_LENGTH})
+                self._declare_queue(channel, exchange, name, [name[len(self.queue) + 1:]], arguments)
+            keys = [DEAD_LETTER_KEY] + ([limit_key(self.delivery_limit)] if self.delivery_limit else [])
+            self._declare_queue(channel, exchange, self.dead_letter_queue, keys, queue_arguments(
+                self.queue_type, ttl_ms=DEAD_LETTER_TTL * 1000, max_length=DEAD_LETTER_MAX_LENGTH))
             channel.queue_bind(self.queue, self.exchange, RETURN_KEY)
 
-    def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, key: str,
+    def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, keys: List[str],
                        arguments: Dict[str, Any]) -> None:
-        queue = kombu.Queue(name, exchange, routing_key=key, durable=not self.exclusive,
+        queue = kombu.Queue(name, exchange, routing_key=keys[0], durable=not self.exclusive,
                             exclusive=self.exclusive, queue_arguments=arguments, channel=channel)
         queue.declare()
+        for key in keys[1:]:
+            channel.queue_bind(name, self.exchange, key)
 
     def retry(self, message: Any, origin: Origin, verdict: Retry) -> None:
         """Publish a copy of `message` that comes back as `verdict.attempt` after `verdict.delay`
         seconds. The caller acks the original afterwards, on the same channel."""
-        self._publish(message, _holding_key(self.policy.base_delay(verdict.attempt)),
+        self._publish(message, holding_key(self.policy.base_delay(verdict.attempt)),
                       origin.retry_headers(message.headers, verdict), expiration=verdict.delay)
 
     def dead_letter(self, message: Any, origin: Origin, verdict: DeadLetter) -> None:
@@ -172,10 +183,6 @@ def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: st
     publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
 
 
-def _holding_key(delay: float) -> str:
-    return f"retry-{delay:g}s"
-
-
 def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:
     """Up to `limit` dead letters of listener queue `queue`, oldest first, left in place.
 
@@ -187,9 +194,24 @@ def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100
         ...     list_dead_letters(conn, "queue/alice/watcher")
         []
     """
-    with _dead_letter_channel(connection, Delivery(queue, RetryPolicy())) as letters:
+    delivery = Delivery(queue, RetryPolicy())
+    with _dead_letter_channel(connection, delivery) as letters:
         # Closing the channel without acking puts every message back where it was.
-        return [dead_letter_record(message) for message in letters.take(limit)]
+        records = [dead_letter_record(message, delivery.exchange) for message in letters.take(limit)]
+    _await_count(connection, letters.name, letters.count)
+    return records
+
+
+def _await_count(connection: kombu.Connection, queue: str, count: int, timeout: float = 2.0) -> None:
+    # A quorum queue takes back a closed channel's unacked messages asynchronously: wait until
+    # they are there again, so that whatever looks next (a second listing) sees them.
+    deadline = time.monotonic() + timeout
+    channel = connection.channel()
+    try:
+        while channel.queue_declare(queue, passive=True)[1] < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        channel.close()
 
 
 def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Optional[int] = None) -> int:
@@ -208,35 +230,11 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
     sent = 0
     with _dead_letter_channel(connection, delivery) as letters:
         for message in letters.take(limit):
-            origin = _origin_of_dead_letter(message)
-            delivery._publish(message, RETURN_KEY, origin.requeue_headers(message.headers))
+            headers = _dead_letter_headers(message, delivery.exchange)
+            delivery._publish(message, RETURN_KEY, _origin_of_dead_letter(message, headers).requeue_headers(headers))
             message.ack()
             sent += 1
     return sent
-
-
-def dead_letters_command(name: str, broker: Optional[str] = None, requeue: bool = False,
-                         limit: Optional[int] = None, out: Any = None) -> None:
-    """`tcpulse dead-letters NAME --list/--requeue`: print the dead letters of listener `name`
-    as JSON lines (at most `limit`, default 100), or requeue them (all, or at most `limit`) and
-    print how many (on stderr: stdout carries only data). Any broker trouble is one `BrokerFailure`.
-
-    Example:
-        >>> dead_letters_command("never-ran", broker="memory://")
-        Traceback (most recent call last):
-        ...
-        tcpulse.errors.BrokerFailure: there is no dead-letter queue 'queue/guest/never-ran/dead-letter' on this broker for this user (has the listener run here under this name?)
-    """
-    out = out or sys.stdout
-    address = resolve_broker(broker)
-    queue = f"queue/{address.user}/{name}"
-    with broker_connection(address) as connection:
-        if requeue:
-            sent = requeue_dead_letters(connection, queue, limit)
-            print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=sys.stderr)
-            return
-        for record in list_dead_letters(connection, queue, 100 if limit is None else limit):
-            print(json.dumps(record, sort_keys=True), file=out)
 
 
 @contextlib.contextmanager
@@ -245,6 +243,7 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
     any broker trouble becomes one `BrokerFailure` that never shows the password.
 
     Example:
+        >>> from tcpulse.connection import resolve_broker
         >>> with broker_connection(resolve_broker("amqp://bob:secret@127.0.0.1:9//")) as conn:
         ...     pass
         Traceback (most recent call last):
@@ -257,26 +256,6 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
             yield connection
     except (OSError, KombuError, AMQPError) as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
-
-
-def dead_letters_cli(name: str, broker: Optional[str] = None, requeue: bool = False,
-                     limit: Optional[int] = None) -> int:
-    """`dead_letters_command` for the CLI: one error line on stderr and the exit code (0 ok,
-    1 broker failure, 2 bad broker URL).
-
-    Example:
-        >>> dead_letters_cli("w", broker="not-a-url")
-        2
-    """
-    try:
-        dead_letters_command(name, broker, requeue, limit)
-    except BrokerFailure as exc:
-        print(f"tcpulse: error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"tcpulse: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 class _dead_letter_channel:
@@ -306,14 +285,16 @@ class _dead_letter_channel:
         self.channel.close()
 
 
-def dead_letter_record(message: Any) -> Dict[str, Any]:
+def dead_letter_record(message: Any, own_exchange: str) -> Dict[str, Any]:
     """What an operator needs to know about one dead letter, as plain data (see
-    `list_dead_letters`, whose records these are)."""
-    headers = message.headers or {}
-    origin = _origin_of_dead_letter(message)
+    `list_dead_letters`, whose records these are); `own_exchange` is the listener's delivery
+    exchange."""
+    headers = _dead_letter_headers(message, own_exchange)
+    origin = _origin_of_dead_letter(message, headers)
     record = {"exchange": origin.exchange, "routing_key": origin.routing_key,
               "routes": [r[len("route."):] for r in origin.cc if r.startswith("route.")],
-              "attempts": headers.get(H_ATTEMPT, 1), "reason": _reason(headers),
+              "attempts": origin.attempt,
+              "reason": _reason(headers, message.delivery_info.get("routing_key") or ""),
               "failures": json.loads(headers.get(H_FAILURES) or "{}"),
               "dead_lettered_at": headers.get(H_DEAD_AT)}
     try:
@@ -324,25 +305,39 @@ def dead_letter_record(message: Any) -> Dict[str, Any]:
     return record
 
 
-def _origin_of_dead_letter(message: Any) -> Origin:
-    headers = dict(message.headers or {})
+def _dead_letter_headers(message: Any, own_exchange: str) -> Dict[str, Any]:
+    # A dead letter we parked came through our exchange and carries no x-death (we drop it);
+    # one the broker dropped (overflow, delivery limit) has x-death naming where it was
+    # published, and only a retried copy, published by us, had tcpulse headers to believe.
+    headers = message.headers or {}
     death = _first_death(headers)
-    keys = death.get("routing-keys") or [message.delivery_info.get("routing_key", "")]
+    delivered_by = death.get("exchange") if death else message.delivery_info.get("exchange", "")
+    return trusted_headers(headers, _text(delivered_by or ""), own_exchange)
+
+
+def _origin_of_dead_letter(message: Any, headers: Dict[str, Any]) -> Origin:
+    death = _first_death(headers)
+    keys = _strings(death.get("routing-keys")) or (_text(message.delivery_info.get("routing_key", "")),)
     # A message the broker dropped (overflow) kept its publish keys only in x-death: key, then CCs.
-    headers.setdefault("CC", list(keys[1:]))
-    return Origin.of(headers, _text(death.get("exchange", "")), _text(keys[0]))
+    return Origin.of({"CC": list(keys[1:]), **headers}, _text(death.get("exchange", "")), keys[0])
 
 
-def _reason(headers: Dict[str, Any]) -> str:
+def _reason(headers: Dict[str, Any], routing_key: str) -> str:
     if headers.get(H_REASON):
         return _text(headers[H_REASON])
     death = _first_death(headers)
+    if _text(death.get("reason", "")) == "delivery_limit":
+        # The broker resets the delivery count when it dead-letters; the key carries the limit.
+        limit = limit_of_key(routing_key) or "?"
+        return (f"delivered {limit} times without an ack (delivery_limit {limit}): the process handling it "
+                f"exited or lost its connection each time, so {_text(death.get('queue', '?'))} dead-lettered it")
     return f"dropped by the broker from {_text(death.get('queue', '?'))} ({_text(death.get('reason', '?'))})"
 
 
 def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:
-    deaths = headers.get("x-death") or [{}]
-    return deaths[0]  # the broker puts the latest first
+    deaths = headers.get("x-death")  # the broker puts the latest first; a publisher may send anything
+    first = deaths[0] if isinstance(deaths, list) and deaths else None
+    return first if isinstance(first, dict) else {}
 
 
 class explain_conflicts:

@@ -6,8 +6,10 @@ through `broker_for`), with RabbitMQ's semantics: topic matching by
 key of the `CC`/`BCC` headers (each queue reached at most once; BCC removed), `x-message-ttl`
 and per-message `expiration` (expiring at the head of a queue), dead-lettering on expiry,
 overflow and reject-without-requeue through `x-dead-letter-exchange` /
-`x-dead-letter-routing-key` with the `x-death` header, `x-max-length` with `x-overflow`, `x-expires`, and
-RabbitMQ's NOT_FOUND / PRECONDITION_FAILED errors. Every exchange of the shipped references
+`x-dead-letter-routing-key` with the `x-death` header, `x-max-length` with `x-overflow`, `x-expires`,
+quorum queues' `x-queue-type` (durable only) and `x-delivery-limit` (a message returned unacked
+more often than the limit is dead-lettered with reason `delivery_limit`; `x-delivery-count`
+counts the returns), and RabbitMQ's NOT_FOUND / PRECONDITION_FAILED errors. Every exchange of the shipped references
 exists from the start, as on Pulse, where the Taskcluster services have declared them.
 
 `tcpulse.broker` adapts this to kombu. Imports neither kombu nor requests (only py-amqp's
@@ -37,6 +39,8 @@ from .references import load_all
 Payload = Dict[str, Any]
 EXCHANGE_TYPES = ("topic", "direct", "fanout")
 _QUEUE_FLAGS = ("durable", "exclusive", "auto_delete")
+QUEUE_TYPES = ("classic", "quorum")
+DELIVERY_COUNT = "x-delivery-count"  # the header of a quorum queue's delivery: returns so far
 
 
 def _matches(kind: str, pattern: str, key: str) -> bool:
@@ -55,6 +59,7 @@ class _Queue:
         self.owner = owner if flags.get("exclusive") else None
         self.messages: Deque[List[Any]] = deque()
         self.consumers = 0
+        self.quorum = arguments.get("x-queue-type") == "quorum"
         self.used_at = time.monotonic()  # for x-expires: declared, read from or consumed
 
     def unused_too_long(self, now: float) -> bool:
@@ -125,6 +130,7 @@ class Broker:
             if queue is None and passive:
                 raise amqp_errors.NotFound(f"NOT_FOUND - no queue {name!r} in vhost {self.vhost!r}", reply_code=404)
             if queue is None:
+                _check_type(name, self.vhost, flags, arguments)
                 queue = self.queues[name] = _Queue(name, flags, dict(arguments), owner)
                 return 0, 0
             if queue.owner is not None and queue.owner is not owner:
@@ -244,6 +250,8 @@ class Broker:
             if queue is None or not queue.messages:
                 raise Empty()
             deadline, payload = queue.messages.popleft()
+            if queue.quorum:
+                payload.setdefault("headers", {}).setdefault(DELIVERY_COUNT, 0)
             payload["origin"] = (name, deadline)
             payload["properties"]["delivery_tag"] = next(self._tags)
             return payload
@@ -253,9 +261,19 @@ class Broker:
         name, deadline = payload.pop("origin")
         payload["properties"]["delivery_info"]["redelivered"] = True
         with self.cond:
-            if name in self.queues:
-                self.queues[name].messages.appendleft([deadline, payload])
-                self.notify()
+            queue = self.queues.get(name)
+            if queue is None:
+                return
+            if queue.quorum:
+                headers = payload.setdefault("headers", {})
+                headers[DELIVERY_COUNT] = headers.get(DELIVERY_COUNT, 0) + 1
+                limit = queue.arguments.get("x-delivery-limit")
+                if limit is not None and headers[DELIVERY_COUNT] > limit:
+                    del headers[DELIVERY_COUNT]
+                    self._dead_letter(queue, payload, "delivery_limit", time.monotonic())
+                    return
+            queue.messages.appendleft([deadline, payload])
+            self.notify()
 
     def reject(self, payload: Payload) -> None:
         """A reject without requeue: dead-letter it if its queue says where to."""
@@ -314,6 +332,26 @@ class Broker:
         with self.cond:
             for name in [n for n, q in self.queues.items() if q.owner is owner]:
                 self.delete_queue(name)
+
+
+def _check_type(name: str, vhost: str, flags: Dict[str, Any], arguments: Dict[str, Any]) -> None:
+    """Refuse what RabbitMQ refuses of a queue type: a quorum queue that is not durable, or is
+    exclusive or auto-delete; a delivery limit on a classic queue."""
+    kind = arguments.get("x-queue-type", "classic")
+    if kind not in QUEUE_TYPES:
+        raise amqp_errors.PreconditionFailed(
+            f"PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue {name!r} in vhost {vhost!r}: "
+            f"{kind!r} is not one of {', '.join(QUEUE_TYPES)}", reply_code=406)
+    bad = [prop for prop, flag, wanted in (("non-durable", "durable", False), ("exclusive", "exclusive", True),
+                                           ("auto-delete", "auto_delete", True))
+           if kind == "quorum" and bool(flags.get(flag)) == wanted]
+    if bad:
+        raise amqp_errors.PreconditionFailed(
+            f"PRECONDITION_FAILED - invalid property {bad[0]!r} for queue {name!r} in vhost {vhost!r}", reply_code=406)
+    if kind == "classic" and "x-delivery-limit" in arguments:
+        raise amqp_errors.PreconditionFailed(
+            f"PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue {name!r} in vhost {vhost!r} of "
+            "queue type rabbit_classic_queue", reply_code=406)
 
 
 def _copy(payload: Payload) -> Payload:

@@ -4,16 +4,22 @@ Pure module: imports nothing outside the standard library.
 
     TaskclusterFailure                      base of every error tcpulse raises on purpose
     ├── TaskclusterRestFailure              an HTTP response with an error status (status_code, body)
-    │   └── TaskclusterAuthFailure          401: bad or insufficient credentials
+    │   └── TaskclusterAuthFailure          401, or credentials that cannot be used at all
     ├── TaskclusterConnectionError          no HTTP response at all, after every retry
+    ├── TaskclusterArtifactError            the artifact asked for is an 'error' artifact (reason)
+    ├── ObjectHashVerificationError         downloaded bytes do not match the object's hashes
     ├── TaskclusterTopicExchangeFailure     bad routing-key input (also a ValueError)
     ├── InvalidReference                    a reference file that does not describe a service
+    ├── ReferenceSetError                   a reference set that cannot be selected (unknown, too late)
     ├── BrokerFailure                       the AMQP broker refused or could not be reached
     └── ClientUsageError                    a REST method called with bad arguments (also a TypeError)
 
     PermanentFailure                        raised by a handler: dead-letter the message now,
                                             do not retry (not a TaskclusterFailure: it is a
                                             verdict about a message, not a tcpulse error)
+
+The constructors take the official client's arguments, positionally or by keyword (`msg=`,
+`superExc=`, `status_code=`, `body=`), and `str(error)` is the message given.
 
 Example:
     >>> from tcpulse import TaskclusterFailure, TaskclusterTopicExchangeFailure
@@ -28,26 +34,52 @@ class TaskclusterFailure(Exception):
 
 
 class TaskclusterRestFailure(TaskclusterFailure):
-    """The service answered with an error status; `status_code` and `body` say what it said."""
+    """The service answered with an error status; `status_code` and `body` say what it said.
 
-    def __init__(self, message: str, status_code: Optional[int] = None, body: Any = None,
-                 superExc: Optional[BaseException] = None):
-        super().__init__(message)
-        self.status_code = status_code
-        self.body = body
+    Example:
+        >>> error = TaskclusterRestFailure(msg="no such task", status_code=404)
+        >>> str(error), error.status_code, error.body, error.superExc
+        ('no such task', 404, {}, None)
+    """
+
+    def __init__(self, msg: str, superExc: Optional[BaseException] = None, status_code: Optional[int] = 500,
+                 body: Any = None):
+        super().__init__(msg)
         self.superExc = superExc
+        self.status_code = status_code
+        self.body = {} if body is None else body
 
 
 class TaskclusterAuthFailure(TaskclusterRestFailure):
-    """The service rejected the credentials (HTTP 401)."""
+    """The service rejected the credentials (HTTP 401), or they cannot be used to sign at all."""
 
 
 class TaskclusterConnectionError(TaskclusterFailure):
     """No response could be had from the service, even after retrying."""
 
-    def __init__(self, message: str, superExc: Optional[BaseException] = None):
-        super().__init__(message)
+    def __init__(self, msg: str, superExc: Optional[BaseException] = None):
+        super().__init__(msg)
         self.superExc = superExc
+
+
+class TaskclusterArtifactError(TaskclusterFailure):
+    """The artifact is an 'error' artifact: the task recorded why it has no content.
+
+    Example:
+        >>> TaskclusterArtifactError("no such file", "file-missing-on-worker").reason
+        'file-missing-on-worker'
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.reason))
+
+
+class ObjectHashVerificationError(TaskclusterFailure):
+    """The downloaded bytes do not match the hashes the object service recorded for them."""
 
 
 class TaskclusterTopicExchangeFailure(TaskclusterFailure, ValueError):
@@ -56,6 +88,10 @@ class TaskclusterTopicExchangeFailure(TaskclusterFailure, ValueError):
 
 class InvalidReference(TaskclusterFailure):
     """A reference file is not a valid API or exchange reference; the message lists every problem."""
+
+
+class ReferenceSetError(TaskclusterFailure, ValueError):
+    """The reference set asked for does not exist, or is asked for after classes were built from another."""
 
 
 class BrokerFailure(TaskclusterFailure):

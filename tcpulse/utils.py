@@ -1,18 +1,27 @@
-"""The official Taskcluster client's helpers: relative dates, slugIds and scope matching.
+"""The official Taskcluster client's helpers: relative dates, slugIds, scope matching, JSON and
+base64 the way Taskcluster wants them, and the retry backoff.
 
-Owns: `fromNow`, `fromNowJSON`, `stringDate`, `slugId`, `stableSlugId`, `scopeMatch`.
+Owns: `fromNow`, `fromNowJSON`, `stringDate`, `slugId`, `stableSlugId`, `scopeMatch` (and its
+deprecated twin `scope_match`), `dumpJson`, `toStr`, `isExpired`, `encodeStringForB64Header`,
+`makeB64UrlSafe`, `makeB64UrlUnsafe`, `calculateSleepTime`, `createSession`.
 
-Pure module: imports only the standard library and slugid (never kombu, requests or mohawk).
+Pure module: imports only the standard library and slugid (never kombu or mohawk; requests only
+inside `createSession`, when it is called).
 
 Example:
     >>> from tcpulse.utils import scopeMatch
     >>> scopeMatch(["queue:create-task:*"], [["queue:create-task:aws/x"]])
     True
 """
+import base64
 import datetime
 import difflib
+import json
+import random
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+import time
+import warnings
+from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 import slugid
 
@@ -35,7 +44,8 @@ _EXPECTED = ("expected '[+|-] <number> <unit> ...' with units from largest to sm
 
 
 def fromNow(offset: str, dateObj: Optional[datetime.datetime] = None) -> datetime.datetime:
-    """The naive UTC datetime `offset` away from now (or from `dateObj`).
+    """The UTC datetime `offset` away from now (timezone-aware, as the official client's today) or
+    from `dateObj` (keeping its timezone or its lack of one).
 
     Whitespace and case do not matter; a leading '-' goes into the past, '+' is ignored.
 
@@ -54,7 +64,7 @@ def fromNow(offset: str, dateObj: Optional[datetime.datetime] = None) -> datetim
         text = text[1:]
     delta = _parse_offset(text, offset)
     if dateObj is None:
-        dateObj = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        dateObj = datetime.datetime.now(datetime.timezone.utc)
     return dateObj + sign * delta
 
 
@@ -133,41 +143,137 @@ def stableSlugId() -> Callable[[str], str]:
     return slug_for
 
 
-def scopeMatch(assumedScopes: Iterable[str], requiredScopeSets: Sequence[Sequence[str]]) -> bool:
+def scopeMatch(assumedScopes: Iterable[str], requiredScopeSets: Iterable[Iterable[str]]) -> bool:
     """Whether the assumed scopes satisfy at least one of the required scope sets.
 
     `requiredScopeSets` is in disjunctive normal form: a list of alternatives, each a list of
     scopes that must all be satisfied. An assumed scope ending in '*' satisfies every scope
     that starts with what precedes the '*'. No alternatives means no match; an empty
-    alternative is always satisfied.
+    alternative is always satisfied. Input of the wrong shape is iterated as it is, exactly as
+    the official client does, so ported code gets the same boolean it got before.
 
     Example:
         >>> scopeMatch(["scopeA", "scopeC:*"], [["scopeA", "scopeB"], ["scopeC:xyz"]])
         True
     """
-    assumed = _scope_list(assumedScopes, "assumedScopes")
-    scope_sets = _scope_sets(requiredScopeSets)
-    exact = set(assumed)
-    prefixes = [scope[:-1] for scope in assumed if scope.endswith("*")]
+    assumed = list(assumedScopes)
 
     def satisfied(required: str) -> bool:
-        return required in exact or any(required.startswith(prefix) for prefix in prefixes)
+        return any(scope == required or (scope.endswith("*") and required.startswith(scope[:-1]))
+                   for scope in assumed)
 
-    return any(all(satisfied(required) for required in scope_set) for scope_set in scope_sets)
-
-
-def _scope_list(scopes: Iterable[str], name: str) -> List[str]:
-    if isinstance(scopes, str):
-        raise TypeError(f"scopeMatch: {name} must be a list of scope strings, not a string (got {scopes!r})")
-    listed = list(scopes)
-    for scope in listed:
-        if not isinstance(scope, str):
-            raise TypeError(f"scopeMatch: every scope in {name} must be a string (got {scope!r})")
-    return listed
+    return any(all(satisfied(required) for required in scope_set) for scope_set in requiredScopeSets)
 
 
-def _scope_sets(scope_sets: Sequence[Sequence[str]]) -> List[List[str]]:
-    if isinstance(scope_sets, str) or any(isinstance(s, str) for s in scope_sets):
-        raise TypeError("scopeMatch: requiredScopeSets must be a list of lists of scopes, "
-                        f"e.g. [['scopeA', 'scopeB'], ['scopeC']] (got {scope_sets!r})")
-    return [_scope_list(scope_set, "requiredScopeSets") for scope_set in scope_sets]
+def scope_match(assumed_scopes: Iterable[str], required_scope_sets: Iterable[Iterable[str]]) -> bool:
+    """The official client's deprecated spelling of `scopeMatch`; warns, then answers the same.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     scope_match(["a:*"], [["a:b"]])
+        True
+    """
+    warnings.warn("scope_match is deprecated; use scopeMatch", DeprecationWarning, stacklevel=2)
+    return scopeMatch(assumed_scopes, required_scope_sets)
+
+
+def dumpJson(obj: Any, **kwargs: Any) -> str:
+    """Compact JSON as JavaScript's JSON.stringify writes it; dates become `stringDate` text.
+
+    Example:
+        >>> dumpJson({"a": [1, 2], "at": datetime.datetime(2020, 1, 2)})
+        '{"a":[1,2],"at":"2020-01-02T00:00:00Z"}'
+    """
+    def convert(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return value.decode()
+        if isinstance(value, (datetime.datetime, datetime.date)):
+            return stringDate(value)  # type: ignore[arg-type]
+        raise TypeError(f"dumpJson: {type(value).__name__} is not JSON serializable")
+
+    return json.dumps(obj, separators=(",", ":"), default=convert, **kwargs)
+
+
+def toStr(obj: Any, encoding: str = "utf-8") -> str:
+    """Bytes decoded, anything else through `str()`.
+
+    Example:
+        >>> toStr(b"abc"), toStr(5)
+        ('abc', '5')
+    """
+    return obj.decode(encoding) if isinstance(obj, bytes) else str(obj)
+
+
+def isExpired(certificate: Union[str, Dict[str, Any]]) -> bool:
+    """Whether a temporary credentials certificate (JSON text or object) has expired.
+
+    Like the official client, it allows 1.2 seconds of margin (its `20 * 60` is milliseconds).
+
+    Example:
+        >>> isExpired({"expiry": 0}), isExpired('{"expiry": 32503680000000}')
+        (True, False)
+    """
+    if isinstance(certificate, str):
+        certificate = json.loads(certificate)
+    return certificate.get("expiry", 0) < int(time.time() * 1000) + 20 * 60
+
+
+def encodeStringForB64Header(s: Union[str, bytes]) -> bytes:
+    """Standard base64 of `s` on one line (HTTP headers cannot hold newlines).
+
+    Example:
+        >>> encodeStringForB64Header("{}")
+        b'e30='
+    """
+    return base64.b64encode(s.encode() if isinstance(s, str) else s)
+
+
+def makeB64UrlSafe(b64str: Union[str, bytes]) -> bytes:
+    """Standard base64 turned into base64url (RFC 4648 section 5): '+' -> '-', '/' -> '_'.
+
+    Example:
+        >>> makeB64UrlSafe("a+b/c=")
+        b'a-b_c='
+    """
+    return _translate(b64str, b"+/", b"-_")
+
+
+def makeB64UrlUnsafe(b64str: Union[str, bytes]) -> bytes:
+    """base64url turned back into standard base64: '-' -> '+', '_' -> '/'.
+
+    Example:
+        >>> makeB64UrlUnsafe("a-b_c=")
+        b'a+b/c='
+    """
+    return _translate(b64str, b"-_", b"+/")
+
+
+def _translate(text: Union[str, bytes], old: bytes, new: bytes) -> bytes:
+    return (text.encode() if isinstance(text, str) else text).translate(bytes.maketrans(old, new))
+
+
+def calculateSleepTime(attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry number `attempt` (1 = the first retry; <= 0 waits 0):
+    0.1 s * 2^(attempt-1), +-25 % jitter, at most 30 s.
+
+    Example:
+        >>> calculateSleepTime(3, rand=lambda: 0.5)
+        0.4
+    """
+    if attempt <= 0:
+        return 0
+    delay = 0.1 * 2 ** (attempt - 1)
+    return min(delay * (1 + 0.25 * (2 * rand() - 1)), 30.0)
+
+
+def createSession(*args: Any, **kwargs: Any) -> Any:
+    """A new `requests.Session(*args, **kwargs)`, to share between clients (`Queue(options, session)`).
+
+    Example:
+        >>> createSession().close()
+    """
+    import requests  # here, not at the top: `import tcpulse.utils` must not load requests
+
+    return requests.Session(*args, **kwargs)

@@ -139,6 +139,12 @@ def taskcluster_exchanges(rabbitmq) -> list:
     return names
 
 
+@pytest.fixture(params=["classic", "quorum"])
+def queue_type(request) -> str:
+    """Each delivery test runs on both queue types a listener may use."""
+    return request.param
+
+
 UNIQUE_PREFIX = "t-"
 
 

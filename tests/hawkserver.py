@@ -3,9 +3,11 @@ fixture); tests/test_client_server.py proves the server itself rejects what it m
 
 It checks every request's Hawk header with mohawk.Receiver, decodes the `ext`, verifies the
 certificate of temporary credentials the way the auth service does (computed here, not with
-tcpulse code), counts TCP connections, and answers from a per-test script.
+tcpulse code), counts TCP connections, and answers from a per-test script: (status, body) or
+(status, body, extra headers), e.g. a redirect's Location.
 """
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 import mohawk
@@ -74,8 +76,8 @@ class HawkServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: List[Seen] = []
         self.connections = 0
-        self.script: List[Tuple[int, Any]] = []
-        self.responder: Optional[Callable[[Seen], Tuple[int, Any]]] = None
+        self.script: List[Tuple[Any, ...]] = []
+        self.responder: Optional[Callable[[Seen], Tuple[Any, ...]]] = None
         self.delay = 0.0
         self.lock = threading.Lock()
         self.nonces: set = set()
@@ -84,7 +86,7 @@ class HawkServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def answer(self, seen: Seen) -> Tuple[int, Any]:
+    def answer(self, seen: Seen) -> Tuple[Any, ...]:
         if seen.auth_error:
             return 401, {"message": f"Authentication failed: {seen.auth_error}"}
         with self.lock:
@@ -135,14 +137,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_bewit(seen)
         with self.server.lock:
             self.server.requests.append(seen)
-        status, answer = self.server.answer(seen)
+        status, answer, *extra = self.server.answer(seen)
         time.sleep(self.server.delay)
         if status == DROP:
             self.close_connection = True
             return
         data = answer if isinstance(answer, bytes) else b"" if answer is None else json.dumps(answer).encode()
+        headers = {"Content-Type": "application/json", **(extra[0] if extra else {})}
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -176,11 +180,26 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
 
-@pytest.fixture
-def server():
-    srv = HawkServer()
+@contextlib.contextmanager
+def running(srv: ThreadingHTTPServer) -> Iterator[Any]:
+    """Serve `srv` on a thread for the duration of the block."""
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def server():
+    with running(HawkServer()) as srv:
+        yield srv
+
+
+@pytest.fixture
+def other_server():
+    """A second server, on another port (another origin): where a redirect points."""
+    with running(HawkServer()) as srv:
+        yield srv

@@ -145,7 +145,7 @@ def test_500_500_200_succeeds_on_the_third_call_after_growing_delays(server, cap
     (1, 0.075, 0.1, 0.125), (2, 0.15, 0.2, 0.25), (5, 1.2, 1.6, 2.0), (9, 19.2, 25.6, 30.0), (12, 30.0, 30.0, 30.0),
 ])
 def test_backoff_doubles_from_a_tenth_of_a_second_with_a_quarter_jitter_capped_at_thirty(retry, low, middle, high):
-    delays = [tcpulse.client.backoff_delay(retry, rand=lambda r=r: r) for r in (0.0, 0.5, 1.0)]
+    delays = [tcpulse.calculateSleepTime(retry, rand=lambda r=r: r) for r in (0.0, 0.5, 1.0)]
     assert delays == pytest.approx([low, middle, high])
 
 
@@ -176,7 +176,7 @@ def test_a_refused_port_raises_connection_error_after_max_retries_plus_one_attem
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = tcpulse.Queue({"rootUrl": f"http://127.0.0.1:{port}", "maxRetries": 2})
-    attempts = mocker.spy(client.session, "request")
+    attempts = mocker.spy(client.session, "send")
     with caplog.at_level(logging.WARNING, logger="tcpulse.client"):
         with pytest.raises(tcpulse.TaskclusterConnectionError, match=r"Queue.task: ConnectionError on GET "
                                                                        r"http://127.0.0.1:\d+/api/queue/v1/task/abc, "

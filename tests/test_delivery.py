@@ -2,6 +2,7 @@
 with Pulse's permissions (no listener involved): it can be declared, a held copy comes back with
 its origin intact, dead letters can be listed and requeued, and the default exchange is never
 needed."""
+import contextlib
 import time
 
 import kombu
@@ -57,12 +58,12 @@ def pulse_conn(pulse_user):
 
 
 @pytest.fixture
-def topology(user_conn, unique_name):
+def topology(user_conn, unique_name, queue_type):
     """A listener-like queue bound to a source exchange of our own, plus the delivery topology."""
     user, conn = user_conn
     queue = f"queue/{user.name}/{unique_name}"
     source = kombu.Exchange(f"exchange/{user.name}/{unique_name}-src", type="topic")
-    delivery = Delivery(queue, POLICY)
+    delivery = Delivery(queue, POLICY, queue_type=queue_type)
     channel = conn.channel()
     source(channel).declare()
     kombu.Queue(queue, source, routing_key="primary.#", durable=True,
@@ -180,16 +181,11 @@ def test_a_poison_dead_letter_lists_its_text_and_reason(conn, topology):
     assert record["body_text"] == "not json \ufffd" and "body" not in record
 
 
-def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_queue(user_conn, unique_name):
+def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_queue(user_conn, unique_name,
+                                                                                     queue_type):
     user, conn = user_conn
     queue = f"queue/{user.name}/{unique_name}"
-    delivery = Delivery(queue, POLICY, max_length=3)
-    channel = conn.channel()
-    source = kombu.Exchange(f"exchange/{user.name}/{unique_name}-src", type="topic", channel=channel)
-    source.declare()
-    kombu.Queue(queue, source, routing_key="#", queue_arguments=delivery.queue_arguments(), channel=channel).declare()
-    delivery.declare(channel)
-    try:
+    with listener_queue(conn, Delivery(queue, POLICY, max_length=3, queue_type=queue_type)) as (delivery, source, channel):
         for i in range(5):
             publish(channel, source, f"primary.{i}", body=b'{"i": %d}' % i, headers={"CC": ["route.r.%d" % i]})
         deadline = time.monotonic() + 5
@@ -201,15 +197,31 @@ def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_qu
         assert records[0]["reason"] == f"dropped by the broker from {queue} (maxlen)"
         assert [(r["routing_key"], r["routes"]) for r in records] == [("primary.0", ["r.0"]), ("primary.1", ["r.1"])]
         assert channel.queue_declare(queue, passive=True).message_count == 3
+
+
+@contextlib.contextmanager
+def listener_queue(conn, delivery):
+    """`delivery`'s queue bound to a source exchange of our own with '#', and its topology;
+    all of it deleted afterwards."""
+    channel = conn.channel()
+    source = kombu.Exchange(delivery.names.queue.replace("queue/", "exchange/", 1) + "-src", type="topic",
+                            channel=channel)
+    source.declare()
+    kombu.Queue(delivery.queue, source, routing_key="#", queue_arguments=delivery.queue_arguments(),
+                channel=channel).declare()
+    delivery.declare(channel)
+    try:
+        yield delivery, source, channel
     finally:
-        for name in (queue, delivery.dead_letter_queue, delivery.holding_queue(2), delivery.holding_queue(3)):
+        for name in (delivery.queue, delivery.dead_letter_queue, delivery.holding_queue(2), delivery.holding_queue(3)):
             channel.queue_delete(name)
         channel.exchange_delete(source.name)
+        channel.exchange_delete(delivery.exchange)
 
 
 def test_redeclaring_with_other_queue_arguments_is_one_line_naming_the_queue_and_remedy(conn, topology):
     delivery, _, _ = topology
-    bigger = Delivery(delivery.queue, POLICY, max_length=20)
+    bigger = Delivery(delivery.queue, POLICY, max_length=20, queue_type=delivery.queue_type)
     channel = conn.channel()
     with pytest.raises(QueueConflict) as caught:
         with explain_conflicts():
@@ -217,7 +229,10 @@ def test_redeclaring_with_other_queue_arguments_is_one_line_naming_the_queue_and
                         channel=channel).declare()
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"queue {delivery.queue!r} already exists with a different 'x-max-length' (")
+    # On quorum, max_length also switches dead-lettering to at-most-once: either argument may be named.
+    differs = ("x-max-length",) if delivery.queue_type == "classic" else ("x-max-length", "x-dead-letter-strategy")
+    assert any(message.startswith(f"queue {delivery.queue!r} already exists with a different {arg!r} (")
+               for arg in differs), message
     assert message.endswith(f"delete it (rabbitmqctl delete_queue {delivery.queue!r}, or from the Pulse "
                             "web UI; its messages are lost) or start the listener with the options it "
                             "was created with")
@@ -235,8 +250,8 @@ def test_a_queue_not_named_like_a_pulse_queue_is_refused():
         Delivery("watcher", POLICY)
 
 
-def test_retries_and_dead_letters_work_on_the_embedded_broker(unique_name):
-    app = Listener(unique_name, broker="memory://", max_attempts=3, retry_delays=(0.1, 0.2))
+def test_retries_and_dead_letters_work_on_the_embedded_broker(unique_name, queue_type):
+    app = Listener(unique_name, broker="memory://", max_attempts=3, retry_delays=(0.1, 0.2), queue_type=queue_type)
     attempts = {"flaky": [], "doomed": []}
 
     @app.on(COMPLETED)
@@ -277,3 +292,52 @@ def test_the_docstring_examples_run(monkeypatch):
     monkeypatch.delenv("PULSE_URL", raising=False)
     failures, tried = doctest.testmod(tcpulse.delivery)
     assert tried > 10 and failures == 0
+
+
+def test_a_message_never_acked_is_dead_lettered_after_delivery_limit_deliveries_with_that_reason(
+        user_conn, unique_name):
+    user, conn = user_conn
+    queue = f"queue/{user.name}/{unique_name}"
+    limited = Delivery(queue, POLICY, queue_type="quorum", delivery_limit=3)
+    with listener_queue(conn, limited) as (delivery, source, channel):
+        publish(channel, source, "primary.crash", headers={"CC": ["route.r.c"]})
+        counts = []
+        for _ in range(3):  # each time the consumer dies before acking: its channel closes
+            consumer = conn.channel()
+            counts.append(wait_for(queue, consumer).headers.get("x-delivery-count"))
+            consumer.close()
+        records = []
+        deadline = time.monotonic() + 5
+        while not records and time.monotonic() < deadline:
+            records = list_dead_letters(conn, queue)
+        [record] = records
+        assert counts == [0, 1, 2]
+        assert record["reason"] == (f"delivered 3 times without an ack (delivery_limit 3): the process handling "
+                                    f"it exited or lost its connection each time, so {queue} dead-lettered it")
+        assert (record["routing_key"], record["routes"], record["body"]) == ("primary.crash", ["r.c"], {"status": "ok"})
+        assert channel.queue_declare(queue, passive=True).message_count == 0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"queue_type": "quorom"}, r"queue_type must be one of classic, quorum \(got 'quorom'\). Did you mean 'quorum'\?"),
+    ({"delivery_limit": 5}, r"delivery_limit=5 needs queue_type='quorum': classic queues do not count deliveries"),
+    ({"queue_type": "quorum", "delivery_limit": 0}, r"delivery_limit must be an integer >= 1 \(got 0\)"),
+])
+def test_bad_queue_type_options_are_refused_when_the_listener_is_made(options, message):
+    with pytest.raises(ValueError, match=message):
+        Listener("w", broker="memory://", **options)
+
+
+def test_a_listener_name_too_long_for_its_queues_is_refused_naming_the_name_and_by_how_much():
+    name = "n" * 232  # exchange/guest/<name>/delivery is then 256 bytes
+    with pytest.raises(ValueError) as caught:
+        Listener(name, broker="memory://")
+    assert str(caught.value) == (
+        f"exchange name 'exchange/guest/{'n' * 19}...{'n' * 31}/delivery' is 256 bytes, 1 over RabbitMQ's "
+        "limit of 255: shorten the listener name by at least 1 byte")
+    assert Listener("n" * 231, broker="memory://").queue == "queue/guest/" + "n" * 231
+
+
+def test_a_listener_name_is_measured_in_bytes_and_with_its_longest_retry_suffix():
+    with pytest.raises(ValueError, match=r"queue name '.*/retry-86400s' is 256 bytes, 1 over"):
+        Listener("é" * 113 + "abcde", broker="memory://", retry_delays=(86400,))  # 118 characters, 231 bytes

@@ -28,8 +28,8 @@ def failures_planned(i: int) -> int:
 
 
 def test_ten_thousand_messages_with_failures_and_a_connection_close_lose_nothing(
-        pulse_user, taskcluster_exchanges, unique_name):
-    app = Listener(unique_name, broker=pulse_user.url, concurrency=4, prefetch=200,
+        pulse_user, taskcluster_exchanges, unique_name, queue_type):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type, concurrency=4, prefetch=200,
                    max_attempts=3, retry_delays=(0.2, 0.5))
     handled, lock = set(), threading.Lock()
 

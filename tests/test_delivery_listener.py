@@ -40,8 +40,8 @@ def holding_queues(app):
 
 
 def test_a_handler_failing_twice_is_handled_on_attempt_3_while_later_messages_flow(
-        pulse_user, taskcluster_exchanges, unique_name, caplog):
-    app = Listener(unique_name, broker=pulse_user.url, max_attempts=5, retry_delays=(2.0, 0.3))
+        pulse_user, taskcluster_exchanges, unique_name, queue_type, caplog):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type, max_attempts=5, retry_delays=(2.0, 0.3))
     attempts, audited = [], []
 
     # Group ids unique to this test: other test runs publish to the same real exchanges.
@@ -83,8 +83,8 @@ def test_a_handler_failing_twice_is_handled_on_attempt_3_while_later_messages_fl
 
 
 def test_a_handler_that_always_fails_is_dead_lettered_with_its_error_and_requeued_after_a_fix(
-        pulse_user, taskcluster_exchanges, unique_name, caplog):
-    app = Listener(unique_name, broker=pulse_user.url, max_attempts=3, retry_delays=(0.2,))
+        pulse_user, taskcluster_exchanges, unique_name, queue_type, caplog):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type, max_attempts=3, retry_delays=(0.2,))
     fixed, seen = [False], []
 
     @app.on(COMPLETED, taskGroupId=unique_name)
@@ -130,8 +130,8 @@ POISON = [
 
 
 def test_each_kind_of_poison_is_dead_lettered_with_its_reason_while_1000_good_messages_are_handled(
-        pulse_user, taskcluster_exchanges, unique_name):
-    app = Listener(unique_name, broker=pulse_user.url, prefetch=20)
+        pulse_user, taskcluster_exchanges, unique_name, queue_type):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type, prefetch=20)
     handled = set()
     app.add_handler(lambda event: handled.add(event.body["id"]), COMPLETED, taskGroupId=unique_name)
 
@@ -154,8 +154,8 @@ def test_each_kind_of_poison_is_dead_lettered_with_its_reason_while_1000_good_me
 
 
 def test_a_queue_deleted_under_the_listener_is_redeclared_with_its_bindings_and_a_warning(
-        pulse_user, taskcluster_exchanges, unique_name, caplog):
-    app = Listener(unique_name, broker=pulse_user.url)
+        pulse_user, taskcluster_exchanges, unique_name, queue_type, caplog):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type)
     handled = []
     app.add_handler(lambda event: handled.append(event.body["id"]), COMPLETED, taskGroupId=unique_name)
 
@@ -180,21 +180,24 @@ def test_a_queue_deleted_under_the_listener_is_redeclared_with_its_bindings_and_
     assert handled[1:] == list(range(10))
 
 
-def test_a_queue_argument_conflict_is_one_line_and_exit_code_1(pulse_user, taskcluster_exchanges, unique_name, tmp_path):
+def test_a_queue_argument_conflict_is_one_line_and_exit_code_1(pulse_user, taskcluster_exchanges, unique_name,
+                                                                queue_type, tmp_path):
     queue = f"queue/{pulse_user.name}/{unique_name}"
-    with pulse_connection(pulse_user) as conn:  # an earlier deployment, without max_length
-        kombu.Queue(queue, durable=True, queue_arguments=Delivery(queue, RetryPolicy()).queue_arguments(),
-                    channel=conn.channel()).declare()
+    earlier = Delivery(queue, RetryPolicy(), queue_type=queue_type)  # an earlier deployment, without max_length
+    with pulse_connection(pulse_user) as conn:
+        kombu.Queue(queue, durable=True, queue_arguments=earlier.queue_arguments(), channel=conn.channel()).declare()
     script = tmp_path / "bounded.py"
     script.write_text("import tcpulse\n"
-                      f"app = tcpulse.Listener({unique_name!r}, max_length=5000)\n"
+                      f"app = tcpulse.Listener({unique_name!r}, max_length=5000, queue_type={queue_type!r})\n"
                       "app.add_handler(print, tcpulse.QueueEvents.taskCompleted)\n")
     done = subprocess.run([sys.executable, "-m", "tcpulse", "listen", str(script), "--broker", pulse_user.url,
                            "--log-level", "error"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
-    assert f"queue '{queue}' already exists with a different 'x-max-length' (" in line
+    # On quorum, max_length also switches dead-lettering to at-most-once: either argument may be named.
+    assert any(f"queue '{queue}' already exists with a different {arg!r} (" in line
+               for arg in ("x-max-length", "x-dead-letter-strategy")[:1 if queue_type == "classic" else 2]), line
     assert line.endswith(f"delete it (rabbitmqctl delete_queue '{queue}', or from the Pulse web UI; its "
                          "messages are lost) or start the listener with the options it was created with")
     assert pulse_user.password not in done.stderr + done.stdout
@@ -207,8 +210,8 @@ def test_a_queue_argument_conflict_is_one_line_and_exit_code_1(pulse_user, taskc
      "permanent failure in {h}: TaskclusterRestFailure: Task not found"),
 ])
 def test_a_permanent_failure_is_dead_lettered_on_the_first_attempt(
-        pulse_user, taskcluster_exchanges, unique_name, error, reason):
-    app = Listener(unique_name, broker=pulse_user.url, retry_delays=(0.2,))
+        pulse_user, taskcluster_exchanges, unique_name, queue_type, error, reason):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type, retry_delays=(0.2,))
     seen = []
 
     @app.on(COMPLETED, taskGroupId=unique_name)
@@ -224,8 +227,8 @@ def test_a_permanent_failure_is_dead_lettered_on_the_first_attempt(
     assert record["reason"] == reason.format(h=app.handlers[0].name) and record["attempts"] == 1
 
 
-def test_the_dead_letters_command_lists_and_requeues(pulse_user, taskcluster_exchanges, unique_name):
-    app = Listener(unique_name, broker=pulse_user.url)
+def test_the_dead_letters_command_lists_and_requeues(pulse_user, taskcluster_exchanges, unique_name, queue_type):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type)
     handled = []
     app.add_handler(lambda event: handled.append(event.body), COMPLETED, taskGroupId=unique_name)
     command = [sys.executable, "-m", "tcpulse", "dead-letters", unique_name, "--broker", pulse_user.url]
@@ -249,8 +252,8 @@ def test_the_dead_letters_command_lists_and_requeues(pulse_user, taskcluster_exc
 
 
 
-def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, taskcluster_exchanges, unique_name, caplog):
-    app = Listener(unique_name, broker=pulse_user.url, retry_delays=(0.2,))
+def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, taskcluster_exchanges, unique_name, queue_type, caplog):
+    app = Listener(unique_name, broker=pulse_user.url, queue_type=queue_type, retry_delays=(0.2,))
     seen = []
 
     @app.on(COMPLETED, taskGroupId=unique_name)
@@ -289,3 +292,12 @@ def test_an_unnamed_listener_retries_through_queues_that_vanish_with_it(pulse_us
                 conn.channel().queue_declare(queue, passive=True)
         with pytest.raises(Exception, match="NOT_FOUND"):
             conn.channel().exchange_declare("exchange/" + app.queue[len("queue/"):] + "/delivery", "direct", passive=True)
+
+
+def test_an_unnamed_quorum_listener_is_refused_in_one_line():
+    with pytest.raises(ValueError) as caught:
+        Listener(broker="memory://", queue_type="quorum")
+    assert str(caught.value) == (
+        "an unnamed Listener cannot use queue_type='quorum': its queue is exclusive and goes away with its "
+        "connection, and quorum queues are durable; give the listener a name (Listener('my-listener', "
+        "queue_type='quorum'), or tcpulse listen --queue NAME)")

@@ -1,0 +1,239 @@
+"""The `tcpulse` commands that talk to a broker: publish, replay, record and dead-letters.
+
+Owns: their arguments (each with an example in `--help`), turning broker refusals into one
+line, and progress lines for long record/replay runs.
+
+Imports kombu only inside the commands; never imports requests.
+
+Example:
+    >>> import argparse
+    >>> cmd_replay(argparse.Namespace(file="examples/messages/index-routes.jsonl", broker="memory://"))
+    replayed 4 messages from examples/messages/index-routes.jsonl to memory://
+    0
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, command_parser, connect,
+                   guarded, on_broker, parse_fields, script_bindings)
+
+PROGRESS_EVERY = 100
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add publish, record, replay and dead-letters to `subparsers` (from `add_subparsers`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="tcpulse")
+        >>> add_commands(parser.add_subparsers())
+        >>> parser.parse_args(["replay", "m.jsonl"]).file
+        'm.jsonl'
+    """
+    for add in (_add_publish, _add_record, _add_replay, _add_dead_letters):
+        add(subparsers)
+
+
+def _add_publish(subparsers: Any) -> None:
+    p = command_parser(subparsers, "publish", "Publish one message (for local testing).",
+                       "tcpulse publish QueueEvents.taskCompleted --routing-key primary.t1.0.wg.w1.p.wt.s.g1._ "
+                       "--route index.project.a --body '{\"status\": {}}'")
+    p.add_argument("exchange", help="'Service.name' such as QueueEvents.taskCompleted, or a full exchange name")
+    p.add_argument("--routing-key", required=True)
+    p.add_argument("--route", action="append", default=[], help="a CC'd route without 'route.' (repeatable)")
+    body = p.add_mutually_exclusive_group()
+    body.add_argument("--body", default="{}", help="the JSON object to send (default {})")
+    body.add_argument("--body-file", help="read the JSON object from this file")
+    broker_option(p)
+    p.set_defaults(func=guarded(cmd_publish))
+
+
+def _add_record(subparsers: Any) -> None:
+    p = command_parser(subparsers, "record", "Record messages from a broker into a JSON Lines file.",
+                       "tcpulse record QueueEvents.taskCompleted taskGroupId=g --out done.jsonl --count 10")
+    p.add_argument("exchange", nargs="?", help="'Service.name' or a full exchange name (or use --script)")
+    p.add_argument("fields", nargs="*", metavar="field=value")
+    p.add_argument("--script", help="record every binding of this handler script instead")
+    p.add_argument("--out", required=True, help="the .jsonl file to write")
+    p.add_argument("--count", type=int, help="stop after this many messages")
+    p.add_argument("--timeout", type=float, help="stop after this many seconds in all")
+    broker_option(p)
+    p.set_defaults(func=guarded(cmd_record))
+
+
+def _add_replay(subparsers: Any) -> None:
+    p = command_parser(subparsers, "replay", "Publish every message of a JSON Lines recording to a broker "
+                       "(to replay into a listener on the embedded broker, use `listen --replay`).",
+                       "tcpulse replay examples/messages/task-group.jsonl --broker amqp://guest:guest@localhost:5672//")
+    p.add_argument("file")
+    broker_option(p)
+    p.set_defaults(func=guarded(cmd_replay))
+
+
+def _add_dead_letters(subparsers: Any) -> None:
+    p = command_parser(subparsers, "dead-letters", "List (as JSON lines) or requeue the dead letters of "
+                       "listener NAME.", "tcpulse dead-letters task-watcher --requeue")
+    p.add_argument("name", help="the listener's name: its queue is queue/<user>/NAME")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--list", action="store_true", help="print them, leaving them in place (default)")
+    action.add_argument("--requeue", action="store_true", help="send them back to the listener's queue")
+    p.add_argument("--limit", type=int, help="at most this many")
+    broker_option(p)
+    p.set_defaults(func=guarded(cmd_dead_letters))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """`tcpulse publish`: one message, its routes in the CC header.
+
+    Example:
+        >>> cmd_publish(argparse.Namespace(exchange="QueueEvents.taskFailed", routing_key="primary.t",
+        ...                                route=["index.a"], body="{}", body_file=None, broker="memory://"))
+        published 1 message to exchange/taskcluster-queue/v1/task-failed with key primary.t and routes index.a
+        0
+    """
+    from ..exchanges import exchange_name_of
+    from ..recording import Recorded, replay_into
+
+    exchange = exchange_name_of(args.exchange)
+    body = _load_body(args)
+    routes = [r[len("route."):] if r.startswith("route.") else r for r in args.route]
+    message = Recorded(exchange, args.routing_key, tuple(routes), body)
+    conn, address = connect(args.broker)
+    with conn:
+        on_broker(address, lambda: replay_into(conn, [message]))
+    print(f"published 1 message to {exchange} with key {args.routing_key}"
+          + (f" and routes {', '.join(routes)}" if routes else ""))
+    return EXIT_OK
+
+
+def _load_body(args: argparse.Namespace) -> Dict[str, Any]:
+    source, text = "--body", args.body
+    if args.body_file:
+        source, text = f"--body-file {args.body_file}", _read_text(args.body_file)
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise UsageError(f"{source}: the body must be a JSON object (got {type(body).__name__})")
+    return body
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot be read ({exc})") from None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """`tcpulse replay`: every message of a recording, in order (see the module example)."""
+    from ..recording import read, replay_into
+
+    messages = read(args.file)
+    conn, address = connect(args.broker)
+    with conn:
+        on_broker(address, lambda: replay_into(conn, messages, progress=_progress("replayed")))
+    print(f"replayed {len(messages)} messages from {args.file} to {address.redacted}")
+    return EXIT_OK
+
+
+def _progress(verb: str) -> Callable[[int], None]:
+    def report(count: int) -> None:
+        if count % PROGRESS_EVERY == 0:
+            print(f"{verb} {count} messages...", file=sys.stderr, flush=True)
+    return report
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """`tcpulse record`: consume the bindings into a JSON Lines file until --count or --timeout.
+
+    Example:
+        >>> cmd_record(argparse.Namespace(exchange="QueueEvents.taskFailed", fields=[], script=None,
+        ...                               out="/dev/null", count=None, timeout=0.1, broker="memory://"))
+        recorded 0 messages into /dev/null
+        0
+    """
+    import uuid
+
+    from ..recording import record_from
+
+    bindings = _record_bindings(args)
+    conn, address = connect(args.broker)
+    queue = f"queue/{address.user}/tcpulse-record-{uuid.uuid4().hex[:8]}"
+    with conn, _open_out(args.out) as out:
+        def ready() -> None:
+            print(f"recording {len(bindings)} binding(s) from {address.redacted} into {args.out}"
+                  " (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        progress = _Counting(_progress("recorded"))
+        try:
+            on_broker(address, lambda: record_from(conn, queue, bindings, out, count=args.count,
+                                                     timeout=args.timeout, progress=progress, ready=ready))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how an open-ended recording ends
+    print(f"recorded {progress.count} messages into {args.out}")
+    return EXIT_OK
+
+
+class _Counting:
+    """A progress callback that also remembers the last count (for the summary after Ctrl-C)."""
+
+    def __init__(self, report: Callable[[int], None]):
+        self.report, self.count = report, 0
+
+    def __call__(self, count: int) -> None:
+        self.count = count
+        self.report(count)
+
+
+def _open_out(path: str) -> Any:
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot be written ({exc.strerror})") from None
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """`tcpulse dead-letters NAME`: print the dead letters of listener NAME as JSON lines (at most
+    `--limit`, default 100), or requeue them (all, or at most `--limit`) and say how many on
+    stderr (stdout carries only data).
+
+    Example:
+        >>> guarded(cmd_dead_letters)(argparse.Namespace(name="nobody", broker="memory://", requeue=False, limit=None))
+        1
+    """
+    from ..delivery import broker_connection, list_dead_letters, requeue_dead_letters
+    from ..errors import BrokerFailure
+
+    address = broker_address(args.broker)
+    queue = f"queue/{address.user}/{args.name}"
+    try:
+        with broker_connection(address) as connection:
+            if args.requeue:
+                sent = requeue_dead_letters(connection, queue, args.limit)
+                print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=sys.stderr)
+                return EXIT_OK
+            for record in list_dead_letters(connection, queue, 100 if args.limit is None else args.limit):
+                print(json.dumps(record, sort_keys=True))
+    except BrokerFailure as exc:
+        raise RuntimeFailure(str(exc)) from None
+    return EXIT_OK
+
+
+def _record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    from ..exchanges import find_exchange
+
+    if args.script and (args.exchange or args.fields):
+        raise UsageError("give either EXCHANGE [field=value ...] or --script SCRIPT, not both")
+    if args.script:
+        return script_bindings(args.script)
+    if not args.exchange:
+        raise UsageError("give EXCHANGE [field=value ...] (such as QueueEvents.taskCompleted) or --script SCRIPT")
+    if args.exchange.startswith("exchange/") and not args.fields:
+        return [(args.exchange, "#")]
+    binding = find_exchange(args.exchange)(**parse_fields(args.fields))
+    return [(binding.exchange, binding.routing_key_pattern)]

@@ -1,0 +1,239 @@
+"""`tcpulse listen SCRIPT`: run the handlers a script registers, with what the command adds
+around `Listener.run()`: logging setup, `--replay FILE`, `--exit-when-idle`, `--declare-exchanges`,
+and the summary line printed when the run ends.
+
+Owns: the listen options; publishing a recording into the listener's broker once it is
+consuming (on `memory://` that is the same process, so a replay needs nothing else running);
+deciding when the listener is idle (no message for `--idle-seconds` and nothing waiting in its
+queue or its retry holding queues); the summary of the run from the listener's metrics.
+
+Imports kombu only through `base.connect` (the listener loads it when it runs); never imports requests.
+
+Example:
+    >>> from tcpulse.metrics import Metrics
+    >>> m = Metrics(); m.inc("received", 2); m.inc("handled", handler="watch.completed", amount=2)
+    >>> summary(m)
+    'received 2 messages; handled: watch.completed 2; unmatched 0, retried 0, dead-lettered 0'
+"""
+import argparse
+import logging
+import sys
+import threading
+import time
+from typing import Any, List, Optional
+
+from ..errors import BrokerFailure
+from .base import EXIT_OK, RuntimeFailure, UsageError, broker_errors, broker_option, connect, guarded
+
+log = logging.getLogger(__name__)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+POLL = 0.05  # seconds between idle checks on the embedded broker
+REMOTE_POLL = 0.2  # ... and on a real one, where each check costs a round trip per queue
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add `listen` to `subparsers` (from `add_subparsers`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="tcpulse")
+        >>> add_commands(parser.add_subparsers())
+        >>> parser.parse_args(["listen", "h.py", "--exit-when-idle"]).idle_seconds
+        1.0
+    """
+    p = subparsers.add_parser(
+        "listen", help="Run the handlers SCRIPT registers until SIGTERM/SIGINT.",
+        description="Run the handlers SCRIPT registers (with @tcpulse.on, or on the Listener it "
+                    "defines) until SIGTERM/SIGINT; the first signal finishes running handlers, "
+                    "the second exits at once.",
+        epilog="example:\n  tcpulse listen examples/task_group_watcher.py --queue watcher --concurrency 8\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("script", help="a Python file that registers handlers")
+    broker_option(p)
+    p.add_argument("--queue", metavar="NAME", help="the listener's name: the queue is queue/<user>/NAME")
+    p.add_argument("--concurrency", type=_positive_int, help="handler threads (default 1: in order)")
+    p.add_argument("--prefetch", type=_positive_int, help="unacked messages the broker may send ahead")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    p.add_argument("--health-port", type=_port, metavar="P",
+                   help="serve /live, /ready and /metrics (Prometheus) on 127.0.0.1:P")
+    p.add_argument("--replay", metavar="FILE",
+                        help="publish this JSON Lines recording once the listener consumes "
+                             "(with --broker memory:// nothing else needs to run)")
+    p.add_argument("--exit-when-idle", action="store_true",
+                        help="stop once no message arrived for --idle-seconds and none waits in the "
+                             "listener's queue or its retry holding queues")
+    p.add_argument("--idle-seconds", type=float, default=1.0, metavar="S",
+                        help="how long without a message counts as idle (default 1.0)")
+    p.add_argument("--declare-exchanges", action="store_true",
+                        help="create the exchanges the handlers bind to, for a local RabbitMQ without "
+                             "Taskcluster's services (on Pulse they exist, and users may not create them)")
+    p.set_defaults(func=guarded(cmd_listen))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number from 1 to 65535 (got {text!r})")
+    return int(text)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from ..scripts import ScriptError, load_listener
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_json:
+        from ..health import JsonFormatter
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
+    try:
+        listener = load_listener(args.script)
+        listener.configure(name=args.queue, broker=args.broker, concurrency=args.concurrency,
+                           prefetch=args.prefetch, health_port=args.health_port)
+    except (ScriptError, ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        run_listen(listener, args)
+    except (BrokerFailure, OSError) as exc:  # OSError: e.g. the health port is taken
+        raise RuntimeFailure(str(exc)) from None
+    return EXIT_OK
+
+
+def run_listen(listener: Any, args: argparse.Namespace) -> None:
+    """Run `listener` with the replay and idle options of `args`, then print the summary.
+
+    Example:
+        >>> import tcpulse
+        >>> app = tcpulse.Listener(broker="memory://")
+        >>> app.on(tcpulse.QueueEvents.taskFailed)(print) and None
+        >>> run_listen(app, argparse.Namespace(replay=None, exit_when_idle=True, idle_seconds=0.1))
+        received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0
+    """
+    from ..recording import read
+
+    messages = read(args.replay) if getattr(args, "replay", None) else None
+    if getattr(args, "declare_exchanges", False):
+        listener.configure(declare_exchanges=True)
+    errors: List[BaseException] = []
+    finished = threading.Event()
+    if messages is not None or getattr(args, "exit_when_idle", False):
+        helper = threading.Thread(target=_assist, args=(listener, args, messages, errors, finished),
+                                  name="tcpulse-listen-assist", daemon=True)
+        helper.start()
+    try:
+        listener.run()
+    finally:
+        finished.set()
+    print(summary(listener.metrics), flush=True)
+    if errors:
+        raise errors[0]
+
+
+def _assist(listener: Any, args: argparse.Namespace, messages: Optional[list],
+            errors: List[BaseException], finished: threading.Event) -> None:
+    try:
+        if not _wait_ready(listener, finished):
+            return
+        if messages is not None:
+            _replay(listener, messages)
+        if args.exit_when_idle:
+            _stop_when_idle(listener, args.idle_seconds)
+    except Exception as exc:  # reported by run_listen after the listener stopped
+        errors.append(exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(f"replay failed: {exc}"))
+        listener.stop()
+
+
+def _wait_ready(listener: Any, finished: threading.Event) -> bool:
+    while not listener.is_ready():
+        if finished.wait(POLL):
+            return False
+    return True
+
+
+def _replay(listener: Any, messages: list) -> None:
+    from ..recording import replay_into
+
+    conn, address = connect(listener.broker)
+    with conn:
+        try:
+            replay_into(conn, messages)
+        except broker_errors() as exc:
+            raise RuntimeFailure(f"replaying into {address.redacted} failed: {exc}") from None
+    print(f"replayed {len(messages)} messages into {address.redacted}", file=sys.stderr, flush=True)
+
+
+def _stop_when_idle(listener: Any, idle_seconds: float) -> None:
+    waiting = _Waiting(listener)
+    last, quiet_since = None, time.monotonic()
+    try:
+        while listener.is_ready():
+            seen = (listener.metrics.snapshot(), waiting.count())
+            if seen != last or seen[1]:
+                last, quiet_since = seen, time.monotonic()
+            elif time.monotonic() - quiet_since >= idle_seconds:
+                listener.stop()
+                return
+            time.sleep(waiting.poll)
+    finally:
+        waiting.close()
+
+
+class _Waiting:
+    """Counts the messages waiting for the listener in its queue and its retry holding queues:
+    in-process on the embedded broker, by passive declares on a real one. A real broker will not
+    show an anonymous listener's exclusive queues to another connection: then only the quiet
+    time counts."""
+
+    def __init__(self, listener: Any):
+        from ..connection import resolve_broker
+
+        self.queues = [listener.queue, *listener.retry_queues()]
+        self.address = resolve_broker(listener.broker)
+        self.poll = POLL if self.address.is_memory else REMOTE_POLL
+        self.conn = None
+        if not self.address.is_memory:
+            self.queues = self.queues if listener.name else []
+            self.conn = connect(listener.broker)[0]
+
+    def count(self) -> int:
+        if self.conn is None:
+            from ..embedded import broker_for
+
+            depths = broker_for(self.address.vhost).depths()
+            return sum(depths.get(name, 0) for name in self.queues)
+        try:
+            channel = self.conn.default_channel
+            return sum(channel.queue_declare(queue=name, passive=True).message_count for name in self.queues)
+        except broker_errors() as exc:
+            log.warning("cannot count the messages waiting in %s (%s); --exit-when-idle now goes by "
+                        "quiet time alone", ", ".join(self.queues), exc)
+            self.queues = []
+            return 0
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.release()
+
+
+def summary(metrics: Any) -> str:
+    """One line saying what the run did, from the listener's counters.
+
+    Example:
+        >>> from tcpulse.metrics import Metrics
+        >>> summary(Metrics())
+        'received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0'
+    """
+    handled = sorted((name, int(value)) for name, value in metrics.by_label("handled", "handler").items())
+    per_handler = ", ".join(f"{name} {count}" for name, count in handled) or "none"
+    return (f"received {int(metrics.get('received'))} messages; handled: {per_handler}; "
+            f"unmatched {int(metrics.get('unmatched'))}, retried {int(metrics.get('retried'))}, "
+            f"dead-lettered {int(metrics.get('dead_lettered'))}")
