@@ -15,7 +15,6 @@ Example:
     'primary.*.*.*.*.*.*.*.g.#'
 """
 import dataclasses
-import difflib
 import functools
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -33,6 +32,8 @@ CLIENT_OPTIONS = ("exchangePrefix", "rootUrl", "credentials", "authorizedScopes"
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
     """The " Did you mean ...?" hint naming the closest of `choices`, or "" when none is close."""
+    import difflib  # only on an error: keeps `import tcpulse` from loading it
+
     close = difflib.get_close_matches(word, choices, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
