@@ -10,10 +10,9 @@ that one. The ledger works as in tests/test_faults.py: ids confirmed by the brok
 import os
 import re
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterable
 
 import pytest
 
@@ -48,7 +47,7 @@ def cluster_user(rabbit_cluster):
     return add_pulse_user(rabbit_cluster.nodes, "cluster")
 
 
-class FailoverPublisher:
+class FailoverPublisher(faultkit.BurstPublisher):
     """Publishes `{"id": n}` (as a Taskcluster service would) one at a time with publisher confirms, through the nodes of a
     ';'-separated URL in turn: a publish that fails (its node went away) is sent again to the
     next node. An id counts as published once a node confirmed it."""
@@ -56,18 +55,15 @@ class FailoverPublisher:
     def __init__(self, url: str, ledger: Ledger, pause: float = 0.0) -> None:
         from tcpulse.connection import resolve_broker
 
+        super().__init__(url, ledger, pause=pause)
         self.nodes = resolve_broker(url, environ={}).nodes
-        self.ledger = ledger
-        self.pause = pause
         self.failovers = 0
-        self.error: Optional[BaseException] = None
-        self._thread: Optional[threading.Thread] = None
 
-    def publish(self, ids: List[int]) -> None:
+    def publish(self, ids: Iterable[int], max_faults: int = 100) -> None:
         import kombu
 
         node, conn, producer = 0, None, None
-        position = 0
+        ids, position = list(ids), 0
         while position < len(ids):
             mid = ids[position]
             try:
@@ -81,7 +77,7 @@ class FailoverPublisher:
                                  content_type="application/json", delivery_mode=2)
             except (OSError, *_broker_errors()):
                 self.failovers += 1
-                if self.failovers > 100:
+                if self.failovers > max_faults:
                     raise
                 faultkit._close_quietly(conn)
                 node, conn, producer = (node + 1) % len(self.nodes), None, None
@@ -92,23 +88,6 @@ class FailoverPublisher:
             if self.pause:
                 time.sleep(self.pause)
         faultkit._close_quietly(conn)
-
-    def start(self, ids: List[int]) -> "FailoverPublisher":
-        def run() -> None:
-            try:
-                self.publish(ids)
-            except BaseException as exc:  # noqa: BLE001 - reported by join()
-                self.error = exc
-        self._thread = threading.Thread(target=run, name="failover-publisher", daemon=True)
-        self._thread.start()
-        return self
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the publisher did not finish in time"
-        if self.error is not None:
-            raise self.error
-
 
 def _broker_errors():
     """What a node going away raises (not a refusal, which would be refused again elsewhere),
