@@ -42,7 +42,7 @@ if os.environ.get("DEBUG_TASKCLUSTER_CLIENT"):
         log.addHandler(logging.StreamHandler())
 
 
-def _new_session(base_url: str) -> requests.Session:
+def new_session(base_url: str) -> requests.Session:
     session = requests.Session()
     # Read proxy and CA-bundle settings once: requests would rescan os.environ on every call
     # (a sixth of a call's CPU time), and every call of a client goes to the same host.
@@ -93,7 +93,7 @@ class BaseClient:
         self._base_url = service_url(self.options, self.serviceName, self.apiVersion)
         timeout = self.options["timeout"]
         self._timeout = tuple(timeout) if isinstance(timeout, list) else timeout
-        self.session = session or _new_session(self._base_url or "")
+        self.session = session or new_session(self._base_url or "")
 
     def __repr__(self) -> str:
         client_id = self._credentials.clientId if self._credentials else None
