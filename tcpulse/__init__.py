@@ -2,7 +2,9 @@
 client beside the listener.
 
 `import tcpulse` is cheap: it loads neither kombu nor requests, and the classes generated from
-the references (`QueueEvents`, `Queue`, ...) are built on first use.
+the references (`QueueEvents`, `Queue`, ...) are built on first use, each from its own service's
+reference only. The references are today's Taskcluster unless another set is selected
+(`TCPULSE_REFERENCES`, or `use_references` before the first class is used).
 
 Example:
     >>> import tcpulse
@@ -18,6 +20,7 @@ from .errors import (
     InvalidReference,
     ObjectHashVerificationError,
     PermanentFailure,
+    ReferenceSetError,
     TaskclusterArtifactError,
     TaskclusterAuthFailure,
     TaskclusterConnectionError,
@@ -29,6 +32,7 @@ from .errors import (
 # submodule when `exchanges` below rebinds the name to the function: a later
 # `import tcpulse.exchanges` then leaves `tcpulse.exchanges()` callable.
 from .exchanges import Binding, Exchange, exchanges
+from .references import use_references
 
 __version__ = "0.1.0"
 
@@ -47,9 +51,10 @@ _LAZY = {
 
 __all__ = [
     "BrokerFailure", "ClientUsageError", "InvalidReference", "ObjectHashVerificationError", "PermanentFailure",
-    "TaskclusterArtifactError", "TaskclusterAuthFailure", "TaskclusterConnectionError", "TaskclusterFailure",
+    "ReferenceSetError", "TaskclusterArtifactError", "TaskclusterAuthFailure", "TaskclusterConnectionError",
+    "TaskclusterFailure",
     "TaskclusterRestFailure", "TaskclusterTopicExchangeFailure",
-    "Binding", "Exchange", "exchanges", *_LAZY,
+    "Binding", "Exchange", "exchanges", "use_references", *_LAZY,
 ]
 
 
@@ -63,11 +68,16 @@ def __getattr__(name: str) -> Any:
 
 
 def _generated_class(name: str) -> Any:
-    from .references import load_all
+    from .references import active_set, why_missing
 
-    reference = load_all().get(name)
+    missing = f"module 'tcpulse' has no attribute {name!r}"
+    # Class names only: lookups such as '__wrapped__' by inspect or pytest must not fix the set.
+    if not name[:1].isupper():
+        raise AttributeError(missing)
+    reference = active_set().get(name)
     if reference is None:
-        raise AttributeError(f"module 'tcpulse' has no attribute {name!r}")
+        why = why_missing(name)
+        raise AttributeError(f"{missing}: {why}" if why else missing)
     if reference.kind == "exchanges":
         from .exchanges import events_class
         return events_class(reference)
@@ -76,6 +86,6 @@ def _generated_class(name: str) -> Any:
 
 
 def __dir__() -> List[str]:
-    from .references import load_all
+    from .references import active_set
 
-    return sorted(set(globals()) | set(__all__) | set(load_all()))
+    return sorted(set(globals()) | set(__all__) | set(active_set().names()))

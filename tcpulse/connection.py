@@ -2,12 +2,13 @@
 
 Owns: resolving the broker per the contract (an explicit URL, else PULSE_URL, else
 PULSE_USERNAME/PULSE_PASSWORD with PULSE_HOST over amqps on 5671, else the local guest broker),
-the Pulse user name that prefixes queue names, a redacted form of the URL for logs and reprs,
-and building the kombu Connection (heartbeats on). `memory://` selects the embedded broker
+the Pulse user name that prefixes queue names, a redacted form of the URL for logs and reprs
+(`redact_url`, which also serves the error messages about URLs too malformed to parse), and building the kombu Connection (heartbeats on). `memory://` selects the embedded broker
 (`tcpulse.broker:Transport`).
 
 Passwords may hold '/', '@' and '%': in a URL they may be percent-encoded, or given raw
-(the user part then ends at the last '@'). The password never appears in a repr or a log line.
+(the user part then ends at the last '@'). The password never appears in a repr, a log line or
+an error message, however malformed the URL: errors quote `redact_url(url)`, never the URL.
 
 Imports kombu only inside `BrokerAddress.connection()`; never imports requests or the listener.
 
@@ -18,7 +19,7 @@ Example:
 """
 import os
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 from urllib.parse import unquote
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
@@ -26,17 +27,23 @@ PULSE_HOST = "pulse.mozilla.org"
 MEMORY_TRANSPORT = "tcpulse.broker:Transport"
 HEARTBEAT = 30  # seconds we ask for; the broker may negotiate lower
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
-_URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$", re.IGNORECASE)
+_URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+# A scheme and the slashes after it, however many a typo left ('amqp:/', 'amqp:///').
+_SCHEME_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]*:/+", re.IGNORECASE)
+_PORT_AND_PATH = re.compile(r"\d*(/.*)?", re.DOTALL)
 
 
 class BrokerAddress:
-    """Where and as whom to connect; `str()` and `repr()` hide the password.
+    """Where and as whom to connect; `str()` and `repr()` hide the password, and there is no
+    `vars()` (slots) for a generic dump to find it in.
 
     Example:
         >>> BrokerAddress("amqps", "pulse.mozilla.org", 5671, "/", "bob", "pw")
         BrokerAddress('amqps://bob:***@pulse.mozilla.org:5671//')
     """
+
+    __slots__ = ("scheme", "host", "port", "vhost", "user", "password")
 
     def __init__(self, scheme: str, host: str, port: Optional[int], vhost: str,
                  user: str, password: str) -> None:
@@ -83,15 +90,18 @@ class BrokerAddress:
                                 heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
 
 
-def resolve_broker(broker: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> BrokerAddress:
-    """The broker to use: `broker`, else PULSE_URL, else PULSE_USERNAME/PULSE_PASSWORD
-    (+ PULSE_HOST) over amqps, else the local guest broker.
+def resolve_broker(broker: Union[str, BrokerAddress, None] = None,
+                   environ: Optional[Mapping[str, str]] = None) -> BrokerAddress:
+    """The broker to use: `broker` (a URL, or an address resolved already), else PULSE_URL,
+    else PULSE_USERNAME/PULSE_PASSWORD (+ PULSE_HOST) over amqps, else the local guest broker.
 
     Example:
         >>> resolve_broker(environ={"PULSE_USERNAME": "u", "PULSE_PASSWORD": "p"}).redacted
         'amqps://u:***@pulse.mozilla.org:5671//'
     """
     env = os.environ if environ is None else environ
+    if isinstance(broker, BrokerAddress):
+        return broker
     if broker:
         return parse_url(broker)
     if env.get("PULSE_URL"):
@@ -116,11 +126,15 @@ def parse_url(url: str) -> BrokerAddress:
     Example:
         >>> parse_url("amqp://u:p/@%aa@h:1/vh").password
         'p/@%aa'
+        >>> parse_url("amqp//alice:pw@h:5672")
+        Traceback (most recent call last):
+        ...
+        ValueError: broker URL must look like amqp://user:password@host:5672//, amqps://... or memory:// (got 'amqp//alice:***@h:5672')
     """
     found = _URL.match(url.strip())
     if not found or found["scheme"].lower() not in (*DEFAULT_PORTS, "memory"):
-        raise ValueError(f"broker URL must look like amqp://user:password@host:5672// or amqps://... "
-                         f"or memory:// (got {_redact_text(url)!r})")
+        raise ValueError("broker URL must look like amqp://user:password@host:5672//, amqps://... "
+                         f"or memory:// (got {redact_url(url)!r})")
     scheme, rest = found["scheme"].lower(), found["rest"]
     if scheme == "memory":
         return BrokerAddress("memory", "", None, "/", "guest", "")
@@ -129,7 +143,9 @@ def parse_url(url: str) -> BrokerAddress:
     hostport, _, vhost = hostpart.partition("/")
     host, _, port = hostport.partition(":")
     if port and not port.isdigit():
-        raise ValueError(f"broker URL port must be a number (got {port!r} in {_redact_text(url)!r})")
+        # Without '@' the text after the colon may be a password whose host was left out.
+        hint = "" if userinfo else "; a password needs '@host' after it: amqp://user:password@host:5672//"
+        raise ValueError(f"broker URL port must be a number (got {redact_url(url)!r}){hint}")
     return BrokerAddress(scheme, host or "localhost", int(port) if port else DEFAULT_PORTS[scheme],
                          unquote(vhost) or "/", _decode(user) or "guest",
                          _decode(password) if userinfo else "guest")
@@ -142,9 +158,24 @@ def _decode(text: str) -> str:
     return text if raw_marks else unquote(text)
 
 
-def _redact_text(url: str) -> str:
-    head, sep, tail = url.rpartition("@")
-    if not sep:
-        return url
-    scheme, _, userinfo = head.partition("://")
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{tail}"
+def redact_url(text: str) -> str:
+    """`text`, given as a broker URL, with whatever could be a password replaced by `***`;
+    for any text at all, parseable or not (errors about a malformed URL quote this).
+
+    Everything between the first ':' after the scheme and the last '@' may be a password; with
+    no '@', so may whatever follows a colon that is not a port number.
+
+    Example:
+        >>> [redact_url(u) for u in ("amqp://u:pw@h//", "amqp//u:pw@h", "u:pw@h", "amqp://u:pw", "amqp://h:5672//")]
+        ['amqp://u:***@h//', 'amqp//u:***@h', 'u:***@h', 'amqp://u:***', 'amqp://h:5672//']
+    """
+    head, at, tail = text.rpartition("@")
+    scheme = _SCHEME_PREFIX.match(head if at else text)
+    prefix = scheme.group(0) if scheme else ""
+    if at:
+        user, colon, _ = head[len(prefix):].partition(":")
+        return f"{prefix}{user}{':***' if colon else ''}@{tail}"
+    host, colon, after = text[len(prefix):].partition(":")
+    if colon and not _PORT_AND_PATH.fullmatch(after):
+        return f"{prefix}{host}:***"
+    return text

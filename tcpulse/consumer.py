@@ -4,7 +4,8 @@ handler threads, and settle their results, always on this thread.
 Owns: the consume loop (built on kombu's `ConsumerMixin` hooks), reconnecting with backoff and
 jitter, heartbeats while handlers run, feeding the handler pool (`tcpulse.pool`), batched acks,
 and the bounded drain on shutdown. What a message's result means (ack, retry, dead letter) is decided by the
-`settle` callable it is given (`Listener._settle`); what to declare by `declare`.
+`settle` callable it is given (`Listener._settle`); what to declare by `declare`; which pool
+runs messages (threads, or an event loop for async handlers) by `pool`.
 
 Why a pool, a completion queue and our own `consume`: a handler may take minutes, but
 heartbeats and acks must go out on the connection's own thread (kombu channels are not
@@ -20,7 +21,7 @@ the next one (delivery tags belong to a channel); the broker redelivers them.
 Imports kombu; never imports requests or the listener.
 
 Example (needs a broker):
-    >>> Consumer(address, declare, work, settle, concurrency=1, prefetch=10, grace=25,
+    >>> Consumer(address, declare, lambda notify: WorkerPool(1, work, notify), settle, prefetch=10, grace=25,
     ...          metrics=Metrics(), stop=threading.Event()).run()   # doctest: +SKIP
 """
 import logging
@@ -38,7 +39,6 @@ from .acks import AckWindow
 from .connection import BrokerAddress
 from .errors import BrokerFailure
 from .metrics import Metrics
-from .pool import Work, WorkerPool
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -49,17 +49,21 @@ FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration e
 BACKOFF_CAP = 30.0
 
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
+# notify -> the pool that runs messages (`tcpulse.pool.WorkerPool` or `tcpulse.looppool.LoopPool`);
+# the pool calls notify when a result is ready to settle.
+PoolFactory = Callable[[Callable[[], None]], Any]
 
 
 class Consumer(ConsumerMixin):
     """Consumes one queue for a listener until `stop` is set.
 
-    `declare(channel) -> queue name` (re)declares the topology on every connect; `work` runs on
-    the pool; `settle(message, event, failures)` runs on this thread and calls `ack`.
+    `declare(channel) -> queue name` (re)declares the topology on every connect; `pool(notify)`
+    makes the pool that runs messages; `settle(message, event, failures)` runs on this thread
+    and calls `ack`.
     """
 
-    def __init__(self, address: BrokerAddress, declare: Callable[[Any], str], work: Work,
-                 settle: Settle, *, concurrency: int, prefetch: int, grace: float,
+    def __init__(self, address: BrokerAddress, declare: Callable[[Any], str], pool: PoolFactory,
+                 settle: Settle, *, prefetch: int, grace: float,
                  metrics: Metrics, stop: threading.Event) -> None:
         self.address = address
         self.connection = address.connection()
@@ -74,7 +78,7 @@ class Consumer(ConsumerMixin):
         self._wake_w.setblocking(False)
         self._sleeping = False
         self._sock: Any = None
-        self.pool = WorkerPool(concurrency, work, notify=self._notify)
+        self.pool = pool(self._notify)
         self.ready = False
         self._epoch = 0
         self._ever_connected = False
@@ -88,7 +92,6 @@ class Consumer(ConsumerMixin):
         self._acks = AckWindow(lambda tag, multiple: self._channel.basic_ack(tag, multiple=multiple))
         self._last_heartbeat = 0.0
         self._inbox: List[Any] = []  # delivered, not yet handed to the pool
-        self._one_thread = concurrency == 1
         self.backlog: Any = None  # a tcpulse.backlog.BacklogWatch, polled from this thread
 
     @property
@@ -285,11 +288,7 @@ class Consumer(ConsumerMixin):
     def _hand_over(self) -> None:
         inbox, self._inbox = self._inbox, []
         self.metrics.inc("received", len(inbox))
-        if self._one_thread:  # one thread runs them in order anyway
-            self.pool.submit(self._epoch, inbox)
-            return
-        for message in inbox:  # any free thread may take each one
-            self.pool.submit(self._epoch, [message])
+        self.pool.submit(self._epoch, inbox)
 
     def _settle_done(self) -> None:
         done = self.pool.done

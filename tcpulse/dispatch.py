@@ -151,19 +151,23 @@ class _Trie:
 
 
 class Handler:
-    """A registered handler: the plain function, its stable name and its bindings.
+    """A registered handler: the plain function, its stable name and its bindings;
+    `is_async` when it is an `async def` function (or an object with an `async def __call__`),
+    which the listener awaits on its event loop instead of calling on a thread.
 
     Example:
         >>> Handler(print, "builtins.print", ()).name
         'builtins.print'
     """
 
-    __slots__ = ("func", "name", "bindings")
+    __slots__ = ("func", "name", "bindings", "is_async")
 
     def __init__(self, func: Callable[[Event], Any], name: str, bindings: Tuple[Binding, ...]):
         self.func = func
         self.name = name
         self.bindings = bindings
+        self.is_async = inspect.iscoroutinefunction(func) or (
+            not inspect.isroutine(func) and inspect.iscoroutinefunction(getattr(func, "__call__", None)))
 
     def __repr__(self) -> str:
         return f"<Handler {self.name} ({len(self.bindings)} bindings)>"

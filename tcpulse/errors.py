@@ -10,6 +10,7 @@ Pure module: imports nothing outside the standard library.
     ├── ObjectHashVerificationError         downloaded bytes do not match the object's hashes
     ├── TaskclusterTopicExchangeFailure     bad routing-key input (also a ValueError)
     ├── InvalidReference                    a reference file that does not describe a service
+    ├── ReferenceSetError                   a reference set that cannot be selected (unknown, too late)
     ├── BrokerFailure                       the AMQP broker refused or could not be reached
     └── ClientUsageError                    a REST method called with bad arguments (also a TypeError)
 
@@ -87,6 +88,10 @@ class TaskclusterTopicExchangeFailure(TaskclusterFailure, ValueError):
 
 class InvalidReference(TaskclusterFailure):
     """A reference file is not a valid API or exchange reference; the message lists every problem."""
+
+
+class ReferenceSetError(TaskclusterFailure, ValueError):
+    """The reference set asked for does not exist, or is asked for after classes were built from another."""
 
 
 class BrokerFailure(TaskclusterFailure):

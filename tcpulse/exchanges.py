@@ -3,7 +3,8 @@
 Owns: turning each exchange reference (`tcpulse.references.Reference` with kind 'exchanges')
 into a generated class such as `QueueEvents` whose attributes are `Exchange` objects; building
 binding patterns (the official client's four call forms), concrete routing keys for publishing,
-and parsing a routing key back into its fields; the registry of every shipped exchange.
+and parsing a routing key back into its fields; the registry of every exchange of a reference
+set (the active one unless told).
 
 Pure module: imports only the standard library, `tcpulse.references` and `tcpulse.errors`
 (never kombu or requests), so routing keys cost nothing but `import tcpulse`.
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidReference, TaskclusterTopicExchangeFailure
-from .references import Reference, RoutingKeyField, load_all
+from .references import Reference, ReferenceSet, RoutingKeyField, active_set
 
 # The word a publisher puts in place of an optional field it has no value for.
 ABSENT = "_"
@@ -146,8 +147,8 @@ class Exchange:
         an optional field not given becomes '_'.
 
         Example:
-            >>> find_exchange("PurgeCacheEvents.purgeCache").routing_key(provisionerId="p", workerType=3)
-            'primary.p.3'
+            >>> find_exchange("GithubEvents.push").routing_key(organization="mozilla", repository=3)
+            'primary.mozilla.3'
         """
         given = self._given(fields)
         missing = [f.name for f in self.fields if f.required and f.constant is None and f.name not in given]
@@ -161,8 +162,8 @@ class Exchange:
         '_' in an optional field reads as None; the multi-word field takes the words left over.
 
         Example:
-            >>> find_exchange("AwsProvisionerEvents.workerTypeCreated").parse("primary.wt.a.b")
-            {'routingKeyKind': 'primary', 'workerType': 'wt', 'reserved': 'a.b'}
+            >>> find_exchange("HooksEvents.hookCreated").parse("a.b")
+            {'reserved': 'a.b'}
         """
         if not isinstance(routing_key, str):
             raise self._failure(f"can only parse a string routing key (got {type(routing_key).__name__})")
@@ -295,8 +296,8 @@ def events_class(reference: Reference) -> type:
     """The generated class for one exchange reference, with one `Exchange` attribute per entry.
 
     Example:
-        >>> from tcpulse.references import load_all
-        >>> events_class(load_all()["GithubEvents"]).push.exchange
+        >>> from tcpulse.references import open_set
+        >>> events_class(open_set("bundled").get("GithubEvents")).push.exchange
         'exchange/taskcluster-github/v1/push'
     """
     if reference.kind != "exchanges":
@@ -330,52 +331,53 @@ def class_exchanges(cls: type) -> List[Exchange]:
     """The exchanges of a generated class, in reference order.
 
     Example:
-        >>> from tcpulse import TreeherderEvents
-        >>> [ex.name for ex in class_exchanges(TreeherderEvents)]
-        ['jobs']
+        >>> from tcpulse import HooksEvents
+        >>> [ex.name for ex in class_exchanges(HooksEvents)]
+        ['hookCreated', 'hookUpdated', 'hookDeleted']
     """
     return [getattr(cls, entry.name) for entry in cls.reference.entries]
 
 
-def exchanges() -> List[Exchange]:
-    """Every exchange of every shipped reference, in file and entry order.
+def exchanges(refset: Optional[ReferenceSet] = None) -> List[Exchange]:
+    """Every exchange of every exchanges reference of a set (default: the active one), in
+    manifest and entry order.
 
     Example:
         >>> any(ex.name == "taskCompleted" for ex in exchanges())
         True
     """
-    return list(_registry()[0].values())
+    return list(_registry(refset or active_set())[0].values())
 
 
 @functools.lru_cache(maxsize=None)
-def _registry() -> Tuple[Dict[str, Exchange], Dict[str, Exchange]]:
+def _registry(refset: ReferenceSet) -> Tuple[Dict[str, Exchange], Dict[str, Exchange]]:
     by_dotted: Dict[str, Exchange] = {}
-    for reference in load_all().values():
-        if reference.kind == "exchanges":
-            for ex in class_exchanges(events_class(reference)):
-                by_dotted[f"{ex.service}.{ex.name}"] = ex
+    for reference in refset.references("exchanges"):
+        for ex in class_exchanges(events_class(reference)):
+            by_dotted[f"{ex.service}.{ex.name}"] = ex
     return by_dotted, {ex.exchange: ex for ex in by_dotted.values()}
 
 
-def exchange_named(full_name: str) -> Optional[Exchange]:
-    """The shipped exchange with this full exchange name, or None.
+def exchange_named(full_name: str, refset: Optional[ReferenceSet] = None) -> Optional[Exchange]:
+    """The exchange of a set (default: the active one) with this full exchange name, or None.
 
     Example:
         >>> exchange_named("exchange/taskcluster-queue/v1/task-completed").name
         'taskCompleted'
     """
-    return _registry()[1].get(full_name)
+    return _registry(refset or active_set())[1].get(full_name)
 
 
-def find_exchange(text: str) -> Exchange:
-    """A shipped exchange by 'Service.name' (e.g. 'QueueEvents.taskCompleted') or by full
-    exchange name; anything else is an error with the closest match.
+def find_exchange(text: str, refset: Optional[ReferenceSet] = None) -> Exchange:
+    """An exchange of a set (default: the active one) by 'Service.name' (e.g.
+    'QueueEvents.taskCompleted') or by full exchange name; anything else is an error with the
+    closest match.
 
     Example:
         >>> find_exchange("exchange/taskcluster-github/v1/push").service
         'GithubEvents'
     """
-    by_dotted, by_full = _registry()
+    by_dotted, by_full = _registry(refset or active_set())
     found = by_dotted.get(text) or by_full.get(text)
     if found is not None:
         return found
@@ -388,7 +390,7 @@ def find_exchange(text: str) -> Exchange:
 
 def exchange_name_of(text: str) -> str:
     """The full exchange name of 'Service.name'; a full name ('exchange/...') passes through
-    even when no shipped reference has it, such as a user's own exchange.
+    even when no reference of the active set has it, such as a user's own exchange.
 
     Example:
         >>> exchange_name_of("QueueEvents.taskFailed"), exchange_name_of("exchange/mine/v1/done")

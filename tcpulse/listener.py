@@ -29,17 +29,19 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 from .backlog import DEFAULT_THRESHOLD, BacklogWatch
-from .connection import resolve_broker
+from .connection import BrokerAddress, resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
 from .metrics import Metrics
+from .running import HandlerRuns, Watchdog
 from .topology import ListenerNames, check_queue_type, declare_listener_queue
 
 log = logging.getLogger("tcpulse.listener")
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SIGKILL
+DEFAULT_SLOW_HANDLER = 60.0  # seconds; a Taskcluster REST call retried to the end takes about 40
 UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
 
@@ -51,8 +53,10 @@ class Listener:
       queue that disappears with the connection (messages published while disconnected are lost).
     - `broker`: a URL (amqp://, amqps://, memory://); default PULSE_URL, then
       PULSE_USERNAME/PULSE_PASSWORD (+ PULSE_HOST) over amqps, then the local guest broker.
-    - `concurrency`: handler threads (default 1 keeps order); `prefetch`: unacked messages the
-      broker may send ahead (default max(10, 4 x concurrency)).
+    - `concurrency`: messages handled at once (default 1 keeps order): handler threads, or, when
+      any handler is `async def`, coroutines in flight on the listener's event loop (its sync
+      handlers then run on up to that many threads); `prefetch`: unacked messages the broker
+      may send ahead (default max(10, 4 x concurrency)).
     - `declare_exchanges`: create the exchanges bound to (local development); by default they
       are only checked, as a Pulse user may not create them (memory:// creates them).
     - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse.delivery`).
@@ -61,6 +65,8 @@ class Listener:
       times without an ack (its process died on it each time) goes to the dead-letter queue.
     - `health_port`: serve /live, /ready and /metrics on 127.0.0.1.
     - `shutdown_grace`: seconds running handlers get to finish after SIGTERM/SIGINT.
+    - `slow_handler_warning`: seconds after which a handler still running on a message is
+      warned about, once per handler and message (None: never).
 
     Example:
         >>> app = Listener(broker="memory://", concurrency=4)
@@ -73,8 +79,10 @@ class Listener:
                  declare_exchanges: Optional[bool] = None, max_attempts: int = 5,
                  retry_delays: Sequence[float] = (5, 30, 120, 600), max_length: Optional[int] = None,
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
-                 queue_type: str = "classic", delivery_limit: Optional[int] = None) -> None:
+                 queue_type: str = "classic", delivery_limit: Optional[int] = None,
+                 slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER) -> None:
         self.metrics = Metrics()
+        self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
         self._unmatched_lock = threading.Lock()
@@ -83,7 +91,7 @@ class Listener:
         self._consumer: Any = None
         self._anonymous = "anonymous-" + uuid.uuid4().hex[:12]
         self.name: Optional[str] = None
-        self.broker: Optional[str] = None
+        self._given_broker: Optional[BrokerAddress] = None
         self.concurrency = 1
         self.prefetch = 1
         self._explicit_prefetch: Optional[int] = None
@@ -115,13 +123,16 @@ class Listener:
                                   "health_port", "shutdown_grace", "queue_type", "delivery_limit"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
-        for key in ("name", "broker", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
+        for key in ("name", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
                     "delivery_limit"):
             if options.get(key) is not None:
                 setattr(self, key, options[key])
         _check_name(self.name)
         check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None)
-        self._address = resolve_broker(self.broker)
+        if options.get("broker") is not None:
+            # Parsed at once and kept only parsed: the raw URL holds the password in plain text.
+            self._given_broker = resolve_broker(options["broker"])
+        self._address = resolve_broker(self._given_broker)
         ListenerNames(self.queue).check_lengths(self.retry_delays)
         if options.get("concurrency") is not None:
             self.concurrency = _positive("concurrency", options["concurrency"])
@@ -202,6 +213,16 @@ class Listener:
         return self._registry.bindings()
 
     @property
+    def broker(self) -> BrokerAddress:
+        """Where the listener connects (its `str()` and `repr()` hide the password).
+
+        Example:
+            >>> str(Listener("w", broker="amqp://alice:secret@h:5672//").broker)
+            'amqp://alice:***@h:5672//'
+        """
+        return self._address
+
+    @property
     def queue(self) -> str:
         return f"queue/{self._address.user}/{self.name or self._anonymous}"
 
@@ -226,15 +247,17 @@ class Listener:
         self._check_not_running("run again")
         self._running = True
         self._delivery = self._new_delivery()
-        self._consumer = Consumer(self._address, self._declare, self._process, self._settle,
-                                  concurrency=self.concurrency, prefetch=self.prefetch,
-                                  grace=self.shutdown_grace, metrics=self.metrics, stop=self._stop)
+        self._consumer = Consumer(self._address, self._declare, self._new_pool, self._settle,
+                                  prefetch=self.prefetch, grace=self.shutdown_grace,
+                                  metrics=self.metrics, stop=self._stop)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
         health = self._start_health()
         restore = self._install_signals()
+        watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:
             self._consumer.run()
         finally:
+            watchdog.stop()
             restore()
             if health is not None:
                 health.stop()
@@ -324,9 +347,32 @@ class Listener:
         return self.queue
 
     # -- messages -------------------------------------------------------------------------
+    def _new_pool(self, notify: Callable[[], None]) -> Any:
+        """Threads for a listener of sync handlers; an event loop once any handler is async."""
+        if any(handler.is_async for handler in self._registry.handlers):
+            from .looppool import LoopPool
+            return LoopPool(self.concurrency, self._process_async, notify)
+        from .pool import WorkerPool
+        return WorkerPool(self.concurrency, self._process, notify)
+
     def _process(self, message: Any) -> tuple:
         """Run on a handler thread: the message's Event and {handler name: exception} for
         every matching handler that raised ({} when all succeeded or none matched)."""
+        event, handlers = self._prepare(message)
+        if event is None:
+            return None, handlers
+        return event, self._runs.run_sync(handlers, event)
+
+    async def _process_async(self, message: Any) -> tuple:
+        """`_process` on the listener's event loop (`tcpulse.looppool`)."""
+        event, handlers = self._prepare(message)
+        if event is None:
+            return None, handlers
+        pool = self._consumer.pool
+        return event, await self._runs.run_async(handlers, event, pool.offload, lambda: pool.closing)
+
+    def _prepare(self, message: Any) -> tuple:
+        """(Event, the handlers it goes to), or (None, failures) for an unreadable message."""
         try:
             origin = _origin(message)
             event = self._event_for(message, origin)
@@ -335,17 +381,7 @@ class Listener:
         handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
         if not handlers:
             self._unmatched(event)
-        failures: Dict[str, BaseException] = {}
-        for handler in handlers:
-            try:
-                handler.func(event)
-            except BaseException as exc:  # even sys.exit() in a handler: its thread must not die
-                failures[handler.name] = exc
-                self.metrics.inc("handler_errors", handler=handler.name)
-                log.exception("handler %s failed on %r", handler.name, event)
-            else:
-                self.metrics.inc("handled", handler=handler.name)
-        return event, failures
+        return event, handlers
 
     def _unmatched(self, event: Event) -> None:
         self.metrics.inc("unmatched")
@@ -412,6 +448,14 @@ def _summary(failures: Dict[str, BaseException]) -> str:
 def _check_name(name: Optional[str]) -> None:
     if name is not None and (not isinstance(name, str) or not name or name.startswith("/")):
         raise ValueError(f"Listener name must be a non-empty string such as 'task-watcher' (got {name!r})")
+
+
+def _seconds_or_none(what: str, value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{what} must be a number of seconds > 0, or None for never (got {value!r})")
+    return float(value)
 
 
 def _positive(what: str, value: Any) -> int:

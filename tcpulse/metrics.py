@@ -1,5 +1,7 @@
 """Counters a listener keeps about its own work, readable as a dict or as Prometheus text.
 
+Also one histogram, `handler_seconds` (how long each handler's runs took, per handler).
+
 Pure module: imports only the standard library. Thread-safe: handler threads and the
 connection thread update the same counters.
 
@@ -10,9 +12,10 @@ Example:
     >>> m.get("received"), m.get("handler_errors", handler="app.completed")
     (1, 1)
 """
+import bisect
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 # name -> help text; the counters every listener exposes, even at zero.
 COUNTERS = {
@@ -24,12 +27,17 @@ COUNTERS = {
     "dead_lettered": "Messages parked in the dead-letter queue.",
     "handler_errors": "Exceptions raised by handlers, by handler.",
     "reconnects": "Connections re-established after the broker went away.",
+    "loop_blocked": "Times an async handler kept the event loop from running for over 0.5 s.",
 }
 
 # name -> help text; gauges appear once first set (e.g. by tcpulse.backlog.BacklogWatch).
 GAUGES = {
     "queue_messages": "Messages waiting in the listener's queue at the last backlog poll.",
 }
+
+# Upper bounds (seconds) of the handler_seconds buckets: from a no-op to a handler that hangs.
+HANDLER_SECONDS_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0)
+HANDLER_SECONDS_HELP = "How long handler runs took, by handler (successes and failures alike)."
 
 _Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
@@ -43,6 +51,8 @@ class Metrics:
         self._values: Dict[_Key, float] = {(name, ()): 0 for name in COUNTERS}
         self.last_message_at: Optional[float] = None
         self._gauges: Dict[str, float] = {}
+        # handler -> [count per bucket (the last one is +Inf), sum of seconds]
+        self._histogram: Dict[str, List[Any]] = {}
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -50,6 +60,30 @@ class Metrics:
             self._values[key] = self._values.get(key, 0) + amount
             if name == "received":
                 self.last_message_at = time.time()
+
+    def handler_ran(self, handler: str, seconds: float, failed: bool) -> None:
+        """Count one run of `handler` (`handled` or `handler_errors`) and observe its duration.
+
+        Example:
+            >>> m = Metrics()
+            >>> m.handler_ran("app.h", 0.2, failed=False)
+            >>> m.get("handled", handler="app.h"), m.handler_seconds("app.h")
+            (1, (1, 0.2))
+        """
+        key = ("handler_errors" if failed else "handled", (("handler", handler),))
+        with self._lock:
+            self._values[key] = self._values.get(key, 0) + 1
+            series = self._histogram.get(handler)
+            if series is None:
+                series = self._histogram[handler] = [[0] * (len(HANDLER_SECONDS_BUCKETS) + 1), 0.0]
+            series[0][bisect.bisect_left(HANDLER_SECONDS_BUCKETS, seconds)] += 1
+            series[1] += seconds
+
+    def handler_seconds(self, handler: str) -> Tuple[int, float]:
+        """(runs observed, total seconds) of `handler`."""
+        with self._lock:
+            counts, total = self._histogram.get(handler, [[0], 0.0])
+            return sum(counts), total
 
     def get(self, name: str, **labels: str) -> float:
         with self._lock:
@@ -110,7 +144,25 @@ class Metrics:
             lines.append(f"# HELP {metric} {GAUGES.get(name, name)}")
             lines.append(f"# TYPE {metric} gauge")
             lines.append(f"{metric} {value:g}")
+        lines.extend(self._render_histogram())
         return "\n".join(lines) + "\n"
+
+    def _render_histogram(self) -> List[str]:
+        metric = f"{self.prefix}_handler_seconds"
+        with self._lock:
+            series = sorted((name, list(counts), total) for name, (counts, total) in self._histogram.items())
+        if not series:
+            return []
+        lines = [f"# HELP {metric} {HANDLER_SECONDS_HELP}", f"# TYPE {metric} histogram"]
+        for name, counts, total in series:
+            label = f'handler="{_escape(name)}"'
+            cumulative = 0
+            for bound, count in zip((*HANDLER_SECONDS_BUCKETS, "+Inf"), counts):
+                cumulative += count
+                lines.append(f'{metric}_bucket{{{label},le="{bound}"}} {cumulative}')
+            lines.append(f"{metric}_sum{{{label}}} {total:.6f}")
+            lines.append(f"{metric}_count{{{label}}} {cumulative}")
+        return lines
 
 
 def _series(name: str, labels: Tuple[Tuple[str, str], ...]) -> str:

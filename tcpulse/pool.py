@@ -25,35 +25,23 @@ log = logging.getLogger("tcpulse.listener")
 Work = Callable[[Any], Tuple[Any, Dict[str, BaseException]]]
 
 
-class WorkerPool:
-    """`size` daemon threads running `work(message)` for each message of a job; results land
-    in `done` as (epoch, message, result). A message whose epoch is no longer current (its
-    connection is gone, or we are stopping) is skipped, never started.
+class PoolState:
+    """What the connection thread reads of a pool, whatever runs its messages: results in
+    `done` as (epoch, message, result), counts of running and pending messages, and the epoch
+    (None: stopping, start nothing new).
 
     Example:
-        >>> WorkerPool(1, lambda m: (m, {})).running
-        0
+        >>> PoolState(lambda: None).busy()
+        False
     """
 
-    def __init__(self, size: int, work: Work, notify: Callable[[], None] = lambda: None) -> None:
-        self._work = work
+    def __init__(self, notify: Callable[[], None]) -> None:
         self._notify = notify
-        self._jobs: "queue.SimpleQueue[Optional[Tuple[int, List[Any]]]]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.done: Deque[Tuple[int, Any, Any]] = collections.deque()
-        self.running = 0  # handlers running now
+        self.running = 0  # messages running now
         self.pending = 0  # messages submitted and neither finished nor skipped
-        self.epoch: Optional[int] = 0  # None: stopping, start nothing new
-        self._threads = [threading.Thread(target=self._loop, name=f"tcpulse-handler-{i}", daemon=True)
-                         for i in range(size)]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, epoch: int, messages: List[Any]) -> None:
-        """Queue `messages` as one job: one thread runs them in order."""
-        with self._lock:
-            self.pending += len(messages)
-        self._jobs.put((epoch, messages))
+        self.epoch: Optional[int] = 0
 
     def set_epoch(self, epoch: Optional[int]) -> None:
         with self._lock:
@@ -64,6 +52,47 @@ class WorkerPool:
         waits to be settled."""
         with self._lock:
             return (self.running if started_only else self.pending) > 0 or bool(self.done)
+
+    def _finished(self) -> None:
+        with self._lock:
+            self.running -= 1
+            self.pending -= 1
+        self._notify()
+
+
+def internal_error() -> None:
+    log.exception("internal error while processing a message; it stays unacked until the next reconnect")
+
+
+class WorkerPool(PoolState):
+    """`size` daemon threads running `work(message)` for each message of a job; results land
+    in `done` as (epoch, message, result). A message whose epoch is no longer current (its
+    connection is gone, or we are stopping) is skipped, never started.
+
+    Example:
+        >>> WorkerPool(1, lambda m: (m, {})).running
+        0
+    """
+
+    def __init__(self, size: int, work: Work, notify: Callable[[], None] = lambda: None) -> None:
+        super().__init__(notify)
+        self._work = work
+        self._jobs: "queue.SimpleQueue[Optional[Tuple[int, List[Any]]]]" = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._loop, name=f"tcpulse-handler-{i}", daemon=True)
+                         for i in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, epoch: int, messages: List[Any]) -> None:
+        """Queue `messages`: with one thread, as one job run in order; else each on its own,
+        for any free thread to take."""
+        with self._lock:
+            self.pending += len(messages)
+        if len(self._threads) == 1:
+            self._jobs.put((epoch, messages))
+            return
+        for message in messages:
+            self._jobs.put((epoch, [message]))
 
     def close(self) -> None:
         self.set_epoch(None)
@@ -85,10 +114,6 @@ class WorkerPool:
                 try:
                     self.done.append((epoch, message, self._work(message)))
                 except BaseException:  # a bug in `work`: keep the thread; the broker keeps the message
-                    log.exception("internal error while processing a message; it stays unacked until "
-                                  "the next reconnect")
+                    internal_error()
                 finally:
-                    with self._lock:
-                        self.running -= 1
-                        self.pending -= 1
-                    self._notify()
+                    self._finished()

@@ -1,7 +1,8 @@
 """Finding the listener in a user's handler script, for `tcpulse listen`, `bindings` and `record`.
 
 Owns: importing the script as a module named after its file (so handler names read
-`task_group_watcher.completed`), and choosing its listener: the one `Listener` it defines, else
+`task_group_watcher.completed`) without letting its name or its folder shadow any module, and
+choosing its listener: the one `Listener` it defines, else
 the default listener its module-level `tcpulse.on` handlers registered on. Anything else is a
 `ScriptError` that explains what a script should look like.
 
@@ -55,8 +56,13 @@ def _import(path: str) -> Any:
     name = file.stem if file.stem.isidentifier() else "handler_script"
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    sys.path.insert(0, str(file.resolve().parent))  # let the script import its neighbours
+    if _free(name, file):
+        sys.modules[name] = module  # what dataclasses and pickle look a class's module up by
+    # The script may import its neighbours, but after everything installed: a stray amqp.py
+    # beside it must not replace the library.
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
@@ -65,3 +71,21 @@ def _import(path: str) -> Any:
         where = f" (line {frame.lineno})" if frame else ""
         raise ScriptError(f"{path}: failed to load{where}: {type(exc).__name__}: {exc}") from None
     return module
+
+
+def _free(name: str, file: Path) -> bool:
+    """Whether module `name` may be registered for the script at `file`: no other module of that
+    name is imported or importable (a script called queue.py must not replace the standard
+    library's queue for kombu; it then runs unregistered, under its own name all the same)."""
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        return _is_file(getattr(loaded, "__file__", None), file)
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return found is None or _is_file(found.origin, file)
+
+
+def _is_file(origin: Any, file: Path) -> bool:
+    return isinstance(origin, str) and Path(origin).resolve() == file.resolve()

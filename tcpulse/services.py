@@ -7,8 +7,8 @@ the reference, so `help(tcpulse.Queue.task)` reads like the Taskcluster docs.
 Imports client.py (hence requests) when used; `tcpulse/__init__.py` loads it lazily.
 
 Example:
-    >>> from tcpulse.references import load_all
-    >>> Queue = client_class(load_all()["Queue"])
+    >>> from tcpulse.references import active_set
+    >>> Queue = client_class(active_set().get("Queue"))
     >>> Queue.listTaskGroup.__name__, Queue.__name__
     ('listTaskGroup', 'Queue')
 """

@@ -10,7 +10,9 @@ Delivery follows the live path's rules exactly, through the same pure pieces: ha
 by `tcpulse.dispatch` (primary key and every CC'd route, each handler once, in registration
 order), the body check of `tcpulse.outcome.decode_body`, and the ack / retry / dead-letter verdict
 of `tcpulse.outcome.decide` with the listener's own retry policy; a retry re-runs only the
-handlers that failed, as attempt 2, 3, ... without waiting.
+handlers that failed, as attempt 2, 3, ... without waiting. An `async def` handler is awaited
+(on a fresh event loop; from an async test, in a thread of its own), so a plain sync test can
+deliver to it.
 
 Imports neither kombu nor requests; pytest only if it is installed (for the fixture).
 
@@ -31,7 +33,7 @@ import os
 import random
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 try:
     import pytest
@@ -152,11 +154,12 @@ def _attempts(listener: Any, report: Delivered, body: Dict[str, Any], follow_ret
     registry, policy = listener.registry, listener.policy
     cc = tuple(ROUTE_PREFIX + r for r in report.routes)
     number, only = 1, None
+    runs = _runs()
     while True:
         event = Event(body, report.exchange, report.routing_key, cc, redelivered=redelivered, attempt=number,
                       headers={"CC": list(cc)} if cc else {}, source=registry.source(report.exchange))
         handlers = registry.select(report.exchange, report.routing_key, cc, only=only)
-        failures = _run(handlers, event)
+        failures = runs.run_sync(handlers, event)
         verdict = decide(failures, number, policy, rand)
         report.events.append(event)
         report.attempts.append(Attempt(number, tuple(h.name for h in handlers), failures, verdict))
@@ -186,14 +189,15 @@ def listener_of(target: Any) -> Any:
     raise TypeError(f"expected a Listener, a handler module or a script path (got {type(target).__name__} {target!r})")
 
 
-def _run(handlers: Iterable[Any], event: Event) -> Dict[str, BaseException]:
-    failures: Dict[str, BaseException] = {}
-    for handler in handlers:
-        try:
-            handler.func(event)
-        except Exception as exc:  # a handler's failure is the verdict's input, as when live
-            failures[handler.name] = exc
-    return failures
+def _runs() -> Any:
+    """Handler runs as live, except that what a test must be able to stop with (KeyboardInterrupt,
+    pytest.fail, sys.exit) is not taken as a handler's failure."""
+    from asyncio import CancelledError
+
+    from .metrics import Metrics
+    from .running import HandlerRuns
+
+    return HandlerRuns(Metrics(), catching=(Exception, CancelledError))
 
 
 def _exchange_name(exchange: Any) -> str:

@@ -1,8 +1,11 @@
-"""Exchange classes, bindings, routing keys and parsing, over every exchange of every shipped
-reference (the parameters come from the loaded references, not from a hand-written list).
+"""Exchange classes, bindings, routing keys and parsing, over every exchange of both shipped
+reference sets, today's (`bundled`) and `legacy-2018` (the parameters come from the loaded
+references, not from a hand-written list; test ids start with the set).
 
-The official client's patterns are a fixture; after changing a reference, regenerate it with
-`/tmp/tcv/bin/python tests/fixtures/make_official_patterns.py` (an interpreter with taskcluster==4.0.1).
+The official 2018 client's patterns are a fixture for the legacy set; after changing it,
+regenerate it with `/tmp/tcv/bin/python tests/fixtures/make_official_patterns.py` (an interpreter
+with taskcluster==4.0.1). Today's set is compared with the official client of today in
+tests/test_official_client.py.
 """
 import dataclasses
 import doctest
@@ -16,20 +19,26 @@ import pytest
 import tcpulse
 from tcpulse import Binding, Exchange, TaskclusterTopicExchangeFailure
 from tcpulse.exchanges import class_exchanges, events_class, exchange_named, exchanges, find_exchange
-from tcpulse.references import load_all
+from tcpulse.references import BUNDLED, LEGACY, SHIPPED, open_set
 
 exchanges_module = importlib.import_module("tcpulse.exchanges")
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_patterns.json"
-EXCHANGE_REFERENCES = [ref for ref in load_all().values() if ref.kind == "exchanges"]
+SETS = {label: open_set(label) for label in SHIPPED}
+EXCHANGE_REFERENCES = [ref for refset in SETS.values() for ref in refset.references("exchanges")]
+REFERENCE_IDS = [f"{label}:{name}" for label, refset in SETS.items() for name in refset.names("exchanges")]
+# Each exchange's generated class and set, by identity: the same names exist in both sets.
+CLASS_OF = {id(ex): events_class(ref) for ref in EXCHANGE_REFERENCES for ex in class_exchanges(events_class(ref))}
+SET_OF = {id(ex): label for label, refset in SETS.items() for ref in refset.references("exchanges")
+          for ex in class_exchanges(events_class(ref))}
 ALL = [ex for ref in EXCHANGE_REFERENCES for ex in class_exchanges(events_class(ref))]
-IDS = [f"{ex.service}.{ex.name}" for ex in ALL]
+IDS = [f"{SET_OF[id(ex)]}:{ex.service}.{ex.name}" for ex in ALL]
 FIELDS = [(ex, f) for ex in ALL for f in ex.fields]
-FIELD_IDS = [f"{ex.service}.{ex.name}.{f.name}" for ex, f in FIELDS]
+FIELD_IDS = [f"{SET_OF[id(ex)]}:{ex.service}.{ex.name}.{f.name}" for ex, f in FIELDS]
 SINGLE = [(ex, f) for ex, f in FIELDS if f.constant is None and not f.multiple_words]
-SINGLE_IDS = [f"{ex.service}.{ex.name}.{f.name}" for ex, f in SINGLE]
+SINGLE_IDS = [f"{SET_OF[id(ex)]}:{ex.service}.{ex.name}.{f.name}" for ex, f in SINGLE]
 CONSTANT = [(ex, f) for ex, f in FIELDS if f.constant is not None]
-CONSTANT_IDS = [f"{ex.service}.{ex.name}.{f.name}" for ex, f in CONSTANT]
+CONSTANT_IDS = [f"{SET_OF[id(ex)]}:{ex.service}.{ex.name}.{f.name}" for ex, f in CONSTANT]
 over_exchanges = pytest.mark.parametrize("ex", ALL, ids=IDS)
 over_fields = pytest.mark.parametrize("ex, field", FIELDS, ids=FIELD_IDS)
 over_single_words = pytest.mark.parametrize("ex, field", SINGLE, ids=SINGLE_IDS)
@@ -63,27 +72,37 @@ def error(call, *args, **kwargs) -> str:
 
 # --- the generated classes -------------------------------------------------------------------
 
-def test_every_exchange_entry_of_every_reference_is_listed_once_in_order():
-    expected = [(ref.name, entry.name) for ref in EXCHANGE_REFERENCES for entry in ref.entries]
-    assert [(ex.service, ex.name) for ex in exchanges()] == expected
-    assert {ref.name for ref in EXCHANGE_REFERENCES} == {
-        "AuthEvents", "AwsProvisionerEvents", "GithubEvents", "PurgeCacheEvents", "QueueEvents", "TreeherderEvents"}
+@pytest.mark.parametrize("label, classes", [
+    (BUNDLED, {"AuthEvents", "GithubEvents", "HooksEvents", "NotifyEvents", "QueueEvents", "WorkerManagerEvents"}),
+    (LEGACY, {"AuthEvents", "AwsProvisionerEvents", "GithubEvents", "PurgeCacheEvents", "QueueEvents", "TreeherderEvents"}),
+])
+def test_every_exchange_entry_of_every_reference_of_a_set_is_listed_once_in_order(label, classes):
+    refset = SETS[label]
+    expected = [(ref.name, entry.name) for ref in refset.references("exchanges") for entry in ref.entries]
+    assert [(ex.service, ex.name) for ex in exchanges(refset)] == expected
+    assert set(refset.names("exchanges")) == classes
+
+
+def test_the_package_classes_come_from_the_bundled_set():
+    for ref in SETS[BUNDLED].references("exchanges"):
+        assert getattr(tcpulse, ref.name) is events_class(ref)
+    assert exchanges() == exchanges(SETS[BUNDLED])
 
 
 @over_exchanges
 def test_the_class_attribute_is_an_exchange_carrying_the_reference_entry(ex):
-    ref = load_all()[ex.service]
+    ref = CLASS_OF[id(ex)].reference
     entry = next(e for e in ref.entries if e.name == ex.name)
-    attribute = getattr(getattr(tcpulse, ex.service), ex.name)
+    attribute = getattr(CLASS_OF[id(ex)], ex.name)
     assert isinstance(attribute, Exchange) and attribute == ex
     assert ex.exchange == ref.exchange_prefix + entry.exchange
     assert (ex.fields, ex.title, ex.description) == (entry.routing_key, entry.title, entry.description)
     assert repr(ex) == f"<Exchange {ex.service}.{ex.name} {ex.exchange}>"
 
 
-@pytest.mark.parametrize("ref", EXCHANGE_REFERENCES, ids=[r.name for r in EXCHANGE_REFERENCES])
+@pytest.mark.parametrize("ref", EXCHANGE_REFERENCES, ids=REFERENCE_IDS)
 def test_a_generated_class_is_named_documented_and_built_once(ref):
-    cls = getattr(tcpulse, ref.name)
+    cls = events_class(ref)
     assert cls is events_class(ref)
     assert (cls.__name__, cls.__module__, repr(cls)) == (ref.name, "tcpulse", f"<class 'tcpulse.{ref.name}'>")
     assert ref.description and ref.description in cls.__doc__
@@ -334,8 +353,8 @@ def test_parse_refuses_a_key_whose_constant_word_differs(ex, field):
 ], ids=["options dict", "keyword option", "prefix without trailing slash"])
 @over_exchanges
 def test_an_instance_uses_its_exchange_prefix_and_leaves_the_class_alone(ex, make):
-    instance = make(getattr(tcpulse, ex.service))
-    suffix = ex.exchange[len(load_all()[ex.service].exchange_prefix):]
+    instance = make(CLASS_OF[id(ex)])
+    suffix = ex.exchange[len(CLASS_OF[id(ex)].reference.exchange_prefix):]
     on_instance = getattr(instance, ex.name)
     assert on_instance.exchange == "exchange/x/v1/" + suffix
     assert on_instance(**every_value(ex)) == {"exchange": on_instance.exchange,
@@ -362,25 +381,26 @@ def test_an_instances_repr_never_shows_its_credentials():
 
 @over_exchanges
 def test_an_exchange_is_found_by_class_and_name_or_by_full_name(ex):
-    assert find_exchange(f"{ex.service}.{ex.name}") is ex
-    assert find_exchange(ex.exchange) is ex
-    assert exchange_named(ex.exchange) is ex
+    refset = SETS[SET_OF[id(ex)]]
+    assert find_exchange(f"{ex.service}.{ex.name}", refset) is ex
+    assert find_exchange(ex.exchange, refset) is ex
+    assert exchange_named(ex.exchange, refset) is ex
 
 
 def test_an_unknown_exchange_is_refused_with_the_closest_match():
     assert error(find_exchange, "QueueEvents.taskComplete") == (
         "'QueueEvents.taskComplete' is not a known exchange (give 'Service.name' such as "
         "'QueueEvents.taskCompleted', or a full exchange name). Did you mean 'QueueEvents.taskCompleted'? "
-        "Exchange classes: AuthEvents, AwsProvisionerEvents, GithubEvents, PurgeCacheEvents, QueueEvents, "
-        "TreeherderEvents")
+        "Exchange classes: AuthEvents, GithubEvents, HooksEvents, NotifyEvents, QueueEvents, "
+        "WorkerManagerEvents")
     assert "Did you mean 'exchange/taskcluster-github/v1/push'?" in error(
         find_exchange, "exchange/taskcluster-github/v1/pushh")
     assert exchange_named("exchange/taskcluster-github/v1/pushh") is None
 
 
-def test_the_package_level_exchanges_lists_every_exchange():
+def test_the_package_level_exchanges_lists_every_exchange_of_the_active_set():
     assert tcpulse.exchanges() == exchanges()
-    assert len(exchanges()) == len(ALL)
+    assert len(exchanges()) == len([ex for ex in ALL if SET_OF[id(ex)] == BUNDLED]) == 36
 
 
 def test_every_public_example_in_the_module_runs():
@@ -388,18 +408,19 @@ def test_every_public_example_in_the_module_runs():
     assert tried >= 10 and failures == 0
 
 
-# --- equality with the official client -------------------------------------------------------
+# --- equality with the official 2018 client (the legacy set) ---------------------------------
 
 OFFICIAL = json.loads(FIXTURE.read_text(encoding="utf-8"))["cases"]
 
 
-def test_the_official_fixture_covers_every_exchange():
-    assert {(c["service"], c["name"]) for c in OFFICIAL} == {(ex.service, ex.name) for ex in ALL}
+def test_the_official_2018_fixture_covers_every_exchange_of_the_legacy_set():
+    legacy = {(ex.service, ex.name) for ex in ALL if SET_OF[id(ex)] == LEGACY}
+    assert {(c["service"], c["name"]) for c in OFFICIAL} == legacy
 
 
 @pytest.mark.parametrize("case", OFFICIAL, ids=[f"{c['service']}.{c['name']}: {c['case']}" for c in OFFICIAL])
-def test_the_pattern_equals_the_official_clients(case):
-    cls = getattr(tcpulse, case["service"])
+def test_the_legacy_sets_pattern_equals_the_official_2018_clients(case):
+    cls = events_class(SETS[LEGACY].get(case["service"]))
     owner = cls(case["options"]) if case["options"] is not None else cls
     binding = getattr(owner, case["name"])(*case["args"], **case["kwargs"])
     assert dict(binding) == case["result"]
@@ -410,7 +431,7 @@ def test_the_pattern_equals_the_official_clients(case):
 @pytest.fixture
 def middle_events(tmp_path):
     """QueueEvents renamed, re-prefixed, with the multi-word field moved into the middle."""
-    doc = json.loads((Path(load_all()["QueueEvents"].path)).read_text(encoding="utf-8"))
+    doc = json.loads((Path(SETS[LEGACY].get("QueueEvents").path)).read_text(encoding="utf-8"))
     doc["name"] = "MiddleEvents"
     doc["reference"]["exchangePrefix"] = "exchange/middle/v2/"
     for entry in doc["reference"]["entries"]:
@@ -419,12 +440,12 @@ def middle_events(tmp_path):
         words.remove(multi)
         words.insert(2, multi)
     (tmp_path / "middle-events.json").write_text(json.dumps(doc), encoding="utf-8")
-    return events_class(load_all(str(tmp_path))["MiddleEvents"])
+    return events_class(open_set(str(tmp_path)).get("MiddleEvents"))
 
 
 def test_a_new_reference_file_becomes_a_class_with_its_own_prefix(middle_events):
     assert middle_events.__name__ == "MiddleEvents"
-    assert [ex.name for ex in class_exchanges(middle_events)] == [e.name for e in load_all()["QueueEvents"].entries]
+    assert [ex.name for ex in class_exchanges(middle_events)] == [e.name for e in SETS[LEGACY].get("QueueEvents").entries]
     completed = middle_events.taskCompleted
     assert (completed.service, completed.exchange) == ("MiddleEvents", "exchange/middle/v2/task-completed")
     assert completed(taskGroupId="g").routing_key_pattern == "primary.*.#.*.*.*.*.*.*.g"
@@ -447,9 +468,9 @@ def test_the_multi_word_field_in_the_middle_takes_the_words_left_over(middle_eve
 
 
 def test_a_reference_entry_that_shadows_a_class_attribute_is_refused(tmp_path):
-    doc = json.loads(Path(load_all()["PurgeCacheEvents"].path).read_text(encoding="utf-8"))
+    doc = json.loads(Path(SETS[LEGACY].get("PurgeCacheEvents").path).read_text(encoding="utf-8"))
     doc["reference"]["entries"][0]["name"] = "exchangePrefix"
     (tmp_path / "bad-events.json").write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(tcpulse.InvalidReference, match=re.escape(
             "exchange name 'exchangePrefix' clashes with an attribute every events class has")):
-        events_class(load_all(str(tmp_path))["PurgeCacheEvents"])
+        events_class(open_set(str(tmp_path)).get("PurgeCacheEvents"))

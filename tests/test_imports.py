@@ -15,11 +15,14 @@ HEAVY = ("kombu", "amqp", "requests", "urllib3")
 PURE_MODULES = [
     "tcpulse.errors",
     "tcpulse.references",
+    "tcpulse.references.records",
+    "tcpulse.references.sets",
     "tcpulse.exchanges",
     "tcpulse.dispatch",
     "tcpulse.metrics",
     "tcpulse.outcome",
     "tcpulse.utils",
+    "tcpulse.running",
     "tcpulse.calls",
     "tcpulse.options",
 ]
@@ -63,3 +66,15 @@ assert len(tcpulse.exchanges()) > 20
 assert find_exchange("QueueEvents.taskCompleted").name == "taskCompleted"
 """
     assert heavy_modules_after(code, tmp_path) == []
+
+
+def test_import_tcpulse_loads_neither_aiohttp_nor_asyncio_as_importtime_shows(tmp_path):
+    # -X importtime lists every module the import loads, even ones a test could not see in
+    # sys.modules (a module imported and deleted again).
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                           "import tcpulse; from tcpulse import Listener, Event; import tcpulse.testing"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert "tcpulse.exchanges" in loaded and "tcpulse.running" in loaded  # the check sees our own modules
+    assert [m for m in loaded if m.split(".")[0] in ("asyncio", "aiohttp", "_asyncio")] == []

@@ -1,26 +1,27 @@
-"""Loading the Taskcluster reference documents into frozen records.
+"""One Taskcluster reference document, checked and turned into frozen records.
 
-Owns: finding the shipped reference files, checking each one as it is read, and turning it
-into `Reference`, `FunctionEntry`, `ExchangeEntry` and `RoutingKeyField` records that the
-generated exchange and client classes are built from.
+Owns: the `Reference`, `FunctionEntry`, `ExchangeEntry` and `RoutingKeyField` records, the
+check of one document (every problem collected, raised once), and the class-name rule
+(`class_name`). Which documents exist and which set is active is `sets.py`'s business.
 
-Pure module: imports only the standard library (never kombu or requests).
+Pure module: imports only the standard library and `tcpulse.errors` (never kombu or requests).
 
 Example:
-    >>> from tcpulse.references import load_all
-    >>> load_all()["QueueEvents"].entries[0].name
-    'taskDefined'
+    >>> doc = {"$schema": "/schemas/common/exchanges-reference-v0.json#", "serviceName": "queue",
+    ...        "title": "Queue", "exchangePrefix": "exchange/taskcluster-queue/v1/", "entries": []}
+    >>> parse_document(doc, "queue/v1/exchanges.json").name
+    'QueueEvents'
 """
-import functools
-import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
-from .errors import InvalidReference
+from ..errors import InvalidReference
 
 KINDS = ("api", "exchanges")
+# How a deployment's document says which kind it is (`$schema`, e.g. '/schemas/common/api-reference-v0.json#').
+SCHEMA_KINDS = {"api-reference": "api", "exchanges-reference": "exchanges"}
 
 
 @dataclass(frozen=True)
@@ -75,49 +76,70 @@ class Reference:
     entries: Tuple[Union[FunctionEntry, ExchangeEntry], ...]
 
 
-def reference_dir() -> Path:
-    """The folder that holds the reference JSON files.
+def class_name(service_name: str, kind: str) -> str:
+    """The class the official client generates for a service: its serviceName in CamelCase,
+    plus 'Events' for an exchanges reference.
 
-    An installed tcpulse carries them as the `tcpulse.apis` package data; a source checkout
-    reads the repository's top-level `references/` folder directly.
+    Example:
+        >>> class_name("worker-manager", "exchanges"), class_name("web-server", "api")
+        ('WorkerManagerEvents', 'WebServer')
     """
+    base = "".join(word[:1].upper() + word[1:] for word in service_name.split("-"))
+    return base + ("Events" if kind == "exchanges" else "")
+
+
+def kind_of_schema(schema: Any) -> Optional[str]:
+    """'api' or 'exchanges' from a document's `$schema`, None for any other document
+    (logs and metrics references, a manifest).
+
+    Example:
+        >>> kind_of_schema("/schemas/common/exchanges-reference-v0.json#")
+        'exchanges'
+    """
+    if not isinstance(schema, str):
+        return None
+    stem = schema.rstrip("#").rsplit("/", 1)[-1]
+    return next((kind for prefix, kind in SCHEMA_KINDS.items() if stem.startswith(prefix)), None)
+
+
+def read_json(path: Union[str, Path]) -> Any:
+    """A JSON file's content; unreadable or malformed is an `InvalidReference` naming the file."""
     try:
-        apis = importlib.import_module("tcpulse.apis")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "references"
-    # The folder has no __init__.py, so it imports as a namespace package, for which
-    # importlib.resources.files() gives a MultiplexedPath whose str() is not a path.
-    return Path(next(iter(apis.__path__)))
-
-
-@functools.lru_cache(maxsize=None)
-def load_all(directory: Optional[str] = None) -> Dict[str, Reference]:
-    """Every reference in `directory` (default: the shipped ones), by class name."""
-    folder = Path(directory) if directory else reference_dir()
-    refs: Dict[str, Reference] = {}
-    for path in sorted(folder.glob("*.json")):
-        ref = load_file(path)
-        if ref.name in refs:
-            raise InvalidReference(f"{path}: name {ref.name!r} is already used by {refs[ref.name].path}")
-        refs[ref.name] = ref
-    if not refs:
-        raise InvalidReference(f"{folder}: no reference files (*.json) found")
-    return refs
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidReference(f"{path}: cannot be read as JSON ({exc})") from exc
 
 
 def load_file(path: Union[str, Path]) -> Reference:
-    """Read and check one reference file; every problem in it is reported in one error."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidReference(f"{path}: cannot be read as JSON ({exc})") from exc
+    """Read and check one reference file, in either layout `parse_document` takes."""
+    return parse_document(read_json(path), str(path))
+
+
+def parse_document(doc: Any, path: str) -> Reference:
+    """Check one reference document and build its record; every problem is reported in one error.
+
+    Two layouts: a deployment's document as served under `/references/` (kind from `$schema`,
+    class name from `serviceName`), or the 2018 set's wrapper `{"name", "kind", "reference"}`.
+    """
     problems: List[str] = []
-    ref = _build_reference(doc, str(path), problems)
+    if isinstance(doc, dict) and "reference" in doc:
+        ref = _build_reference(doc, path, problems)
+    else:
+        ref = _build_deployment_reference(doc, path, problems)
     if problems:
         raise InvalidReference(f"{path}: " + "; ".join(problems))
-    assert ref is not None
     return ref
+
+
+def _build_deployment_reference(doc: Any, path: str, problems: List[str]) -> Reference:
+    schema = doc.get("$schema") if isinstance(doc, dict) else None
+    kind = kind_of_schema(schema)
+    if kind is None:
+        problems.append(f"$schema must name an API or exchanges reference format (got {schema!r})")
+    service = doc.get("serviceName") if isinstance(doc, dict) else None
+    name = class_name(service, kind or "api") if isinstance(service, str) else ""
+    wrapper = {"name": name, "kind": kind or "", "reference": doc}
+    return _build_reference(wrapper, path, problems, where="document")
 
 
 class _Fields:
@@ -143,7 +165,7 @@ class _Fields:
         return value
 
 
-def _build_reference(doc: Any, path: str, problems: List[str]) -> Optional[Reference]:
+def _build_reference(doc: Any, path: str, problems: List[str], where: str = "reference") -> Reference:
     top = _Fields(doc, "file", problems)
     name = top.get("name", str, default="")
     kind = top.get("kind", str, default="")
@@ -151,24 +173,22 @@ def _build_reference(doc: Any, path: str, problems: List[str]) -> Optional[Refer
         problems.append(f"file.kind must be one of {', '.join(KINDS)} (got {kind!r})")
     if name and not name.isidentifier():
         problems.append(f"file.name must be a Python identifier (got {name!r})")
-    body = _Fields(top.get("reference", dict, default={}), "reference", problems)
+    body = _Fields(top.get("reference", dict, default={}), where, problems)
     raw_entries = body.get("entries", list, default=[])
-    if kind == "api":
-        entries = tuple(_function(e, f"reference.entries[{i}]", problems) for i, e in enumerate(raw_entries))
-    else:
-        entries = tuple(_exchange(e, f"reference.entries[{i}]", problems) for i, e in enumerate(raw_entries))
+    build = _function if kind == "api" else _exchange
+    entries = tuple(build(e, f"{where}.entries[{i}]", problems) for i, e in enumerate(raw_entries))
     _check_unique_names(entries, problems)
-    ref = Reference(
+    return Reference(
         name=name, kind=kind, path=path,
         title=body.get("title", str, default=""),
         description=body.get("description", str, required=False, default=""),
         service_name=body.get("serviceName", str, default=""),
         api_version=body.get("apiVersion", str, required=False, default="v1"),
-        base_url=body.get("baseUrl", str, required=kind == "api"),
+        # Only the 2018 references name a per-service host; today's are served under a rootUrl.
+        base_url=body.get("baseUrl", str, required=False),
         exchange_prefix=body.get("exchangePrefix", str, required=kind == "exchanges"),
         entries=entries,
     )
-    return ref
 
 
 def _check_unique_names(entries: Tuple[Any, ...], problems: List[str]) -> None:
