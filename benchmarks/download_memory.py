@@ -6,7 +6,8 @@ process and serves a generated artifact (made on the fly, never held in memory) 
 and as an object artifact (then Object.startDownload, temporary credentials, sha256/sha512
 verified). Each download runs in a fresh interpreter that first does a small warm-up download;
 RSS growth is the peak RSS (VmHWM) after the download minus the RSS (VmRSS) just before it.
-Rounds alternate between the three downloaders; medians are printed.
+Rounds alternate between the downloaders, each round starting with another one; times are
+medians, RSS growth the largest seen.
 
     .venv/bin/python benchmarks/download_memory.py [--mib 200] [--repeat 3]
                                                    [--official-python /tmp/official/bin/python]
@@ -108,8 +109,9 @@ def main() -> None:
         if args.official_python:
             sides += [("official s3", args.official_python, "T"), ("official object", args.official_python, "O")]
         results: dict = {name: [] for name, _, _ in sides}
-        for _ in range(args.repeat):
-            for name, python, task in sides:
+        for round_number in range(args.repeat):
+            turn = round_number % len(sides)  # each round starts with another side: no side is always first
+            for name, python, task in sides[turn:] + sides[:turn]:
                 kind = name.split()[0]
                 results[name].append(measure(python, kind, root, task, size))
     finally:

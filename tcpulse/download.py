@@ -192,12 +192,23 @@ def _follow(http: requests.Session, url: str, timeout: Any) -> requests.Response
         if not (300 <= response.status_code < 400 and location):
             return response
         response.close()
-        target = urljoin(url, location)
-        if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
-            raise TaskclusterFailure(f"download of {_without_query(url)}: refusing a redirect from https to "
-                                     f"{urlsplit(target).scheme or 'a relative'} URL {_without_query(target)}")
-        url = target
+        url = redirect_target(url, location)
     raise TaskclusterFailure(f"download of {_without_query(url)}: more than {MAX_REDIRECTS} redirects")
+
+
+def redirect_target(url: str, location: str) -> str:
+    """Where a redirect from `url` leads; from https, only to https (the bytes must stay private
+    and intact on the way).
+
+    Example:
+        >>> redirect_target("https://a.example/x?sig=1", "/y")
+        'https://a.example/y'
+    """
+    target = urljoin(url, location)
+    if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+        raise TaskclusterFailure(f"download of {_without_query(url)}: refusing a redirect from https to "
+                                 f"{urlsplit(target).scheme} URL {_without_query(target)}")
+    return target
 
 
 def _without_query(url: str) -> str:

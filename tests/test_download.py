@@ -12,6 +12,7 @@ import pytest
 import tcpulse
 import tcpulse.download as download
 from artifactserver import Blob, artifact_server  # noqa: F401 - the fixture
+from hawkserver import other_server  # noqa: F401 - the fixture
 
 TEXT = b"hello from the build\n" * 1000
 OFFICIAL = Path(__file__).parent / "fixtures" / "official_client"
@@ -158,18 +159,25 @@ def test_a_writer_factory_gets_a_fresh_writer_per_attempt(artifact_server):
     assert len(writers) == 2 and writers[-1].getvalue() == TEXT and len(writers[0].getvalue()) <= 100
 
 
-def test_a_redirect_from_https_to_http_is_refused():
-    from tcpulse.download import _follow
+@pytest.mark.parametrize("location", ["http://plain.example/x", "ftp://other.example/x"])
+def test_a_redirect_from_https_to_anything_but_https_is_refused(location):
+    with pytest.raises(tcpulse.TaskclusterFailure, match=r"^download of https://storage.example/x: refusing a "
+                                                         r"redirect from https to \w+ URL \w+://\w+.example/x$"):
+        download.redirect_target("https://storage.example/x?sig=1", location)
 
-    class Answer:
-        status_code, headers = 302, {"Location": "http://plain.example/x"}
 
-        def close(self):
-            pass
+def test_redirects_between_http_or_https_origins_are_followed():
+    assert download.redirect_target("http://a.example/x", "https://b.example/y") == "https://b.example/y"
+    assert download.redirect_target("https://a.example/x", "//b.example/y") == "https://b.example/y"
 
-    class Session:
-        def get(self, url, **kwargs):
-            return Answer()
 
-    with pytest.raises(tcpulse.TaskclusterFailure, match=r"refusing a redirect from https to http URL http://plain.example/x"):
-        _follow(Session(), "https://storage.example/x?sig=1", 5)
+def test_a_redirect_to_another_origin_is_followed_without_credentials(artifact_server, other_server):
+    artifact_server.store("T", 0, "public/x", "reference", Blob(TEXT))
+    artifact_server.artifacts[("T", "0", "public/x")]["url"] = other_server.url + "/moved"
+    other_server.script = [(302, b"", {"Location": artifact_server.url + "/storage/T/0/public/x"})]
+    queue = tcpulse.Queue({"rootUrl": artifact_server.url, "credentials": {"clientId": "tester",
+                                                                            "accessToken": "tester-secret-token"}})
+    assert download.downloadArtifactToBuf(taskId="T", name="public/x", queueService=queue)[0] == TEXT
+    hops = [*other_server.requests, *artifact_server.storage_requests()]
+    assert [seen.path for seen in hops] == ["/moved", "/storage/T/0/public/x"]
+    assert all("Authorization" not in seen.headers for seen in hops)
