@@ -42,7 +42,7 @@ from .errors import BrokerFailure
 from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
                        holding_key, limit_key, limit_of_key, queue_arguments)
 from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
-                      _text, decode_body)
+                      _strings, _text, decode_body, trusted_headers)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,13 @@ class Delivery:
         self.names = names
         self.exchange = names.exchange
         self.dead_letter_queue = names.dead_letter_queue
+
+    def origin(self, message: Any) -> Origin:
+        """Where `message` (as delivered to the listener) first came from; its tcpulse headers
+        count only when it came back through this exchange (`outcome.trusted_headers`)."""
+        info = message.delivery_info
+        headers = trusted_headers(message.headers, _text(info["exchange"]), self.exchange)
+        return Origin.of(headers, info["exchange"], info["routing_key"])
 
     def holding_queue(self, attempt: int) -> str:
         """The queue a copy waits in before coming back as `attempt`."""
@@ -174,9 +181,10 @@ def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100
         ...     list_dead_letters(conn, "queue/alice/watcher")
         []
     """
-    with _dead_letter_channel(connection, Delivery(queue, RetryPolicy())) as letters:
+    delivery = Delivery(queue, RetryPolicy())
+    with _dead_letter_channel(connection, delivery) as letters:
         # Closing the channel without acking puts every message back where it was.
-        records = [dead_letter_record(message) for message in letters.take(limit)]
+        records = [dead_letter_record(message, delivery.exchange) for message in letters.take(limit)]
     _await_count(connection, letters.name, letters.count)
     return records
 
@@ -209,8 +217,8 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
     sent = 0
     with _dead_letter_channel(connection, delivery) as letters:
         for message in letters.take(limit):
-            origin = _origin_of_dead_letter(message)
-            delivery._publish(message, RETURN_KEY, origin.requeue_headers(message.headers))
+            headers = _dead_letter_headers(message, delivery.exchange)
+            delivery._publish(message, RETURN_KEY, _origin_of_dead_letter(message, headers).requeue_headers(headers))
             message.ack()
             sent += 1
     return sent
@@ -264,14 +272,15 @@ class _dead_letter_channel:
         self.channel.close()
 
 
-def dead_letter_record(message: Any) -> Dict[str, Any]:
+def dead_letter_record(message: Any, own_exchange: str) -> Dict[str, Any]:
     """What an operator needs to know about one dead letter, as plain data (see
-    `list_dead_letters`, whose records these are)."""
-    headers = message.headers or {}
-    origin = _origin_of_dead_letter(message)
+    `list_dead_letters`, whose records these are); `own_exchange` is the listener's delivery
+    exchange."""
+    headers = _dead_letter_headers(message, own_exchange)
+    origin = _origin_of_dead_letter(message, headers)
     record = {"exchange": origin.exchange, "routing_key": origin.routing_key,
               "routes": [r[len("route."):] for r in origin.cc if r.startswith("route.")],
-              "attempts": headers.get(H_ATTEMPT, 1),
+              "attempts": origin.attempt,
               "reason": _reason(headers, message.delivery_info.get("routing_key") or ""),
               "failures": json.loads(headers.get(H_FAILURES) or "{}"),
               "dead_lettered_at": headers.get(H_DEAD_AT)}
@@ -283,13 +292,21 @@ def dead_letter_record(message: Any) -> Dict[str, Any]:
     return record
 
 
-def _origin_of_dead_letter(message: Any) -> Origin:
-    headers = dict(message.headers or {})
+def _dead_letter_headers(message: Any, own_exchange: str) -> Dict[str, Any]:
+    # A dead letter we parked came through our exchange and carries no x-death (we drop it);
+    # one the broker dropped (overflow, delivery limit) has x-death naming where it was
+    # published, and only a retried copy, published by us, had tcpulse headers to believe.
+    headers = message.headers or {}
     death = _first_death(headers)
-    keys = death.get("routing-keys") or [message.delivery_info.get("routing_key", "")]
+    delivered_by = death.get("exchange") if death else message.delivery_info.get("exchange", "")
+    return trusted_headers(headers, _text(delivered_by or ""), own_exchange)
+
+
+def _origin_of_dead_letter(message: Any, headers: Dict[str, Any]) -> Origin:
+    death = _first_death(headers)
+    keys = _strings(death.get("routing-keys")) or (_text(message.delivery_info.get("routing_key", "")),)
     # A message the broker dropped (overflow) kept its publish keys only in x-death: key, then CCs.
-    headers.setdefault("CC", list(keys[1:]))
-    return Origin.of(headers, _text(death.get("exchange", "")), _text(keys[0]))
+    return Origin.of({"CC": list(keys[1:]), **headers}, _text(death.get("exchange", "")), keys[0])
 
 
 def _reason(headers: Dict[str, Any], routing_key: str) -> str:
@@ -305,8 +322,9 @@ def _reason(headers: Dict[str, Any], routing_key: str) -> str:
 
 
 def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:
-    deaths = headers.get("x-death") or [{}]
-    return deaths[0]  # the broker puts the latest first
+    deaths = headers.get("x-death")  # the broker puts the latest first; a publisher may send anything
+    first = deaths[0] if isinstance(deaths, list) and deaths else None
+    return first if isinstance(first, dict) else {}
 
 
 class explain_conflicts:

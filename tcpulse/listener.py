@@ -374,7 +374,7 @@ class Listener:
     def _prepare(self, message: Any) -> tuple:
         """(Event, the handlers it goes to), or (None, failures) for an unreadable message."""
         try:
-            origin = _origin(message)
+            origin = self._delivery.origin(message)
             event = self._event_for(message, origin)
         except Exception as exc:  # unreadable body or headers: a verdict, never a dead thread
             return None, {BODY_FAILURE: exc}
@@ -408,7 +408,7 @@ class Listener:
         if not failures:  # every handler succeeded or none matched: `decide` says Ack, whatever the attempt
             self._consumer.ack(message)
             return
-        origin = _raw_origin(message)
+        origin = _raw_origin(self._delivery, message)
         if event is None:
             verdict: Outcome = DeadLetter(str(failures[BODY_FAILURE]))
         else:
@@ -428,15 +428,10 @@ class Listener:
         self._consumer.ack(message)
 
 
-def _origin(message: Any) -> Origin:
-    info = message.delivery_info
-    return Origin.of(message.headers, info["exchange"], info["routing_key"])
-
-
-def _raw_origin(message: Any) -> Origin:
-    """Where a message came from when its own headers cannot be trusted (it is unreadable)."""
+def _raw_origin(delivery: Any, message: Any) -> Origin:
+    """Where a message came from, even when its headers cannot be read."""
     try:
-        return _origin(message)
+        return delivery.origin(message)
     except Exception:
         return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
 

@@ -214,7 +214,8 @@ def decode_body(raw: Union[bytes, str], max_bytes: int = DEFAULT_MAX_BODY) -> Di
 @dataclass(frozen=True)
 class Origin:
     """Where a message first came from, and how far it got: read from its headers, so that a
-    retried copy dispatches exactly as the first delivery did.
+    retried copy dispatches exactly as the first delivery did. `of` believes what it is given:
+    pass it `trusted_headers(...)` of a message from the broker.
 
     Example:
         >>> o = Origin.of({"CC": ["route.a"]}, "exchange/x", "primary.k")
@@ -257,6 +258,24 @@ class Origin:
         requeued = {**_foreign(headers), H_EXCHANGE: self.exchange, H_ROUTING_KEY: self.routing_key,
                     H_CC: list(self.cc), H_ATTEMPT: 1}
         return {**requeued, H_HANDLERS: failed} if failed else requeued
+
+
+def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str, own_exchange: str) -> Dict[str, Any]:
+    """`headers` as far as they can be believed: tcpulse's own headers only on a message the
+    broker delivered through `own_exchange` (the listener's delivery exchange, where only its
+    Pulse user may publish). Anyone who may publish to a bound exchange can set them, and would
+    otherwise pick the exchange and key a message dispatches as, skip handlers or jump attempts.
+
+    Example:
+        >>> forged = {H_EXCHANGE: "exchange/other", H_ATTEMPT: 5, "CC": ["route.a"]}
+        >>> trusted_headers(forged, "exchange/taskcluster-queue/v1/task-completed", "exchange/u/w/delivery")
+        {'CC': ['route.a']}
+        >>> trusted_headers(forged, "exchange/u/w/delivery", "exchange/u/w/delivery") == forged
+        True
+    """
+    if delivered_by == own_exchange:
+        return dict(headers or {})
+    return {k: v for k, v in (headers or {}).items() if k not in OWN_HEADERS}
 
 
 def _foreign(headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:

@@ -1,10 +1,12 @@
 """The generated REST client classes: one per API reference, one method per entry.
 
-Owns: `client_class(reference)`, which builds e.g. `Queue` with `type()`. Every generated
-method is the same thin closure over `BaseClient._call`; its name and docstring come from
-the reference, so `help(tcpulse.Queue.task)` reads like the Taskcluster docs.
+Owns: `client_class(reference, base)`, which builds e.g. `Queue` with `type()` on `base`
+(the sync `tcpulse.client.BaseClient` by default, `tcpulse.aio.client.AsyncClient` for
+`tcpulse.aio`). Every generated method is the same thin closure over `base._call`; its name and
+docstring come from the reference, so `help(tcpulse.Queue.task)` reads like the Taskcluster docs.
 
-Imports client.py (hence requests) when used; `tcpulse/__init__.py` loads it lazily.
+Imports client.py (hence requests) only when building a sync class; `tcpulse/__init__.py` loads
+this module lazily.
 
 Example:
     >>> from tcpulse.references import active_set
@@ -12,15 +14,17 @@ Example:
     >>> Queue.listTaskGroup.__name__, Queue.__name__
     ('listTaskGroup', 'Queue')
 """
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
-from .client import CALL_KEYWORDS, BaseClient
+from .calls import CALL_KEYWORDS
 from .errors import InvalidReference
 from .references import FunctionEntry, Reference
 
 
-def client_class(reference: Reference) -> type:
-    """The client class for an API reference (`kind == 'api'`)."""
+def client_class(reference: Reference, base: Optional[type] = None) -> type:
+    """The client class for an API reference (`kind == 'api'`), a subclass of `base`."""
+    if base is None:
+        from .client import BaseClient as base
     if reference.kind != "api":
         raise InvalidReference(f"{reference.path}: {reference.name} is not an API reference (kind {reference.kind!r})")
     attributes: Dict[str, Any] = {
@@ -30,14 +34,14 @@ def client_class(reference: Reference) -> type:
         "entries": {entry.name: entry for entry in reference.entries},
     }
     for entry in reference.entries:
-        if hasattr(BaseClient, entry.name) or entry.name in CALL_KEYWORDS:
+        if hasattr(base, entry.name) or entry.name in CALL_KEYWORDS:
             raise InvalidReference(f"{reference.path}: entry {entry.name!r} would hide a client attribute")
         attributes[entry.name] = _method(reference.name, entry)
-    return type(reference.name, (BaseClient,), attributes)
+    return type(reference.name, (base,), attributes)
 
 
 def _method(class_name: str, entry: FunctionEntry) -> Callable[..., Any]:
-    def method(self: BaseClient, *args: Any, **kwargs: Any) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return self._call(entry, args, kwargs)
 
     method.__name__ = entry.name

@@ -23,6 +23,7 @@ PURE_MODULES = [
     "tcpulse.outcome",
     "tcpulse.utils",
     "tcpulse.running",
+    "tcpulse.clientcore",
     "tcpulse.calls",
     "tcpulse.options",
 ]
