@@ -26,7 +26,6 @@ import requests.utils
 
 from .calls import CALL_KEYWORDS, response_result
 from .clientcore import ClientCore, log
-from .errors import TaskclusterConnectionError
 from .options import DEFAULT_OPTIONS, optionsFromEnvironment
 from .references import FunctionEntry
 
@@ -76,32 +75,29 @@ class BaseClient(ClientCore):
     def _call(self, entry: FunctionEntry, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         request = self._request_for(entry, args, kwargs)
         result = self._request(request.label, request.method, request.url, request.body)
-        if request.bound.pagination_handler is None:
+        handler = request.bound.pagination_handler
+        if handler is None:
             return result
         while True:
-            url = self._next_page(request, result)
+            handler(result)
+            url = self._next_url(request, result)
             if url is None:
                 return None
             result = self._request(request.label, request.method, url, request.body)
 
     def _request(self, label: str, method: str, url: str, body: Optional[bytes]) -> Any:
         """Send with retries; the one place where `requests` exceptions become tcpulse errors."""
-        attempts = self.options["maxRetries"] + 1
-        for attempt in range(1, attempts + 1):
+        last = self.options["maxRetries"] + 1
+        for attempt in range(1, last + 1):
             try:
                 response = self._send(label, method, url, body)
             except requests.RequestException as exc:
-                problem = f"{type(exc).__name__} on {method.upper()} {url}"
-                if isinstance(exc, requests.Timeout):
-                    problem = f"no answer within {self.options['timeout']} s ({problem})"
-                if attempt == attempts:
-                    raise TaskclusterConnectionError(f"{label}: {problem}, after {attempts} attempt(s)",
-                                                     superExc=exc) from exc
+                delay = self._retry_delay(label, method, url, attempt, exc, timed_out=isinstance(exc, requests.Timeout))
             else:
-                if response.status_code < 500 or attempt == attempts:
+                if response.status_code < 500 or attempt == last:
                     return response_result(label, response.status_code, response.reason, response.content, response)
-                problem = f"HTTP {response.status_code} from {method.upper()} {url}"
-            time.sleep(self._retry_delay(label, problem, attempt, attempts))
+                delay = self._retry_delay(label, method, url, attempt, status=response.status_code)
+            time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, label: str, method: str, url: str, body: Optional[bytes]) -> requests.Response:

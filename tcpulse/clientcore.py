@@ -4,8 +4,9 @@ Owns: `ClientCore`, the base of `tcpulse.client.BaseClient` (requests) and
 `tcpulse.aio.client.AsyncClient` (aiohttp): options, credentials and the Hawk `ext` read once at
 construction, the service URL, the official client's class attributes (`serviceName`,
 `apiVersion`, `classOptions`, `funcinfo`), method lookup, `buildUrl` and `buildSignedUrl`, a
-call's request (`_request_for`: URL, body, pagination), a request's headers (`_headers`: Hawk
-signing), and the retry schedule's log line (`_retry_delay`). Argument binding, URLs and
+call's request (`_request_for`: URL, body; `_next_url` for pagination), a request's headers
+(`_headers`: Hawk signing), and what a failed attempt means (`_retry_delay`: the backoff and its
+log line, or TaskclusterConnectionError after the last attempt). Argument binding, URLs and
 answer -> result or error are calls.py's.
 
 Imports neither requests nor aiohttp (nor kombu): the transport is the subclass's.
@@ -25,7 +26,7 @@ from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 from . import auth
 from .calls import BoundCall, bind_arguments, call_url
-from .errors import ClientUsageError, TaskclusterAuthFailure
+from .errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterConnectionError
 from .exchanges import _did_you_mean
 from .options import client_options, is_seconds, no_root_url, service_url
 from .references import FunctionEntry, Reference
@@ -156,10 +157,8 @@ class ClientCore:
             query["limit"] = bound.pagination_limit
         return CallRequest(label, entry.method, self._url(entry, bound, query), body, bound, query, entry)
 
-    def _next_page(self, request: CallRequest, result: Any) -> Optional[str]:
-        """Hand `result` to the call's pagination handler; the next page's URL, or None when
-        the answer has no continuationToken."""
-        request.bound.pagination_handler(result)
+    def _next_url(self, request: CallRequest, result: Any) -> Optional[str]:
+        """The next page's URL after `result` (its continuationToken), or None on the last page."""
         token = result.get("continuationToken") if isinstance(result, dict) else None
         if not token:
             return None
@@ -175,8 +174,21 @@ class ClientCore:
                 "application/json" if body is not None else "")
         return headers
 
-    def _retry_delay(self, label: str, problem: str, attempt: int, attempts: int) -> float:
-        """Seconds to wait before attempt `attempt + 1` (backoff with jitter), logged with why."""
+    def _retry_delay(self, label: str, method: str, url: str, attempt: int,
+                     error: Optional[BaseException] = None, timed_out: bool = False,
+                     status: Optional[int] = None) -> float:
+        """After a failed attempt (an `error` from the transport, or a 5xx `status`): seconds to
+        wait before the next one (backoff with jitter), logged with why; after the last attempt,
+        a transport error becomes TaskclusterConnectionError."""
+        attempts = self.options["maxRetries"] + 1
+        problem = f"HTTP {status} from {method.upper()} {url}"
+        if error is not None:
+            problem = f"{type(error).__name__} on {method.upper()} {url}"
+            if timed_out:
+                problem = f"no answer within {self.options['timeout']} s ({problem})"
+            if attempt >= attempts:
+                raise TaskclusterConnectionError(f"{label}: {problem}, after {attempts} attempt(s)",
+                                                 superExc=error) from error
         delay = calculateSleepTime(attempt)
         log.warning("%s: %s; retrying in %.2f s (attempt %d of %d)", label, problem, delay, attempt + 1, attempts)
         return delay

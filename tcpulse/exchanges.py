@@ -15,13 +15,12 @@ Example:
     'primary.*.*.*.*.*.*.*.g.#'
 """
 import dataclasses
-import difflib
 import functools
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidReference, TaskclusterTopicExchangeFailure
-from .references import Reference, ReferenceSet, RoutingKeyField, active_set
+from .references import Reference, ReferenceSet, RoutingKeyField, active_set, key_layout
 
 # The word a publisher puts in place of an optional field it has no value for.
 ABSENT = "_"
@@ -33,6 +32,8 @@ CLIENT_OPTIONS = ("exchangePrefix", "rootUrl", "credentials", "authorizedScopes"
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
     """The " Did you mean ...?" hint naming the closest of `choices`, or "" when none is close."""
+    import difflib  # only on an error: keeps `import tcpulse` from loading it
+
     close = difflib.get_close_matches(word, choices, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
@@ -194,10 +195,9 @@ class Exchange:
         return value
 
     def _misfit(self, routing_key: str, expected: str, got: int) -> TaskclusterTopicExchangeFailure:
-        layout = ".".join(f.constant or (f"{f.name}..." if f.multiple_words else f.name) for f in self.fields)
         return TaskclusterTopicExchangeFailure(
             f"routing key {routing_key!r} does not fit {self._label}: expected {expected} words "
-            f"({layout}), got {got}")
+            f"({key_layout(self.fields)}), got {got}")
 
     def _failure(self, message: str) -> TaskclusterTopicExchangeFailure:
         return TaskclusterTopicExchangeFailure(f"{self._label} {message}")

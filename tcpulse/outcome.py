@@ -21,6 +21,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 from .errors import PermanentFailure, TaskclusterRestFailure
 
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes; Taskcluster's messages are a few kB at most
+# Levels of JSON nesting a body may have: far more than any Taskcluster message, far fewer than
+# the ~1000 frames at which json, repr and logging die of RecursionError on it later.
+MAX_DEPTH = 100
+TOO_DEEP = f"body is JSON nested more than {MAX_DEPTH} levels deep"
 
 # Headers a retried or dead-lettered copy carries (never "CC": the broker would route on it).
 H_ATTEMPT = "tcpulse-attempt"
@@ -206,9 +210,32 @@ def decode_body(raw: Union[bytes, str], max_bytes: int = DEFAULT_MAX_BODY) -> Di
         value = json.loads(text)
     except ValueError as exc:
         raise Poison(f"body is not JSON ({exc})") from None
+    except RecursionError:
+        raise Poison(TOO_DEEP) from None
     if not isinstance(value, dict):
         raise Poison(f"body is JSON but not an object (got {type(value).__name__})")
+    if too_deep(text, value):
+        raise Poison(TOO_DEEP)
     return value
+
+
+def too_deep(text: str, value: Any) -> bool:
+    """Whether `value`, parsed from the JSON `text`, nests deeper than MAX_DEPTH.
+
+    Example:
+        >>> too_deep("[[1]]", [[1]]), too_deep("[" * 101 + "]" * 101, json.loads("[" * 101 + "]" * 101))
+        (False, True)
+    """
+    if text.count("{") + text.count("[") <= MAX_DEPTH:  # no room for that many levels: skip the walk
+        return False
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return True
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
+    return False
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ except ImportError:  # the plain functions work without pytest; only the fixture
     pytest = None
 
 from .dispatch import ROUTE_PREFIX, Event
-from .outcome import Ack, DeadLetter, Outcome, Poison, Retry, decide, decode_body
+from .outcome import TOO_DEEP, Ack, DeadLetter, Outcome, Poison, Retry, decide, decode_body
 
 Body = Union[Mapping[str, Any], bytes, str]
 
@@ -141,8 +141,9 @@ def deliver(listener: Any, exchange: Any, routing_key: str, body: Body, routes: 
     report = Delivered(_exchange_name(exchange), routing_key, tuple(routes))
     try:
         decoded = decode_body(body if isinstance(body, (bytes, str)) else json.dumps(body))
-    except Poison as exc:  # the live listener dead-letters it with the same reason
-        report.attempts.append(Attempt(1, (), {}, DeadLetter(str(exc))))
+    except (Poison, RecursionError) as exc:  # the live listener dead-letters it with the same reason
+        # (a dict too deep for json.dumps is too deep to send at all)
+        report.attempts.append(Attempt(1, (), {}, DeadLetter(str(exc) if isinstance(exc, Poison) else TOO_DEEP)))
         return report
     _attempts(listener, report, decoded, follow_retries, redelivered, rand)
     return report

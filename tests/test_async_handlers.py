@@ -109,12 +109,12 @@ def test_sync_and_async_handlers_on_one_message_each_run_once_in_registration_or
         if event.attempt == 1:
             raise TimeoutError("index service timed out")
 
-    @app.on(COMPLETED, route="index.#")
+    @app.on(COMPLETED, route=f"{broker.name}.#")  # a route no other test sends on these shared exchanges
     def routed(event):
         calls.append(("routed", event.attempt, True))
 
     with running(app):
-        broker.publish({"n": 1}, routes=["index.x"])
+        broker.publish({"n": 1}, routes=[f"{broker.name}.x"])
         wait_for(lambda: app.metrics.get("acked") == 2, what="the retry's ack")
     assert calls == [("plain", 1, True), ("awaiting", 1, True), ("routed", 1, True), ("awaiting", 2, True)]
 
@@ -127,7 +127,7 @@ def test_at_most_concurrency_coroutines_are_in_flight_and_all_messages_are_handl
     async def slow(event):
         in_flight[0] += 1
         most[0] = max(most[0], in_flight[0])
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # long enough for the publisher to fill every free slot
         in_flight[0] -= 1
         handled.append(event.body["n"])
 

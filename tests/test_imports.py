@@ -17,6 +17,8 @@ PURE_MODULES = [
     "tcpulse.references",
     "tcpulse.references.records",
     "tcpulse.references.sets",
+    "tcpulse.references.pull",
+    "tcpulse.references.compare",
     "tcpulse.exchanges",
     "tcpulse.dispatch",
     "tcpulse.metrics",

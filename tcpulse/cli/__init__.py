@@ -3,6 +3,7 @@
 - `listen`: run a handler script (`tcpulse listen SCRIPT ...`);
 - `routing`: exchanges, routing-key and bindings, which need no broker;
 - `brokers`: publish, record, replay and dead-letters, which talk to a broker;
+- `references`: pull a deployment's references, list a reference set, diff two;
 - `base`: what they share (exit codes, one-line errors, connecting).
 
 Owns: the top-level parser and `main()` (the console script). Exit codes: 0 ok, 1 runtime
@@ -18,9 +19,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import brokers, listen, routing
+from . import brokers, listen, references, routing
 
-COMMAND_GROUPS = (listen, routing, brokers)
+COMMAND_GROUPS = (listen, routing, brokers, references)
 
 
 def build_parser() -> argparse.ArgumentParser:

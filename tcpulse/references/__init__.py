@@ -19,6 +19,7 @@ from .records import (
     Reference,
     RoutingKeyField,
     class_name,
+    key_layout,
     load_file,
     parse_document,
 )
@@ -36,7 +37,7 @@ from .sets import (
 )
 
 __all__ = [
-    "KINDS", "ExchangeEntry", "FunctionEntry", "Reference", "RoutingKeyField", "class_name",
+    "KINDS", "ExchangeEntry", "FunctionEntry", "Reference", "RoutingKeyField", "class_name", "key_layout",
     "load_file", "parse_document", "BUNDLED", "ENV_VAR", "LEGACY", "SHIPPED", "ReferenceSet",
     "active_set", "load_all", "open_set", "use_references", "why_missing",
 ]

@@ -76,6 +76,16 @@ class Reference:
     entries: Tuple[Union[FunctionEntry, ExchangeEntry], ...]
 
 
+def key_layout(fields: Tuple[RoutingKeyField, ...]) -> str:
+    """A routing key's words by name: constants as themselves, the multi-word field with '...'.
+
+    Example:
+        >>> key_layout((RoutingKeyField("kind", "", True, False, "primary"), RoutingKeyField("rest", "", False, True)))
+        'primary.rest...'
+    """
+    return ".".join(f.constant or (f"{f.name}..." if f.multiple_words else f.name) for f in fields)
+
+
 def class_name(service_name: str, kind: str) -> str:
     """The class the official client generates for a service: its serviceName in CamelCase,
     plus 'Events' for an exchanges reference.
