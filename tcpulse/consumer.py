@@ -54,6 +54,18 @@ Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
 PoolFactory = Callable[[Callable[[], None]], Any]
 
 
+class _WithoutKombuConnectedLine(logging.Filter):
+    """Drops the 'Connected to <uri>' line kombu's ConsumerMixin logs on every connect: the
+    consumer logs its own, with the redacted address (kombu's reads
+    'tcpulse.broker:Transport://:**@localhost//' on memory://)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Connected to %s"
+
+
+logging.getLogger("kombu.mixins").addFilter(_WithoutKombuConnectedLine())
+
+
 class Consumer(ConsumerMixin):
     """Consumes one queue for a listener until `stop` is set.
 
@@ -245,8 +257,9 @@ class Consumer(ConsumerMixin):
         self._conn, self._channel = connection, channel
         self._sock = getattr(getattr(connection.connection, "transport", None), "sock", None)
         self.ready = True
-        heartbeat = getattr(connection.connection, "heartbeat", None)
-        log.info("consuming from %s (prefetch %d, heartbeat %s s)", self.address, self._prefetch, heartbeat)
+        heartbeat = getattr(connection.connection, "heartbeat", None)  # None on memory://: nothing to beat
+        log.info("consuming from %s (prefetch %d%s)", self.address, self._prefetch,
+                 f", heartbeat {heartbeat:g} s" if heartbeat else "")
 
     def on_iteration(self) -> None:
         if self._inbox:
@@ -287,7 +300,6 @@ class Consumer(ConsumerMixin):
 
     def _hand_over(self) -> None:
         inbox, self._inbox = self._inbox, []
-        self.metrics.inc("received", len(inbox))
         self.pool.submit(self._epoch, inbox)
 
     def _settle_done(self) -> None:

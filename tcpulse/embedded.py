@@ -183,6 +183,8 @@ class Broker:
         with self.cond:
             if queue not in self.queues:
                 raise amqp_errors.NotFound(f"NOT_FOUND - no queue {queue!r} in vhost {self.vhost!r}", reply_code=404)
+            if unbind and exchange not in self.exchanges:
+                return  # as RabbitMQ: a binding to an exchange that is gone is gone too
             self._check_exchange(exchange, "", passive=True)
             table = self.bindings[exchange]
             if unbind and (pattern, queue) in table:
