@@ -32,7 +32,7 @@ from .references import FunctionEntry
 __all__ = ["BaseClient", "CALL_KEYWORDS", "DEFAULT_OPTIONS", "optionsFromEnvironment"]
 
 
-def _new_session(base_url: str) -> requests.Session:
+def new_session(base_url: str) -> requests.Session:
     session = requests.Session()
     # Read proxy and CA-bundle settings once: requests would rescan os.environ on every call
     # (a sixth of a call's CPU time), and every call of a client goes to the same host.
@@ -61,7 +61,7 @@ class BaseClient(ClientCore):
     def __init__(self, options: Optional[Mapping[str, Any]] = None,
                  session: Optional[requests.Session] = None):
         super().__init__(options)
-        self.session = session or _new_session(self._base_url or "")
+        self.session = session or new_session(self._base_url or "")
 
     def close(self) -> None:
         """Close the pooled connections.

@@ -101,6 +101,18 @@ class Delivery:
         """The queue a copy waits in before coming back as `attempt`."""
         return self.names.holding_queue(self.policy.base_delay(attempt))
 
+    def holding_queues(self) -> Dict[str, Dict[str, Any]]:
+        """Each holding queue the policy schedules retries in -> the arguments it is declared with.
+
+        Example:
+            >>> list(Delivery("queue/alice/w", RetryPolicy(retry_delays=(5, 30, 30))).holding_queues())
+            ['queue/alice/w/retry-5s', 'queue/alice/w/retry-30s']
+        """
+        return {self.names.holding_queue(base): queue_arguments(
+                    self.queue_type, dead_letter=(self.exchange, RETURN_KEY),
+                    ttl_ms=math.ceil(self.policy.longest_delay(base) * 1000))
+                for base in sorted(set(float(d) for d in self.policy.retry_delays))}
+
     def queue_arguments(self) -> Dict[str, Any]:
         """Arguments for the listener's own queue: whatever the broker drops goes to our
         dead-letter queue, `max_length` bounds it, and on quorum queues `delivery_limit` sends a
@@ -116,11 +128,8 @@ class Delivery:
                                   auto_delete=self.exclusive, channel=channel)
         with explain_conflicts():
             exchange.declare()
-            for base in sorted(set(float(d) for d in self.policy.retry_delays)):
-                key = holding_key(base)
-                ttl = math.ceil(self.policy.longest_delay(base) * 1000)
-                self._declare_queue(channel, exchange, f"{self.queue}/{key}", [key], queue_arguments(
-                    self.queue_type, dead_letter=(self.exchange, RETURN_KEY), ttl_ms=ttl))
+            for name, arguments in self.holding_queues().items():
+                self._declare_queue(channel, exchange, name, [name[len(self.queue) + 1:]], arguments)
             keys = [DEAD_LETTER_KEY] + ([limit_key(self.delivery_limit)] if self.delivery_limit else [])
             self._declare_queue(channel, exchange, self.dead_letter_queue, keys, queue_arguments(
                 self.queue_type, ttl_ms=DEAD_LETTER_TTL * 1000, max_length=DEAD_LETTER_MAX_LENGTH))
@@ -157,17 +166,21 @@ class Delivery:
         copy = channel.prepare_message(body, content_type=message.content_type or "application/octet-stream",
                                        content_encoding=message.content_encoding or "binary",
                                        headers=headers, properties=properties)
-        # On RabbitMQ, wait for the broker's confirm of a mandatory publish: a copy that reaches
-        # no queue (a holding or dead-letter queue deleted under us) fails here, before the
-        # original is acked, instead of vanishing.
-        publish = getattr(channel, "basic_publish_confirm", None) or channel.basic_publish
         try:
-            publish(copy, exchange=self.exchange, routing_key=routing_key, mandatory=True)
+            publish_confirmed(channel, copy, self.exchange, routing_key)
         except AMQPError as exc:
             log.warning("could not hand a message to %s with key %r (%s); reconnecting to redeclare "
                         "the retry and dead-letter queues; the message stays unacked and comes back",
                         self.exchange, routing_key, exc)
             raise
+
+
+def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: str) -> None:
+    """Publish a prepared `message` as mandatory and, on RabbitMQ, wait for the broker's confirm:
+    a message that reaches no queue (one deleted under us) fails here instead of vanishing, so
+    the caller never acks an original whose copy is lost."""
+    publish = getattr(channel, "basic_publish_confirm", None) or channel.basic_publish
+    publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
 
 
 def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:

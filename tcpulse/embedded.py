@@ -3,7 +3,8 @@
 Owns: `Broker`, one in-process virtual host (shared by every kombu Connection of the process
 through `broker_for`), with RabbitMQ's semantics: topic matching by
 `tcpulse.dispatch.topic_matches` (`#` matches zero words), routing by the primary key and every
-key of the `CC`/`BCC` headers (each queue reached at most once; BCC removed), `x-message-ttl`
+key of the `CC`/`BCC` headers (each queue reached at most once; BCC removed; a header that is not
+a list refused with RabbitMQ's PRECONDITION_FAILED, items that are not text ignored), `x-message-ttl`
 and per-message `expiration` (expiring at the head of a queue), dead-lettering on expiry,
 overflow and reject-without-requeue through `x-dead-letter-exchange` /
 `x-dead-letter-routing-key` with the `x-death` header, `x-max-length` with `x-overflow`, `x-expires`,
@@ -41,6 +42,22 @@ EXCHANGE_TYPES = ("topic", "direct", "fanout")
 _QUEUE_FLAGS = ("durable", "exclusive", "auto_delete")
 QUEUE_TYPES = ("classic", "quorum")
 DELIVERY_COUNT = "x-delivery-count"  # the header of a quorum queue's delivery: returns so far
+
+
+# RabbitMQ's names for header value types, as its refusal of a CC/BCC header that is no array says.
+_AMQP_TYPES = ((bool, "bool"), (int, "signedint"), (float, "double"), ((str, bytes), "longstr"),
+               (dict, "table"), (type(None), "void"))
+
+
+def _header_keys(headers: Payload, name: str) -> List[str]:
+    """The routing keys in header `name` (CC or BCC) as RabbitMQ reads them: an array, whose
+    text items are keys and whose other items are ignored; any other value refuses the publish."""
+    value = headers.get(name, [])
+    if not isinstance(value, (list, tuple)):
+        kind = next((label for types, label in _AMQP_TYPES if isinstance(value, types)), type(value).__name__)
+        raise amqp_errors.PreconditionFailed(
+            f'PRECONDITION_FAILED - invalid message: {{unacceptable_type_in_header,"{name}",{kind}}}', reply_code=406)
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value if isinstance(v, (str, bytes))]
 
 
 def _matches(kind: str, pattern: str, key: str) -> bool:
@@ -166,6 +183,8 @@ class Broker:
         with self.cond:
             if queue not in self.queues:
                 raise amqp_errors.NotFound(f"NOT_FOUND - no queue {queue!r} in vhost {self.vhost!r}", reply_code=404)
+            if unbind and exchange not in self.exchanges:
+                return  # as RabbitMQ: a binding to an exchange that is gone is gone too
             self._check_exchange(exchange, "", passive=True)
             table = self.bindings[exchange]
             if unbind and (pattern, queue) in table:
@@ -195,8 +214,10 @@ class Broker:
 
     def publish(self, payload: Payload, exchange: str, routing_key: str) -> int:
         """Route `payload` and enqueue one copy per queue reached; returns that count."""
-        headers = payload.setdefault("headers", {})
-        keys = [routing_key, *headers.get("CC", ()), *headers.pop("BCC", ())]
+        headers = payload.get("headers") or {}
+        keys = [routing_key, *_header_keys(headers, "CC"), *_header_keys(headers, "BCC")]
+        # A copy without BCC: the dict is the publisher's own, which RabbitMQ would not touch.
+        payload["headers"] = {k: v for k, v in headers.items() if k != "BCC"}
         with self.cond:
             if exchange:
                 self._check_exchange(exchange, "", passive=True)
@@ -226,7 +247,7 @@ class Broker:
             return  # RabbitMQ drops it too
         info = payload["properties"]["delivery_info"]
         headers = payload.setdefault("headers", {})
-        keys = [info["routing_key"], *headers.get("CC", ())]
+        keys = [info["routing_key"], *_header_keys(headers, "CC")]
         expiration = payload["properties"].pop("expiration", None)
         _record_death(headers, queue.name, reason, info["exchange"], keys, expiration)
         if queue.arguments.get("x-dead-letter-routing-key") is not None:

@@ -2,7 +2,8 @@
 
 Owns: the decorator registry (`Listener.on`, `add_handler`, module-level `on` on a default
 listener), the listener's options, its queue's name and declaration (durable
-`queue/<user>/<name>`, or an exclusive auto-delete queue when unnamed), exchanges declared
+`queue/<user>/<name>`, or an exclusive auto-delete queue when unnamed; what an earlier run bound
+and no handler declares now is removed by `tcpulse.stale`), exchanges declared
 passively (or for real with `declare_exchanges=True`, for local development), turning a message
 into an `Event` and running its handlers, the ONE place where a result becomes broker actions
 (`_settle`), signals (first SIGTERM/SIGINT drains, the second exits at once), readiness and
@@ -35,6 +36,7 @@ from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, de
 from .exchanges import Binding
 from .metrics import Metrics
 from .running import HandlerRuns, Watchdog
+from .stale import remove_stale
 from .topology import ListenerNames, check_queue_type, declare_listener_queue
 
 log = logging.getLogger("tcpulse.listener")
@@ -44,6 +46,7 @@ DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SI
 DEFAULT_SLOW_HANDLER = 60.0  # seconds; a Taskcluster REST call retried to the end takes about 40
 UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # run()'s own logging and the CLI's
 
 
 class Listener:
@@ -251,17 +254,19 @@ class Listener:
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
+        unlog = _log_to_stderr_unless_configured()
         health = self._start_health()
         restore = self._install_signals()
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:
             self._consumer.run()
+            log.info("stopped listening on %s: %s", self.queue, self.metrics.summary())
         finally:
             watchdog.stop()
             restore()
             if health is not None:
                 health.stop()
-        log.info("stopped listening on %s", self.queue)
+            unlog()
 
     def _start_health(self) -> Any:
         if self.health_port is None:
@@ -343,7 +348,10 @@ class Listener:
                                bindings=bindings, declare_exchanges=declare,
                                arguments=self._delivery.queue_arguments())
         self._delivery.declare(channel)
-        log.info("declared %s with %d binding(s)", self.queue, len(bindings))
+        if self.name is not None:  # an anonymous queue dies with its connection, bindings and all
+            remove_stale(channel, self._delivery, bindings, self._address)
+        log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
+                 "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
         return self.queue
 
     # -- messages -------------------------------------------------------------------------
@@ -375,8 +383,14 @@ class Listener:
         """(Event, the handlers it goes to), or (None, failures) for an unreadable message."""
         try:
             origin = self._delivery.origin(message)
+        except Exception as exc:  # unreadable headers: a verdict, never a dead thread
+            self.metrics.inc("received")
+            return None, {BODY_FAILURE: exc}
+        if origin.attempt == 1:  # a retry is the same message again (counted here, not at delivery:
+            self.metrics.inc("received")  # what is returned unstarted at shutdown was never taken on)
+        try:
             event = self._event_for(message, origin)
-        except Exception as exc:  # unreadable body or headers: a verdict, never a dead thread
+        except Exception as exc:  # unreadable body
             return None, {BODY_FAILURE: exc}
         handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
         if not handlers:
@@ -391,7 +405,8 @@ class Listener:
                 return
             self._unmatched_logged[event.exchange] = now
         log.warning("message from %s with key %r matched no handler; acked without action (a binding "
-                    "left on %s by an earlier version of this listener? delete the queue to drop it); "
+                    "left on %s by a version of this listener that kept no binding record? delete the "
+                    "queue to drop it); "
                     "more from this exchange are counted in the metric 'unmatched' and logged at most "
                     "once every %g s", event.exchange, event.routing_key, self.queue, UNMATCHED_LOG_EVERY)
 
@@ -426,6 +441,26 @@ class Listener:
                       "%s --list / --requeue)", origin.exchange, origin.routing_key, verdict.reason,
                       self._delivery.dead_letter_queue, self.name or "NAME")
         self._consumer.ack(message)
+
+
+def _log_to_stderr_unless_configured() -> Callable[[], None]:
+    """When the application configured no logging (`python my_handlers.py` calling `app.run()`),
+    log tcpulse's info lines to stderr for the run, as `tcpulse listen` does: otherwise a listener
+    would say nothing, not even that it connected. Returns what undoes it."""
+    logger = logging.getLogger("tcpulse")
+    if logger.hasHandlers():  # the application's (or the CLI's) logging decides
+        return lambda: None
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return undo
 
 
 def _raw_origin(delivery: Any, message: Any) -> Origin:

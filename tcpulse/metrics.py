@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 # name -> help text; the counters every listener exposes, even at zero.
 COUNTERS = {
-    "received": "Messages delivered to this listener by the broker.",
+    "received": "Messages this listener took on, each counted once: not again when a retry of it "
+                "comes back, nor when it was prefetched and returned to the broker unstarted at shutdown.",
     "acked": "Messages acknowledged after every matching handler succeeded (or none matched).",
     "unmatched": "Messages that matched no handler (acknowledged).",
     "handled": "Handler runs that succeeded, by handler.",
@@ -106,6 +107,21 @@ class Metrics:
         with self._lock:
             return {dict(labels)[label]: value for (n, labels), value in self._values.items()
                     if n == name and label in dict(labels)}
+
+    def summary(self) -> str:
+        """One line saying what a run did (`tcpulse listen` prints it; `Listener.run` logs it).
+
+        Example:
+            >>> m = Metrics(); m.inc("received"); m.inc("handled", handler="watch.completed")
+            >>> m.summary()
+            'received 1 message; handled: watch.completed 1; unmatched 0, retried 0, dead-lettered 0'
+        """
+        handled = sorted((name, int(value)) for name, value in self.by_label("handled", "handler").items())
+        per_handler = ", ".join(f"{name} {count}" for name, count in handled) or "none"
+        received = int(self.get("received"))
+        return (f"received {received} message{'' if received == 1 else 's'}; handled: {per_handler}; "
+                f"unmatched {int(self.get('unmatched'))}, retried {int(self.get('retried'))}, "
+                f"dead-lettered {int(self.get('dead_lettered'))}")
 
     def set_gauge(self, name: str, value: float) -> None:
         """Set a value that can go down as well as up (unlike the counters)."""

@@ -4,9 +4,12 @@ Broker tests are marked `rabbitmq`. When the broker is unreachable they skip wit
 except under CI=true, where they fail: a green CI run must have exercised the broker.
 """
 import os
+import pathlib
 import secrets
+import shutil
 import socket
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -157,6 +160,43 @@ def _sweep_guest_test_objects():
     yield
     if broker_reachable():
         delete_broker_objects("guest", "guest", f"queue/guest/{UNIQUE_PREFIX}", f"exchange/guest/{UNIQUE_PREFIX}")
+
+
+OFFICIAL_CLIENT = "taskcluster==4.0.1"  # the release whose wire formats tcpulse matches
+
+
+def _skip_or_fail(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def official_python() -> str:
+    """A Python interpreter with the official client (taskcluster 4.0.1) installed, for the
+    byte-for-byte comparisons: TCPULSE_OFFICIAL_PYTHON when set, else a venv built once with pip
+    under ~/.cache/tcpulse-tests (reused by later runs; needs the package index the first time).
+    Skips when it cannot be had, except under CI=true, where it fails."""
+    given = os.environ.get("TCPULSE_OFFICIAL_PYTHON")
+    if given:
+        if not os.path.exists(given):
+            _skip_or_fail(f"TCPULSE_OFFICIAL_PYTHON={given} does not exist")
+        return given
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+    venv = cache / "tcpulse-tests" / OFFICIAL_CLIENT.replace("==", "-")
+    python, built = venv / "bin" / "python", venv / "built"
+    if not built.exists():  # a half-built venv (an interrupted run) is rebuilt from scratch
+        shutil.rmtree(venv, ignore_errors=True)
+        steps = ([sys.executable, "-m", "venv", str(venv)],
+                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", OFFICIAL_CLIENT])
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                _skip_or_fail(f"cannot build a venv with {OFFICIAL_CLIENT} in {venv} ({' '.join(step[-2:])}: "
+                              f"{done.stderr.strip().splitlines()[-1:]}); set TCPULSE_OFFICIAL_PYTHON to an "
+                              "interpreter that has it")
+        built.write_text(OFFICIAL_CLIENT + "\n")
+    return str(python)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ fixture); tests/test_client_server.py proves the server itself rejects what it m
 It checks every request's Hawk header with mohawk.Receiver, decodes the `ext`, verifies the
 certificate of temporary credentials the way the auth service does (computed here, not with
 tcpulse code), counts TCP connections, and answers from a per-test script: (status, body) or
-(status, body, extra headers), e.g. a redirect's Location.
+(status, body, extra headers), e.g. a redirect's Location; a `Stream` body is sent in chunks.
 """
 import base64
 import contextlib
@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 import mohawk
@@ -43,6 +43,15 @@ class Seen:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+@dataclass
+class Stream:
+    """An answer body sent chunk by chunk with its full Content-Length; with `cut_after`, the
+    connection closes after that many bytes (a download that breaks mid-stream)."""
+    chunks: Callable[[], Iterable[bytes]]
+    length: int
+    cut_after: Optional[int] = None
 
 
 def issuer_signature(issuer_token: str, cert: Dict[str, Any], name: Optional[str]) -> str:
@@ -142,14 +151,34 @@ class _Handler(BaseHTTPRequestHandler):
         if status == DROP:
             self.close_connection = True
             return
+        given = {"Content-Type": "application/json", **(extra[0] if extra else {})}
+        headers = {name: value for name, value in given.items() if value is not None}  # None: leave it out
+        if isinstance(answer, Stream):
+            self._stream(status, answer, headers)
+            return
         data = answer if isinstance(answer, bytes) else b"" if answer is None else json.dumps(answer).encode()
-        headers = {"Content-Type": "application/json", **(extra[0] if extra else {})}
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _stream(self, status: int, stream: "Stream", headers: Dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(stream.length))
+        self.end_headers()
+        sent = 0
+        for chunk in stream.chunks():
+            if stream.cut_after is not None and sent + len(chunk) > stream.cut_after:
+                self.wfile.write(chunk[:stream.cut_after - sent])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(chunk)
+            sent += len(chunk)
 
     def _check_hawk(self, seen: Seen) -> None:
         header = self.headers["Authorization"]

@@ -108,14 +108,16 @@ def queue_name(pulse_user, unique_name) -> Iterator[str]:
     delete_listener_topology(pulse_user.url, pulse_user.name, unique_name)
 
 
-def delete_listener_topology(url: str, user: str, name: str) -> None:
-    """Delete the queues and exchange a listener named `name` declares for `user`."""
+def delete_listener_topology(url: str, user: str, name: str, retry_delays: Sequence[float] = (5, 30, 120, 600)) -> None:
+    """Delete the queues and exchange a listener named `name` (with these `retry_delays`)
+    declares for `user`."""
     from tcpulse.delivery import Delivery
     from tcpulse.outcome import RetryPolicy
+    from tcpulse.stale import record_queue
 
-    delivery = Delivery(f"queue/{user}/{name}", RetryPolicy())
-    holding = {delivery.holding_queue(attempt) for attempt in range(2, 2 + len(RetryPolicy().retry_delays))}
+    delivery = Delivery(f"queue/{user}/{name}", RetryPolicy(retry_delays=tuple(retry_delays)))
+    holding = delivery.holding_queues()
     with resolve_broker(url, environ={}).connection() as conn:
-        for queue in [delivery.queue, delivery.dead_letter_queue, *sorted(holding)]:
+        for queue in [delivery.queue, delivery.dead_letter_queue, record_queue(delivery.queue), *sorted(holding)]:
             conn.channel().queue_delete(queue=queue)
         conn.channel().exchange_delete(exchange=delivery.exchange)

@@ -4,7 +4,6 @@ import datetime
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,6 @@ from tcpulse.auth import Credentials, hawk_ext
 
 START = datetime.datetime(2024, 5, 1, 10, 0, 0)
 EXPIRY = START + datetime.timedelta(hours=2)
-OFFICIAL_PYTHON = os.environ.get("TCPULSE_OFFICIAL_PYTHON", "/tmp/tcv/bin/python")
 
 
 def expected_signature(token, cert, name=None):
@@ -90,13 +88,12 @@ def test_hawk_ext_is_encoded_as_the_official_client_encodes_it():
     assert "\n" not in hawk_ext(temporary) and "=" not in hawk_ext(temporary).rstrip("=")
 
 
-@pytest.mark.skipif(not os.path.exists(OFFICIAL_PYTHON), reason=f"official taskcluster venv not at {OFFICIAL_PYTHON}")
-def test_hawk_ext_matches_the_official_4_0_1_client_byte_for_byte(tmp_path):
+def test_hawk_ext_matches_the_official_4_0_1_client_byte_for_byte(tmp_path, official_python):
     creds = tcpulse.createTemporaryCredentials("i", "t", START, EXPIRY, ["queue:*"], name="n")
     options = {"credentials": creds, "authorizedScopes": ["queue:a"], "baseUrl": "http://127.0.0.1:9/v1"}
     script = ("import base64, json, sys; base64.encodestring = base64.encodebytes  # removed in Python 3.9\n"
               "import taskcluster; print(taskcluster.Queue(json.loads(sys.argv[1])).makeHawkExt().decode())")
-    done = subprocess.run([OFFICIAL_PYTHON, "-c", script, json.dumps(options)], cwd=tmp_path,
+    done = subprocess.run([official_python, "-c", script, json.dumps(options)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     ours = hawk_ext(Credentials(creds["clientId"], creds["accessToken"], creds["certificate"]), ["queue:a"])
@@ -124,9 +121,9 @@ def test_the_utilities_and_temporary_credentials_load_neither_requests_nor_kombu
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
 
 
-@pytest.mark.skipif(not os.path.exists(OFFICIAL_PYTHON), reason=f"official taskcluster venv not at {OFFICIAL_PYTHON}")
 @pytest.mark.parametrize("name", [None, "named-temp"])
-def test_temporary_credentials_match_the_official_4_0_1_client_given_the_same_seed(tmp_path, monkeypatch, name):
+def test_temporary_credentials_match_the_official_4_0_1_client_given_the_same_seed(tmp_path, monkeypatch, name,
+                                                                                   official_python):
     # 4.0.1 cannot run on Python >= 3.9 as shipped (base64.encodestring is gone); put it back.
     script = ("import base64, json, sys, datetime; base64.encodestring = base64.encodebytes\n"
               "import taskcluster.client as c, taskcluster.utils as u\n"
@@ -136,7 +133,7 @@ def test_temporary_credentials_match_the_official_4_0_1_client_given_the_same_se
               "r = c.createTemporaryCredentials('issuer', 'issuer-token', s, s + datetime.timedelta(hours=2),"
               " ['a', 'b:*'], name)\n"
               "print(json.dumps({k: v.decode() if isinstance(v, bytes) else v for k, v in r.items()}))")
-    done = subprocess.run([OFFICIAL_PYTHON, "-c", script, name or ""], cwd=tmp_path,
+    done = subprocess.run([official_python, "-c", script, name or ""], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     monkeypatch.setattr("tcpulse.auth.slugId", lambda: "fixedSeedHalf_0123456789")
@@ -144,15 +141,14 @@ def test_temporary_credentials_match_the_official_4_0_1_client_given_the_same_se
     assert ours == json.loads(done.stdout)
 
 
-@pytest.mark.skipif(not os.path.exists(OFFICIAL_PYTHON), reason=f"official taskcluster venv not at {OFFICIAL_PYTHON}")
-def test_signed_urls_match_the_official_4_0_1_client_at_the_same_moment(tmp_path, monkeypatch):
+def test_signed_urls_match_the_official_4_0_1_client_at_the_same_moment(tmp_path, monkeypatch, official_python):
     options = {"baseUrl": "https://tc/api/queue/v1", "authorizedScopes": ["queue:get-artifact:*"],
                "credentials": {"clientId": "a", "accessToken": "b"}}
     script = ("import base64, json, sys, time; base64.encodestring = base64.encodebytes\n"
               "time.time = lambda: 1700000000.0\n"
               "import taskcluster\n"
               "print(taskcluster.Queue(json.loads(sys.argv[1])).buildSignedUrl('getLatestArtifact', 'abc', 'public/x.log'))")
-    done = subprocess.run([OFFICIAL_PYTHON, "-c", script, json.dumps(options)], cwd=tmp_path,
+    done = subprocess.run([official_python, "-c", script, json.dumps(options)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     monkeypatch.setattr("time.time", lambda: 1700000000.0)

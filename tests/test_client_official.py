@@ -84,6 +84,7 @@ def test_a_redirect_never_carries_the_signed_request_or_its_body_anywhere(server
     (lambda c: c.task("."), "/api/queue/v1/task/%2E"),
     (lambda c: c.getArtifact("..", 0, ".."), "/api/queue/v1/task/%2E%2E/runs/0/artifacts/%2E%2E"),
     (lambda c: c.getArtifact("t", 0, "../../x"), "/api/queue/v1/task/t/runs/0/artifacts/..%2F..%2Fx"),
+    (lambda c: tcpulse.Index(c.options).findArtifactFromTask("..", "x"), "/api/index/v1/task/%2E%2E/artifacts/x"),
 ])
 def test_dot_and_dot_dot_route_arguments_stay_one_segment_of_the_route(server, call, path):
     call(tcpulse.Queue({"rootUrl": server.url, "credentials": PERMANENT}))
@@ -163,3 +164,12 @@ def test_create_session_gives_a_session_a_client_accepts(server):
     session = tcpulse.createSession()
     client = tcpulse.Queue({"rootUrl": server.url}, session)
     assert client.session is session and client.task("abc") == {"path": "/api/queue/v1/task/abc"}
+
+
+@pytest.mark.parametrize("module", ["client", "calls", "options", "auth", "utils", "errors", "artifacts", "download"])
+def test_the_docstring_examples_of_the_rest_client_modules_run(module):
+    import doctest
+    import importlib
+
+    failures, tried = doctest.testmod(importlib.import_module(f"tcpulse.{module}"))
+    assert failures == 0 and tried > 0

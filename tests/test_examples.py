@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from artifactserver import Blob, artifact_server  # noqa: F401 - the fixture
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 WATCHER = str(EXAMPLES / "task_group_watcher.py")
 GROUP_FILE = str(EXAMPLES / "messages" / "task-group.jsonl")
@@ -132,3 +134,33 @@ def test_the_docstring_examples_run(module, monkeypatch):
     monkeypatch.delenv("PULSE_URL", raising=False)
     failures, tried = doctest.testmod(importlib.import_module(f"tcpulse.{module}"))
     assert tried > 0 and failures == 0
+
+
+DOWNLOADER = str(EXAMPLES / "artifact_downloader.py")
+
+
+def test_the_downloader_without_a_root_url_says_what_it_would_download(tcpulse_harness, dry_run, capsys):
+    results = tcpulse_harness.deliver_file(tcpulse_harness.load(DOWNLOADER), GROUP_FILE)
+    assert capsys.readouterr().out.splitlines() == [
+        f"would download public/build/target.tar.bz2 of {task} run 0" for task in COMPLETED_TASKS]
+    assert all(result.acked for result in results)
+
+
+def test_the_downloader_streams_each_completed_tasks_artifact_whatever_its_storage(
+        tcpulse_harness, artifact_server, tmp_path, monkeypatch, capsys):
+    name = "public/build/target.tar.bz2"
+    artifact_server.store(COMPLETED_TASKS[0], 0, name, "s3", Blob(b"s3 bytes" * 1000, "application/x-bzip2"))
+    artifact_server.store(COMPLETED_TASKS[1], 0, name, "object", Blob(b"object bytes", "application/x-bzip2",
+                                                                     failures=[503]))
+    artifact_server.store(COMPLETED_TASKS[2], 0, name, "error", message="not built", reason="file-missing-on-worker")
+    monkeypatch.setenv("TASKCLUSTER_ROOT_URL", artifact_server.url)
+    monkeypatch.setenv("DOWNLOAD_DIR", str(tmp_path))
+    monkeypatch.delenv("TASK_GROUP_ID", raising=False)
+    results = tcpulse_harness.deliver_file(tcpulse_harness.load(DOWNLOADER), GROUP_FILE)
+    assert capsys.readouterr().out.splitlines() == [
+        f"downloaded {name} of {COMPLETED_TASKS[0]} run 0: 8000 bytes, application/x-bzip2",
+        f"downloaded {name} of {COMPLETED_TASKS[1]} run 0: 12 bytes, application/x-bzip2",
+        f"no {name} for {COMPLETED_TASKS[2]} run 0: not built (file-missing-on-worker)"]
+    assert (tmp_path / COMPLETED_TASKS[1] / "target.tar.bz2").read_bytes() == b"object bytes"
+    assert not (tmp_path / COMPLETED_TASKS[2]).joinpath("target.tar.bz2").exists()
+    assert all(result.acked for result in results)

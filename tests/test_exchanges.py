@@ -3,9 +3,10 @@ reference sets, today's (`bundled`) and `legacy-2018` (the parameters come from 
 references, not from a hand-written list; test ids start with the set).
 
 The official 2018 client's patterns are a fixture for the legacy set; after changing it,
-regenerate it with `/tmp/tcv/bin/python tests/fixtures/make_official_patterns.py` (an interpreter
-with taskcluster==4.0.1). Today's set is compared with the official client of today in
-tests/test_official_client.py.
+regenerate it with `~/.cache/tcpulse-tests/taskcluster-4.0.1/bin/python
+tests/fixtures/make_official_patterns.py` (any interpreter with taskcluster==4.0.1; the
+`official_python` fixture of tests/conftest.py builds that one). Today's set is compared with
+the official client of today in tests/test_official_client.py.
 """
 import dataclasses
 import doctest

@@ -9,7 +9,9 @@ import pytest
 import tcpulse
 from tcpulse import BrokerFailure, Listener, QueueEvents
 from tcpulse.exchanges import Binding
-from listenerkit import Publisher, delete_listener_topology, queue_name, queued, running, task_key, wait_for  # noqa: F401
+from tcpulse.stale import record_queue
+from listenerkit import (Publisher, delete_listener_topology, delete_queue, queue_name, queued, running,  # noqa: F401
+                         task_key, wait_for)
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -118,11 +120,12 @@ def test_declare_exchanges_creates_them_for_local_development_but_a_pulse_user_m
 
 
 def test_a_message_no_handler_matches_is_acked_counted_and_logged(pulse_user, taskcluster_exchanges, queue_name, caplog):
-    # A durable queue keeps the bindings of an earlier version of the script.
+    # A durable queue keeps the bindings of a version of the script that kept no binding record.
     old = Listener(queue_name, broker=pulse_user.url)
     old.add_handler(lambda event: None, FAILED, schedulerId=queue_name)
     with running(old):
         pass
+    delete_queue(pulse_user.url, record_queue(old.queue))
     new = Listener(queue_name, broker=pulse_user.url)
     seen = []
     new.add_handler(seen.append, COMPLETED, schedulerId=queue_name)
@@ -178,7 +181,7 @@ def test_running_handlers_keep_the_connection_serviced_and_all_are_acked_at_the_
     with running(app), Publisher() as pub:
         for i in range(20):
             pub.publish(COMPLETED.exchange, task_key(COMPLETED, schedulerId=queue_name), {"id": i})
-        wait_for(lambda: app.metrics.get("received") == 8, what="the prefetch window to fill")
+        wait_for(lambda: queued(pulse_user.url, app.queue) == 12, what="the prefetch window to fill")
         assert app.is_ready() and app._consumer.pool.running == 4
         release.set()
         wait_for(lambda: app.metrics.get("acked") == 20, what="every message acked")

@@ -189,3 +189,22 @@ def test_an_unknown_set_is_a_usage_error_with_a_suggestion():
     assert (done.returncode, done.stderr) == (2, (
         "tcpulse: error: reference set 'legacy2018' is not a folder: give 'bundled', 'legacy-2018' or a folder "
         "written by 'tcpulse references pull'. Did you mean 'legacy-2018'?\n"))
+
+
+def test_a_bad_selection_in_the_environment_is_one_line_in_any_command(tmp_path):
+    missing = tmp_path / "nowhere"
+    done = run("exchanges", TCPULSE_REFERENCES=str(missing))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"tcpulse: error: TCPULSE_REFERENCES: reference set '{missing}' is not a folder: give "
+                           f"'bundled', 'legacy-2018' or a folder written by 'tcpulse references pull'.\n")
+
+
+def test_a_selected_set_with_a_broken_reference_is_one_line_exit_1(tmp_path):
+    folder = tmp_path / "set"
+    (folder / "references" / "queue" / "v1").mkdir(parents=True)
+    (folder / "references" / "manifest.json").write_text(json.dumps({"references": ["/references/queue/v1/exchanges.json"]}))
+    (folder / "references" / "queue" / "v1" / "exchanges.json").write_text("{not json")
+    done = run("routing-key", "QueueEvents.taskCompleted", TCPULSE_REFERENCES=str(folder))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"tcpulse: error: {folder.resolve()}/references/queue/v1/exchanges.json: cannot be "
+                                  f"read as JSON (") and done.stderr.count("\n") == 1

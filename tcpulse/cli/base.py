@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from ..errors import TaskclusterFailure, TaskclusterTopicExchangeFailure
+from ..errors import InvalidReference, ReferenceSetError, TaskclusterFailure, TaskclusterTopicExchangeFailure
 from ..recording import RecordingError
 from ..scripts import ScriptError
 
@@ -56,9 +56,9 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (UsageError, RecordingError, ScriptError, TaskclusterTopicExchangeFailure) as exc:
+        except (UsageError, RecordingError, ScriptError, TaskclusterTopicExchangeFailure, ReferenceSetError) as exc:
             return fail(str(exc), EXIT_USAGE)
-        except RuntimeFailure as exc:
+        except (RuntimeFailure, InvalidReference) as exc:  # a selected reference set that is broken
             return fail(str(exc), EXIT_FAILURE)
         except KeyboardInterrupt:
             return fail("interrupted", EXIT_FAILURE)

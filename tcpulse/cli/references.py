@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InvalidReference, ReferenceSetError
 from .base import EXIT_OK, RuntimeFailure, UsageError, command_parser, guarded
 
 
@@ -48,31 +47,29 @@ def add_commands(subparsers: Any) -> None:
                    help="the deployment's rootUrl (default: TASKCLUSTER_ROOT_URL)")
     p.add_argument("--dir", type=Path, help="where to write the set (default: a folder per deployment under "
                    "$XDG_CACHE_HOME or ~/.cache, tcpulse/references/)")
-    p.set_defaults(func=guarded(_reference_errors(cmd_pull)))
+    p.set_defaults(func=guarded(_pull_errors(cmd_pull)))
 
     p = command_parser(actions, "list", "Print a set's services, methods and exchanges, one a line.",
                        "tcpulse references list --set legacy-2018")
     p.add_argument("--set", help="bundled, legacy-2018 or a folder (default: TCPULSE_REFERENCES, else bundled)")
-    p.set_defaults(func=guarded(_reference_errors(cmd_list)))
+    p.set_defaults(func=guarded(cmd_list))
 
     p = command_parser(actions, "diff", "Print what one set has that the other lacks: services, methods, "
                        "exchanges and routing-key fields.", "tcpulse references diff ~/.cache/tcpulse/references/tc.example.com")
     p.add_argument("first", metavar="SET", help="bundled, legacy-2018 or a folder")
     p.add_argument("second", metavar="SET2", nargs="?", default="bundled", help="the other side (default: bundled)")
-    p.set_defaults(func=guarded(_reference_errors(cmd_diff)))
+    p.set_defaults(func=guarded(cmd_diff))
 
 
-def _reference_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """An unknown set is the user's typo (exit 2); a broken set or a failed pull is a runtime failure (exit 1)."""
+def _pull_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A pull that cannot finish is a runtime failure (exit 1); `guarded` handles the rest."""
     from ..references.pull import PullError
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except ReferenceSetError as exc:
-            raise UsageError(str(exc)) from exc
-        except (InvalidReference, PullError) as exc:
+        except PullError as exc:
             raise RuntimeFailure(str(exc)) from exc
     return run
 

@@ -186,8 +186,15 @@ def active_set() -> ReferenceSet:
         True
     """
     if _selection.used is None:
-        _selection.used = _selection.chosen or open_set(os.environ.get(ENV_VAR) or BUNDLED)
+        _selection.used = _selection.chosen or _from_environment()
     return _selection.used
+
+
+def _from_environment() -> ReferenceSet:
+    try:
+        return open_set(os.environ.get(ENV_VAR) or BUNDLED)
+    except ReferenceSetError as exc:
+        raise ReferenceSetError(f"{ENV_VAR}: {exc}") from None
 
 
 def use_references(choice: str) -> ReferenceSet:
