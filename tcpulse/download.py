@@ -218,7 +218,8 @@ def _without_query(url: str) -> str:
 
 
 def _timeout_of(client: BaseClient) -> Any:
-    return client.options.get("timeout", TIMEOUT)
+    timeout = client.options.get("timeout", TIMEOUT)
+    return tuple(timeout) if isinstance(timeout, list) else timeout  # requests takes (connect, read) as a tuple
 
 
 def _object_service(queue: BaseClient, credentials: Any, maxRetries: int) -> BaseClient:

@@ -5,6 +5,11 @@ Owns: the file format (one message per line: `{"exchange": ..., "routing_key": .
 `route.` prefix, as in `event.routes`), reading it with errors that name the file and line,
 writing it, and moving messages between a broker and a file (`record_from`, `replay_into`).
 
+Files are streamed, never held whole: `read` checks every line in one pass (so that a bad line
+is reported before anything is published) and reads the file again for each use. An error quotes
+at most a short excerpt of the bad value; a body is held to `tcpulse.outcome`'s rules for bodies
+(nesting at most MAX_DEPTH levels), as the listener would.
+
 Imports kombu only inside the broker-facing functions; never imports requests or the listener.
 
 Example:
@@ -15,6 +20,7 @@ Example:
 """
 import difflib
 import json
+import reprlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,9 +28,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import TaskclusterFailure
+from .outcome import MAX_DEPTH, Poison, _strings, decode_body, too_deep
 
 REQUIRED = ("exchange", "routing_key", "body")
 ROUTE_PREFIX = "route."
+# An error quotes a bad value through this: a 10 MiB string must not become a 10 MiB message.
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxstring = _EXCERPT.maxother = 80
+_EXCERPT.maxlist = _EXCERPT.maxdict = 5
+_EXCERPT.maxlevel = 3
 
 
 class RecordingError(TaskclusterFailure, ValueError):
@@ -66,14 +78,15 @@ class Recorded:
     def from_delivery(cls, body: Dict[str, Any], delivery_info: Dict[str, Any],
                       headers: Optional[Dict[str, Any]]) -> "Recorded":
         """Build from what a consumer received (the CC header keeps its `route.` prefix)."""
-        cc = (headers or {}).get("CC") or []
+        cc = _strings((headers or {}).get("CC"))  # whatever a publisher sent: text items only
         routes = tuple(r[len(ROUTE_PREFIX):] for r in cc if r.startswith(ROUTE_PREFIX))
         return cls(delivery_info["exchange"], delivery_info["routing_key"], routes, body,
                    {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
-def read(path: Union[str, Path]) -> List[Recorded]:
-    """Every message of the recording at `path`; the first bad line raises `RecordingError`.
+def read(path: Union[str, Path]) -> "Recording":
+    """The messages of the recording at `path`, every line checked now; the first bad line
+    raises `RecordingError`.
 
     Example:
         >>> read("/nonexistent.jsonl")
@@ -81,25 +94,58 @@ def read(path: Union[str, Path]) -> List[Recorded]:
         ...
         tcpulse.recording.RecordingError: /nonexistent.jsonl: no such file
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return list(read_lines(handle, str(path)))
-    except FileNotFoundError:
-        raise RecordingError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordingError(f"{path}: cannot be read ({exc})") from None
+    return Recording(path)
 
 
-def read_lines(lines: Iterable[str], name: str = "<input>") -> Iterator[Recorded]:
-    """Parse JSON Lines; blank lines are skipped, the first bad one raises `RecordingError`.
+class Recording:
+    """The messages of a JSON Lines file, read from the file each time they are iterated (a
+    100 MB recording costs one line of memory); `len()` is their number, counted by the first
+    pass, which checks every line.
+
+    Example:
+        >>> recording = Recording("examples/messages/index-routes.jsonl")
+        >>> len(recording), next(iter(recording)).exchange
+        (4, 'exchange/taskcluster-queue/v1/task-completed')
+    """
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = str(path)
+        self._count = sum(1 for _ in self)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Recorded]:
+        try:
+            with open(self.path, "rb") as handle:
+                yield from read_lines(handle, self.path)
+        except FileNotFoundError:
+            raise RecordingError(f"{self.path}: no such file") from None
+        except OSError as exc:
+            raise RecordingError(f"{self.path}: cannot be read ({exc})") from None
+
+
+def read_lines(lines: Iterable[Union[str, bytes]], name: str = "<input>") -> Iterator[Recorded]:
+    """Parse JSON Lines (text, or bytes taken as UTF-8); blank lines are skipped, the first bad
+    one raises `RecordingError`.
 
     Example:
         >>> [m.routing_key for m in read_lines(["", '{"exchange": "x", "routing_key": "k", "body": {}}'])]
         ['k']
+        >>> list(read_lines([b'{"exchange": "\\xff"}'], "m.jsonl"))
+        Traceback (most recent call last):
+        ...
+        tcpulse.recording.RecordingError: m.jsonl line 1: not valid UTF-8 (byte 14)
     """
     for number, line in enumerate(lines, start=1):
+        where = f"{name} line {number}"
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecordingError(f"{where}: not valid UTF-8 (byte {exc.start})") from None
         if line.strip():
-            yield parse_line(line, f"{name} line {number}")
+            yield parse_line(line, where)
 
 
 def parse_line(line: str, where: str) -> Recorded:
@@ -113,13 +159,18 @@ def parse_line(line: str, where: str) -> Recorded:
         data = json.loads(line)
     except ValueError as exc:
         raise RecordingError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RecordingError(f"{where}: JSON nested more than {MAX_DEPTH} levels deep") from None
     if not isinstance(data, dict):
         raise RecordingError(f"{where}: expected a JSON object with {', '.join(REQUIRED)} "
                              f"(got {type(data).__name__})")
     _check_required(data, where)
     routes = data.get("routes", [])
     if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
-        raise RecordingError(f"{where}: 'routes' must be a list of strings (got {routes!r})")
+        raise RecordingError(f"{where}: 'routes' must be a list of strings (got {_EXCERPT.repr(routes)})")
+    deep = next((key for key, value in data.items() if too_deep(line, value)), None)
+    if deep is not None:
+        raise RecordingError(f"{where}: {deep!r} is JSON nested more than {MAX_DEPTH} levels deep")
     metadata = {k: v for k, v in data.items() if k not in (*REQUIRED, "routes")}
     return Recorded(data["exchange"], data["routing_key"], tuple(routes), data["body"], metadata)
 
@@ -134,7 +185,7 @@ def _check_required(data: Dict[str, Any], where: str) -> None:
     for name, kind, label in (("exchange", str, "a string"), ("routing_key", str, "a string"),
                               ("body", dict, "a JSON object")):
         if not isinstance(data[name], kind):
-            raise RecordingError(f"{where}: {name!r} must be {label} (got {data[name]!r})")
+            raise RecordingError(f"{where}: {name!r} must be {label} (got {_EXCERPT.repr(data[name])})")
     if not data["exchange"]:
         raise RecordingError(f"{where}: 'exchange' must not be empty")
 
@@ -232,8 +283,8 @@ def _record_once(connection: Any, queue_name: str, bindings: Sequence[Tuple[str,
     for exchange, pattern in bindings:
         channel.exchange_declare(exchange, type="topic", passive=True)
         queue.bind_to(exchange=exchange, routing_key=pattern)
-    with kombu.Consumer(channel, [queue], callbacks=[writer.on_message], accept=["json"],
-                        on_decode_error=writer.on_undecodable):
+    # Raw messages: the body check is the listener's own (`decode_body`), not kombu's decoder.
+    with kombu.Consumer(channel, [queue], on_message=writer.on_message):
         if ready:
             ready()
         _drain(connection, writer.full, deadline)
@@ -279,18 +330,19 @@ class _Writer:
     def full(self) -> bool:
         return self.count is not None and self.written >= self.count
 
-    def on_message(self, body: Any, message: Any) -> None:
-        if not self.full():
-            self.written += write(self.out, [Recorded.from_delivery(body, message.delivery_info, message.headers)])
-            if self.progress:
-                self.progress(self.written)
-        message.ack()
-
-    def on_undecodable(self, message: Any, exc: Exception) -> None:
-        # A recording holds JSON objects only; say what was left out rather than stall on it.
-        info = message.delivery_info
-        print(f"skipped a message that is not JSON from {info.get('exchange')} "
-              f"{info.get('routing_key')!r} ({exc})", file=sys.stderr)
+    def on_message(self, message: Any) -> None:
+        try:
+            body = decode_body(message.body)
+        except Poison as exc:
+            # A recording holds JSON objects only; say what was left out rather than stall on it.
+            info = message.delivery_info
+            print(f"skipped a message from {info.get('exchange')} {info.get('routing_key')!r}: {exc}",
+                  file=sys.stderr)
+        else:
+            if not self.full():
+                self.written += write(self.out, [Recorded.from_delivery(body, message.delivery_info, message.headers)])
+                if self.progress:
+                    self.progress(self.written)
         message.ack()
 
 

@@ -181,3 +181,9 @@ def test_a_redirect_to_another_origin_is_followed_without_credentials(artifact_s
     hops = [*other_server.requests, *artifact_server.storage_requests()]
     assert [seen.path for seen in hops] == ["/moved", "/storage/T/0/public/x"]
     assert all("Authorization" not in seen.headers for seen in hops)
+
+
+def test_a_queue_client_with_a_connect_and_read_timeout_pair_downloads(artifact_server):
+    artifact_server.store("T", 0, "public/x", "object", Blob(TEXT))
+    queue = tcpulse.Queue({"rootUrl": artifact_server.url, "timeout": [5, 30]})
+    assert download.downloadArtifactToBuf(taskId="T", name="public/x", queueService=queue)[0] == TEXT

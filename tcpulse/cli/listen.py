@@ -53,6 +53,12 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("script", help="a Python file that registers handlers")
     broker_option(p)
     p.add_argument("--queue", metavar="NAME", help="the listener's name: the queue is queue/<user>/NAME")
+    p.add_argument("--queue-type", choices=("classic", "quorum"),
+                   help="the queue's type (default: the script's, else classic); quorum queues are "
+                        "replicated over a RabbitMQ cluster and need --queue or a named Listener")
+    p.add_argument("--delivery-limit", type=_positive_int, metavar="N",
+                   help="quorum only: dead-letter a message delivered N times without an ack (its "
+                        "process died on it each time; default 20)")
     p.add_argument("--concurrency", type=_positive_int, help="handler threads (default: the script's, else 1: in order)")
     p.add_argument("--prefetch", type=_positive_int, help="unacked messages the broker may send ahead")
     p.add_argument("--max-attempts", type=_positive_int, metavar="N",
@@ -124,6 +130,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         listener = load_listener(args.script)
         listener.configure(name=args.queue, broker=broker_address(args.broker) if args.broker else None,
                            concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
+                           queue_type=args.queue_type, delivery_limit=args.delivery_limit,
                            max_attempts=args.max_attempts, retry_delays=args.retry_delays,
                            max_length=args.max_length)
         listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
