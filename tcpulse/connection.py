@@ -10,6 +10,12 @@ Passwords may hold '/', '@' and '%': in a URL they may be percent-encoded, or gi
 (the user part then ends at the last '@'). The password never appears in a repr, a log line or
 an error message, however malformed the URL: errors quote `redact_url(url)`, never the URL.
 
+Several nodes of one cluster: URLs separated by ';' (kombu's failover syntax,
+`amqp://u:p@a//;amqp://u:p@b//`); a ';' starts a new URL only before a scheme, so a raw password
+may hold one. The address is the first node's, and `nodes` lists them all in order: whoever
+connects tries them in turn (each with its own TLS server name, which kombu's own failover
+would keep from the first). They must all name the same user: queue names depend on it.
+
 Imports kombu only inside `BrokerAddress.connection()`; never imports requests or the listener.
 
 Example:
@@ -19,7 +25,7 @@ Example:
 """
 import os
 import re
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
@@ -29,6 +35,7 @@ HEARTBEAT = 30  # seconds we ask for; the broker may negotiate lower
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 _URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_NEXT_URL = re.compile(r"\s*;\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 # A scheme and the slashes after it, however many a typo left ('amqp:/', 'amqp:///').
 _SCHEME_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]*:/+", re.IGNORECASE)
 _PORT_AND_PATH = re.compile(r"\d*(/.*)?", re.DOTALL)
@@ -43,7 +50,7 @@ class BrokerAddress:
         BrokerAddress('amqps://bob:***@pulse.mozilla.org:5671//')
     """
 
-    __slots__ = ("scheme", "host", "port", "vhost", "user", "password")
+    __slots__ = ("scheme", "host", "port", "vhost", "user", "password", "nodes")
 
     def __init__(self, scheme: str, host: str, port: Optional[int], vhost: str,
                  user: str, password: str) -> None:
@@ -53,6 +60,7 @@ class BrokerAddress:
         self.vhost = vhost
         self.user = user
         self.password = password
+        self.nodes: Tuple["BrokerAddress", ...] = (self,)
 
     @property
     def is_memory(self) -> bool:
@@ -60,6 +68,10 @@ class BrokerAddress:
 
     @property
     def redacted(self) -> str:
+        """The URL (every node's, ';'-separated) with `***` for the password."""
+        return ";".join(node._redacted_node() for node in self.nodes)
+
+    def _redacted_node(self) -> str:
         if self.is_memory:
             return "memory://"
         secret = ":***" if self.password else ""
@@ -90,25 +102,54 @@ class BrokerAddress:
                                 heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
 
 
+def lost_connection_errors() -> Tuple[type, ...]:
+    """The exceptions that mean the connection went away (a network error, the broker closing it
+    with CONNECTION_FORCED, ...), as opposed to the broker refusing what was asked: after these,
+    reconnecting may help; after a refusal it will not.
+
+    Example:
+        >>> ConnectionResetError in lost_connection_errors() or issubclass(ConnectionResetError, lost_connection_errors())
+        True
+    """
+    import amqp.exceptions
+
+    return (OSError, amqp.exceptions.RecoverableConnectionError)
+
+
 def resolve_broker(broker: Union[str, BrokerAddress, None] = None,
-                   environ: Optional[Mapping[str, str]] = None) -> BrokerAddress:
+                   environ: Optional[Mapping[str, str]] = None, source: Optional[str] = None) -> BrokerAddress:
     """The broker to use: `broker` (a URL, or an address resolved already), else PULSE_URL,
     else PULSE_USERNAME/PULSE_PASSWORD (+ PULSE_HOST) over amqps, else the local guest broker.
+    A bad URL is a ValueError that starts with where it came from: `source` (how the caller
+    names `broker`, such as '--broker'; nothing when None) or PULSE_URL.
 
     Example:
         >>> resolve_broker(environ={"PULSE_USERNAME": "u", "PULSE_PASSWORD": "p"}).redacted
         'amqps://u:***@pulse.mozilla.org:5671//'
+        >>> resolve_broker(environ={"PULSE_URL": "amqp//u:pw@h"})
+        Traceback (most recent call last):
+        ...
+        ValueError: PULSE_URL: broker URL must look like amqp://user:password@host:5672//, amqps://... or memory:// (got 'amqp//u:***@h')
     """
     env = os.environ if environ is None else environ
     if isinstance(broker, BrokerAddress):
         return broker
     if broker:
-        return parse_url(broker)
+        return _parse_from(broker, source)
     if env.get("PULSE_URL"):
-        return parse_url(env["PULSE_URL"])
+        return _parse_from(env["PULSE_URL"], "PULSE_URL")
     if env.get("PULSE_USERNAME") or env.get("PULSE_PASSWORD"):
         return _from_credentials(env)
     return parse_url(DEFAULT_URL)
+
+
+def _parse_from(urls: str, source: Optional[str]) -> BrokerAddress:
+    try:
+        return parse_urls(urls)
+    except ValueError as exc:
+        if source is None:
+            raise
+        raise ValueError(f"{source}: {exc}") from None
 
 
 def _from_credentials(env: Mapping[str, str]) -> BrokerAddress:
@@ -118,6 +159,30 @@ def _from_credentials(env: Mapping[str, str]) -> BrokerAddress:
         raise ValueError(f"{missing[0]} is not set but {given} is: set both (or PULSE_URL) to connect to Pulse")
     return BrokerAddress("amqps", env.get("PULSE_HOST") or PULSE_HOST, 5671, "/",
                          env["PULSE_USERNAME"], env["PULSE_PASSWORD"])
+
+
+def parse_urls(text: str) -> BrokerAddress:
+    """Parse one URL, or several separated by ';' (nodes of one cluster, tried in order).
+
+    Example:
+        >>> a = parse_urls("amqp://u:p;w@a:5672//;amqp://u:p;w@b:5673//")
+        >>> a.redacted, a.nodes[1].redacted, a.nodes[1].password
+        ('amqp://u:***@a:5672//;amqp://u:***@b:5673//', 'amqp://u:***@b:5673//', 'p;w')
+    """
+    urls = [url for url in _NEXT_URL.split(text) if url.strip()] or [text]
+    nodes = tuple(parse_url(url) for url in urls)
+    if len(nodes) == 1:
+        return nodes[0]
+    if any(node.is_memory for node in nodes):
+        raise ValueError("memory:// is one in-process broker: it cannot be one of several broker URLs "
+                         f"(got {len(nodes)} URLs separated by ';')")
+    users = sorted({node.user for node in nodes})
+    if len(users) > 1:
+        raise ValueError(f"all broker URLs separated by ';' must name the same user, as queue names depend on it "
+                         f"(got users {', '.join(map(repr, users))})")
+    cluster = parse_url(urls[0])  # the first node's address, standing for them all
+    cluster.nodes = nodes
+    return cluster
 
 
 def parse_url(url: str) -> BrokerAddress:

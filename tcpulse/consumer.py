@@ -14,6 +14,11 @@ cannot be woken when a handler finishes, which would leave finished messages una
 timeout; so this loop waits with `select` on the broker socket AND a wake-up socket that
 handler threads (and `stop()`) write to. Transports without a socket (memory://) are polled.
 
+Several broker nodes (`address.nodes`, from `a;b;c` URLs): connections go to one node at a time,
+starting with the first; every failed connection attempt moves on to the next node, so when the
+node in use goes away the listener is consuming from another one after one refused attempt (the
+backoff applies between attempts as with one node). A quorum queue is served by every node.
+
 Acks are batched (`tcpulse.acks.AckWindow`) where the transport honours multiple acks, and
 flushed whenever this thread is about to wait. Messages of a lost connection are never acked on
 the next one (delivery tags belong to a channel); the broker redelivers them.
@@ -47,6 +52,7 @@ ACK_DELAY = 0.02  # longest time a finished message waits for its (batched) ack
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep flowing
 FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
 BACKOFF_CAP = 30.0
+READ_AHEAD = 64 * 1024  # bytes asked of the broker socket per recv (many messages at a time)
 
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
 # notify -> the pool that runs messages (`tcpulse.pool.WorkerPool` or `tcpulse.looppool.LoopPool`);
@@ -78,7 +84,8 @@ class Consumer(ConsumerMixin):
                  settle: Settle, *, prefetch: int, grace: float,
                  metrics: Metrics, stop: threading.Event) -> None:
         self.address = address
-        self.connection = address.connection()
+        self._node = 0  # index in address.nodes of the node we connect to
+        self.connection = address.nodes[0].connection()
         self._declare, self._settle = declare, settle
         self._prefetch, self._grace = prefetch, grace
         self.metrics = metrics
@@ -90,6 +97,7 @@ class Consumer(ConsumerMixin):
         self._wake_w.setblocking(False)
         self._sleeping = False
         self._sock: Any = None
+        self._transport: Any = None
         self.pool = pool(self._notify)
         self.ready = False
         self._epoch = 0
@@ -177,12 +185,16 @@ class Consumer(ConsumerMixin):
         return self._prefetch + 1
 
     def _readable(self) -> bool:
+        if getattr(self._transport, "_read_buffer", None):  # read ahead already (`_read_ahead`)
+            return True
         pending = getattr(self._sock, "pending", None)  # TLS may hold decrypted bytes
         return bool(pending and pending()) or bool(select.select([self._sock], [], [], 0)[0])
 
     def _notify(self) -> None:
-        """Called by handler threads: wake the connection thread if it sleeps."""
+        """Called by handler threads: wake the connection thread if it sleeps (once: the
+        handlers finishing after the first find it awake, and write nothing)."""
         if self._sleeping:
+            self._sleeping = False
             self.wake()
 
     def wake(self) -> None:
@@ -202,25 +214,36 @@ class Consumer(ConsumerMixin):
                         "it with all its bindings and resuming", self._queue_name)
             return
         log.warning("lost the connection to %s (%s: %s); reconnecting; messages in flight (%d) "
-                    "will be redelivered by the broker", self.address, type(exc).__name__, exc, in_flight)
+                    "will be redelivered by the broker", self.node, type(exc).__name__, exc, in_flight)
+
+    @property
+    def node(self) -> BrokerAddress:
+        """The broker node in use (or about to be tried)."""
+        return self.address.nodes[self._node]
+
+    def create_connection(self) -> Any:
+        return self.node.connection()
 
     @contextmanager
     def establish_connection(self) -> Iterator[Any]:
-        with self.create_connection() as conn:
-            self._connect(conn)
+        with self._connect() as conn:
             yield conn
 
-    def _connect(self, conn: Any) -> None:
+    def _connect(self) -> Any:
+        """A connected kombu Connection to the node in turn, after backing off and moving on
+        from node to node as attempts fail."""
         attempt = 0
         while True:
             delay = _backoff(self._failures)
             if delay and self._stop.wait(delay):
                 raise _Stopped()
+            conn = self.create_connection()
             try:
                 # One attempt: the backoff is ours (kombu's connect() retries once after 2 s).
                 conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
-                return
+                return conn
             except Exception as exc:
+                conn.release()
                 self._connect_failed(conn, exc, attempt := attempt + 1)
 
     def _connect_failed(self, conn: Any, exc: Exception, attempt: int) -> None:
@@ -229,11 +252,13 @@ class Consumer(ConsumerMixin):
                                 f"(wrong user name or password?): {exc}") from None
         if not isinstance(exc, conn.connection_errors):
             raise exc
-        if not self._ever_connected and attempt >= FIRST_CONNECT_ATTEMPTS:
+        if not self._ever_connected and attempt >= max(FIRST_CONNECT_ATTEMPTS, len(self.address.nodes)):
             raise BrokerFailure(f"cannot reach the broker at {self.address}: {exc}") from None
         self._failures += 1
-        log.warning("cannot reach the broker at %s (%s); retrying in about %.1f s",
-                    self.address, exc, _backoff(self._failures))
+        failed = self.node
+        self._node = (self._node + 1) % len(self.address.nodes)
+        log.warning("cannot reach the broker at %s (%s); trying %s in about %.1f s",
+                    failed, exc, self.node, _backoff(self._failures))
 
     # -- kombu ConsumerMixin hooks ---------------------------------------------------------
     def on_connection_revived(self) -> None:
@@ -255,10 +280,13 @@ class Consumer(ConsumerMixin):
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
         self._conn, self._channel = connection, channel
-        self._sock = getattr(getattr(connection.connection, "transport", None), "sock", None)
+        self._transport = getattr(connection.connection, "transport", None)
+        self._sock = getattr(self._transport, "sock", None)
+        if self._sock is not None:
+            _read_ahead(self._transport)
         self.ready = True
         heartbeat = getattr(connection.connection, "heartbeat", None)  # None on memory://: nothing to beat
-        log.info("consuming from %s (prefetch %d%s)", self.address, self._prefetch,
+        log.info("consuming from %s (prefetch %d%s)", self.node, self._prefetch,
                  f", heartbeat {heartbeat:g} s" if heartbeat else "")
 
     def on_iteration(self) -> None:
@@ -335,6 +363,22 @@ def _backoff(failures: int) -> float:
     if failures <= 0:
         return 0.0
     return min(BACKOFF_CAP, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
+
+
+def _read_ahead(transport: Any) -> None:
+    """Make py-amqp read the socket in large chunks.
+
+    py-amqp asks the socket for exactly the bytes of the frame part it parses next: two or more
+    recv() calls per frame, three frames per message - most of the connection thread's time at
+    a few thousand messages a second (py-spy; see benchmarks/RESULTS.md). Its `_read` keeps whatever a recv
+    returns beyond what it asked for in `_read_buffer` for the next frame, so a recv that asks
+    for at least READ_AHEAD bytes takes many messages per system call; `_readable` looks at
+    that buffer before the socket. Transports without these attributes are left as they are.
+    """
+    recv = getattr(transport, "_quick_recv", None)
+    if recv is None or not hasattr(transport, "_read_buffer"):
+        return
+    transport._quick_recv = lambda wanted: recv(max(wanted, READ_AHEAD))
 
 
 def _empty(sock: socket.socket) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Sequence, Set, Tuple
 
 from .connection import BrokerAddress
 from .exchanges import Binding
-from .topology import raise_refusal
+from .topology import queue_arguments, raise_refusal
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -51,7 +51,9 @@ def remove_stale(channel: Any, delivery: Any, bindings: Sequence[Binding], addre
     from .delivery import publish_confirmed
 
     name = record_queue(delivery.queue)
-    channel.queue_declare(queue=name, durable=True, exclusive=False, auto_delete=False)
+    # Of the listener's queue type: a classic record would make the listener depend on one node.
+    channel.queue_declare(queue=name, durable=True, exclusive=False, auto_delete=False,
+                          arguments=queue_arguments(delivery.queue_type))
     channel.queue_bind(queue=name, exchange=delivery.exchange, routing_key=RECORD_KEY)
     held = _take_all(kombu.Queue(name, channel=channel))
     recorded_pairs, recorded_holding = _read(held, name)

@@ -12,7 +12,6 @@ and its console script.
 import collections
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +25,9 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from rabbitmq_cluster import RABBIT_BIN, Cluster, Node, new_cookie  # noqa: E402 - the script is not a package
+
 EXCHANGE = "exchange/taskcluster-queue/v1/task-completed"
 # primary.<taskId>.<runId>.<workerGroup>.<workerId>.<provisionerId>.<workerType>.<schedulerId>.<taskGroupId>.<reserved>
 ROUTING_KEY = "primary.{id}.0.wg.wid.prov.wtype.sched.group.fault._"
@@ -38,75 +39,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class PrivateRabbit:
-    """A RabbitMQ node of our own on 127.0.0.1, safe to stop, start and disconnect at will."""
+class PrivateRabbit(Node):
+    """A RabbitMQ node of our own on 127.0.0.1, safe to stop, start and disconnect at will
+    (scripts/rabbitmq_cluster.py's `Node` under a temp dir, with its own cookie and free ports)."""
 
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="tcpulse-fault-"))
-        self.node = f"tcpfault{os.getpid()}x{uuid.uuid4().hex[:4]}@localhost"
-        self.port = free_port()
-        self.dist_port = free_port()
-        self.guest_url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
-        (self.base / "home").mkdir()
-        cookie = self.base / "home" / ".erlang.cookie"
-        cookie.write_text("TCPULSEFAULT" + uuid.uuid4().hex.upper())
-        cookie.chmod(0o400)
-        (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
-        (self.base / "enabled_plugins").write_text("[].\n")
-        (self.base / "env.conf").write_text("")
-
-    def env(self) -> Dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            HOME=str(self.base / "home"),
-            RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_PORT=str(self.port),
-            RABBITMQ_DIST_PORT=str(self.dist_port),
-            RABBITMQ_MNESIA_BASE=str(self.base / "mnesia"),
-            RABBITMQ_LOG_BASE=str(self.base / "log"),
-            RABBITMQ_CONFIG_FILE=str(self.base / "rabbitmq.conf"),
-            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.base / "advanced.config"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base / "enabled_plugins"),
-            RABBITMQ_CONF_ENV_FILE=str(self.base / "env.conf"),
-            RABBITMQ_PID_FILE=str(self.base / "pid"),
-            ERL_EPMD_ADDRESS="127.0.0.1",
-            ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}",
-        )
-        return env
-
-    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> str:
-        """rabbitmqctl against this node only."""
-        done = subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, *args],
-                              capture_output=True, text=True, timeout=timeout, env=self.env())
-        if check and done.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl -n {self.node} {' '.join(args)} failed: {done.stderr.strip()}")
-        return done.stdout
-
-    def start(self, timeout: float = 90) -> "PrivateRabbit":
-        subprocess.run([str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self.env(), check=True,
-                       capture_output=True, timeout=60)
-        deadline = time.monotonic() + timeout
-        while True:
-            done = subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, "await_startup"],
-                                  capture_output=True, text=True, timeout=60, env=self.env())
-            if done.returncode == 0:
-                return self
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"private RabbitMQ {self.node} did not start: {done.stderr.strip()}\n"
-                                   f"log dir: {self.base / 'log'}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        done = subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", self.node, "stop"],
-                              capture_output=True, timeout=60, env=self.env())
-        pid_file = self.base / "pid"
-        # Only a node that refused to stop is killed: after a clean stop the pid may be reused.
-        if done.returncode != 0 and pid_file.exists():
-            try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
-            except (ValueError, ProcessLookupError):
-                pass
-        shutil.rmtree(self.base, ignore_errors=True)
+        base = Path(tempfile.mkdtemp(prefix="tcpulse-fault-"))
+        new_cookie(base / "home")
+        super().__init__(base, base / "home", f"tcpfault{os.getpid()}x{uuid.uuid4().hex[:4]}@localhost",
+                         free_port(), free_port())
+        self.prepare()
 
     def stop_app(self) -> None:
         self.ctl("stop_app")
@@ -118,24 +60,31 @@ class PrivateRabbit:
         self.ctl("close_all_connections", reason)
 
     def add_pulse_user(self, prefix: str = "fault") -> "NodeUser":
-        """A user with Pulse's permissions on this node (see tests/conftest.py)."""
-        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        password = "p/@%" + uuid.uuid4().hex[:8]
-        self.ctl("add_user", name, password)
-        self.ctl("set_permissions", "-p", "/", name, f"^(queue/{name}/.*|exchange/{name}/.*)",
+        return add_pulse_user([self], prefix)
+
+
+def add_pulse_user(nodes: List[Node], prefix: str) -> "NodeUser":
+    """A user with Pulse's permissions (see tests/conftest.py), made through the first of `nodes`
+    (a cluster shares its users); its URL names every node, ';'-separated."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    password = "p/@%" + uuid.uuid4().hex[:8]
+    nodes[0].ctl("add_user", name, password)
+    nodes[0].ctl("set_permissions", "-p", "/", name, f"^(queue/{name}/.*|exchange/{name}/.*)",
                  f"^(queue/{name}/.*|exchange/{name}/.*)", f"^(queue/{name}/.*|exchange/.*)")
-        return NodeUser(self, name, password)
+    return NodeUser(nodes, name, password)
 
 
 class NodeUser:
-    """A Pulse-like user of the private node; the password never shows in its repr."""
+    """A Pulse-like user of private nodes; the password never shows in its repr."""
 
-    def __init__(self, node: PrivateRabbit, name: str, password: str) -> None:
+    def __init__(self, nodes: List[Node], name: str, password: str) -> None:
         from urllib.parse import quote
 
         self.name = name
         self.password = password
-        self.url = f"amqp://{quote(name, safe='')}:{quote(password, safe='')}@127.0.0.1:{node.port}//"
+        self.urls = [f"amqp://{quote(name, safe='')}:{quote(password, safe='')}@127.0.0.1:{node.port}//"
+                     for node in nodes]
+        self.url = ";".join(self.urls)
 
     def __repr__(self) -> str:
         return f"NodeUser({self.name!r})"

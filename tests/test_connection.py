@@ -6,6 +6,8 @@ import pytest
 
 from tcpulse import BrokerFailure, Listener, QueueEvents
 from tcpulse.connection import parse_url, resolve_broker
+from faultkit import free_port
+from listenerkit import Publisher, queue_name, running, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 
 SECRET = "p/@%41x"
 
@@ -84,3 +86,35 @@ def test_an_unreachable_broker_at_start_is_one_clear_error(rabbitmq, unique_name
     app.add_handler(lambda event: None, QueueEvents.taskCompleted)
     with pytest.raises(BrokerFailure, match=r"cannot reach the broker at amqp://guest:\*\*\*@127.0.0.1:1//"):
         app.run()
+
+
+def test_several_urls_separated_by_semicolons_are_the_nodes_of_one_broker_in_order():
+    address = resolve_broker(f"amqp://alice:{SECRET};x@a:5672//; amqps://alice:{SECRET};x@b//", environ={})
+    assert [(n.scheme, n.host, n.port, n.password) for n in address.nodes] == [
+        ("amqp", "a", 5672, SECRET + ";x"), ("amqps", "b", 5671, SECRET + ";x")]
+    assert (address.user, address.host) == ("alice", "a")
+    assert address.redacted == "amqp://alice:***@a:5672//;amqps://alice:***@b:5671//"
+    assert SECRET not in repr(Listener("w", broker=f"amqp://alice:{SECRET}@a//;amqp://alice:{SECRET}@b//"))
+
+
+@pytest.mark.parametrize("url, message", [
+    ("amqp://alice:pw@a//;amqp://bob:pw@b//",
+     "all broker URLs separated by ';' must name the same user, as queue names depend on it (got users 'alice', 'bob')"),
+    ("amqp://alice:pw@a//;memory://",
+     "memory:// is one in-process broker: it cannot be one of several broker URLs (got 2 URLs separated by ';')"),
+])
+def test_several_urls_must_share_their_user_and_cannot_include_memory(url, message):
+    with pytest.raises(ValueError) as caught:
+        resolve_broker(url, environ={})
+    assert str(caught.value) == message and "pw" not in str(caught.value)
+
+
+@pytest.mark.rabbitmq
+def test_a_listener_whose_first_node_is_down_consumes_from_the_next_one(pulse_user, taskcluster_exchanges, queue_name):
+    dead = pulse_user.url.replace("127.0.0.1:5672", f"127.0.0.1:{free_port()}")
+    app = Listener(queue_name, broker=f"{dead};{pulse_user.url}", queue_type="quorum")
+    seen = []
+    app.add_handler(lambda event: seen.append(event.body["n"]), QueueEvents.taskCompleted, taskGroupId=queue_name)
+    with running(app), Publisher() as pub:
+        pub.publish(QueueEvents.taskCompleted.exchange, task_key(taskGroupId=queue_name), {"n": 1})
+        wait_for(lambda: seen == [1], what="the message, through the second node")

@@ -118,3 +118,13 @@ def test_an_unreachable_broker_is_one_line_on_stderr_and_exit_code_1(rabbitmq):
         "tcpulse: error: cannot reach the broker at amqp://someone:***@127.0.0.1:1//")
     assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
 
+
+
+def test_an_unnamed_listener_asked_for_a_quorum_queue_is_one_line_and_exit_code_2():
+    done = subprocess.run([sys.executable, "-m", "tcpulse", "listen", str(EXAMPLE), "--broker", "memory://",
+                           "--queue-type", "quorum"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "tcpulse: error: an unnamed Listener cannot use queue_type='quorum': its queue is exclusive and goes "
+        "away with its connection, and quorum queues are durable; give the listener a name (Listener("
+        "'my-listener', queue_type='quorum'), or tcpulse listen --queue NAME)\n")

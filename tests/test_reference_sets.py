@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,7 @@ def test_a_name_no_set_has_is_a_plain_attribute_error():
 def test_looking_up_a_class_reads_the_manifest_and_that_services_file_only(tmp_path):
     code = """
 import sys
+import zipfile
 opened = []
 sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and str(args[0]).endswith(".json") else None)
 import tcpulse
@@ -196,3 +198,17 @@ def test_a_manifest_that_is_not_a_list_of_paths_is_refused(tmp_path):
 def test_every_public_example_in_the_module_runs(module):
     failures, tried = doctest.testmod(importlib.import_module(f"tcpulse.{module}"))
     assert tried >= 1 and failures == 0
+
+
+def test_the_wheel_carries_both_shipped_sets_whole(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                           str(repo), "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    [wheel] = tmp_path.glob("tcpulse-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = {name[len("tcpulse/apis/"):] for name in archive.namelist() if name.startswith("tcpulse/apis/")}
+    shipped = {str(p.relative_to(repo / "references")) for p in (repo / "references").rglob("*") if p.is_file()}
+    assert names == shipped
+    assert {"README.md", "bundled/references/manifest.json", "legacy-2018/queue-events.json",
+            "bundled/schemas/queue/v1/task-completed-message.json"} <= names

@@ -1,0 +1,80 @@
+"""The crash-loop guard: a handler that kills its process on one message, under a supervisor that
+restarts `tcpulse listen` whenever it exits. On a quorum queue with `--delivery-limit N` the
+message is dead-lettered after N deliveries, with a reason that says so, and every other
+message is handled; the supervisor stops restarting because nothing kills the process any more."""
+import threading
+from typing import List
+
+import pytest
+
+import faultkit
+from faultkit import Ledger, ListenerProcess, wait_for
+from tcpulse.connection import resolve_broker
+from tcpulse.delivery import list_dead_letters
+
+pytestmark = pytest.mark.rabbitmq
+
+LIMIT = 3
+POISON = 17
+COUNT = 60
+
+CRASHING_SCRIPT = faultkit.LISTENER_SCRIPT.replace(
+    "    os.write(FD,", f"    if mid == {POISON}:\n        os._exit(1)  # a segfault, an OOM kill...\n    os.write(FD,")
+
+
+class Supervisor:
+    """Starts the listener again each time it exits, as systemd or Kubernetes would."""
+
+    def __init__(self, start) -> None:
+        self.start = start
+        self.exits: List[int] = []
+        self.current: ListenerProcess = start(0)
+        self.stopping = False
+        self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            code = self.current.proc.wait()
+            if self.stopping:
+                return
+            self.exits.append(code)
+            self.current = self.start(len(self.exits))
+
+    def stop(self) -> int:
+        self.stopping = True
+        code = self.current.terminate()
+        self._thread.join(30)
+        return code
+
+
+def test_a_message_that_kills_its_process_is_dead_lettered_after_delivery_limit_deliveries(
+        pulse_user, taskcluster_exchanges, unique_name, tmp_path):
+    script = tmp_path / "crashing.py"
+    script.write_text(CRASHING_SCRIPT)
+    ledger = Ledger(tmp_path)
+
+    def start(run: int) -> ListenerProcess:
+        # prefetch 1: a dying process returns only the message it died on (see the README).
+        return ListenerProcess(script, pulse_user.url, unique_name, ledger, f"run{run}",
+                               ("--queue-type", "quorum", "--delivery-limit", str(LIMIT), "--prefetch", "1"))
+
+    supervisor = Supervisor(start)
+    try:
+        supervisor.current.wait_ready(30)
+        publisher = faultkit.BurstPublisher("amqp://guest:guest@127.0.0.1:5672//", ledger, batch=COUNT)
+        publisher.publish(range(COUNT))
+        others = set(range(COUNT)) - {POISON}
+        wait_for(lambda: others <= set(ledger.handled()), 120, "every other message handled", supervisor.current)
+        with resolve_broker(pulse_user.url, environ={}).connection() as conn:
+            [letter] = list_dead_letters(conn, f"queue/{pulse_user.name}/{unique_name}")
+        assert supervisor.exits == [1] * LIMIT, "the process died once per delivery of the poison, then no more"
+        assert supervisor.current.proc.poll() is None, "the last listener keeps running"
+    finally:
+        code = supervisor.stop()
+    assert code == 0
+    assert letter["body"]["id"] == POISON
+    assert letter["reason"] == (
+        f"delivered {LIMIT} times without an ack (delivery_limit {LIMIT}): the process handling it exited or "
+        f"lost its connection each time, so queue/{pulse_user.name}/{unique_name} dead-lettered it")
+    assert POISON not in ledger.handled()
