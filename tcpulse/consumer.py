@@ -175,14 +175,18 @@ class Consumer(ConsumerMixin):
         """Take every delivery already waiting, without blocking, so that they reach the pool
         together (one thread wake-up instead of one per message). Returns how many frames
         were handled."""
-        for taken in range(self._prefetch + 1):
+        most = 3 * (self._prefetch + 1)  # a message is three frames: method, header, body
+        for taken in range(most):
+            if _whole_frame(self._transport):  # read ahead: no system call, nothing to wait for
+                conn.connection.blocking_read(None)
+                continue
             if self._sock is not None and not self._readable():
                 return taken
             try:  # on a socket a whole frame is there or on its way; elsewhere, do not wait
                 conn.drain_events(timeout=TICK if self._sock is not None else 0)
             except socket.timeout:  # a frame without a method (heartbeat), a partial one, or none
                 return taken
-        return self._prefetch + 1
+        return most
 
     def _readable(self) -> bool:
         if getattr(self._transport, "_read_buffer", None):  # read ahead already (`_read_ahead`)
@@ -379,6 +383,22 @@ def _read_ahead(transport: Any) -> None:
     if recv is None or not hasattr(transport, "_read_buffer"):
         return
     transport._quick_recv = lambda wanted: recv(max(wanted, READ_AHEAD))
+
+
+def _whole_frame(transport: Any) -> bool:
+    """Whether py-amqp's read-ahead buffer holds at least one whole AMQP frame (7-byte header
+    with the payload size, payload, end octet): reading it then needs no system call, so it is
+    read without drain_events' timeout, which costs two settimeout() calls per frame.
+
+    Example:
+        >>> class T: _read_buffer = bytes([1, 0, 1, 0, 0, 0, 2]) + b"ab"
+        >>> _whole_frame(T()), _whole_frame(None)
+        (False, False)
+        >>> T._read_buffer += bytes([206]); _whole_frame(T())
+        True
+    """
+    buffered = getattr(transport, "_read_buffer", None)
+    return bool(buffered) and len(buffered) >= 8 and len(buffered) >= int.from_bytes(buffered[3:7], "big") + 8
 
 
 def _empty(sock: socket.socket) -> None:
