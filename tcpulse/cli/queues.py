@@ -2,7 +2,7 @@
 listener's queues while no listener runs on them (the library side is `tcpulse.maintenance`).
 
 Owns: their options and output (one line per thing removed or moved, on stdout). The embedded
-broker lives inside one process, so `memory://` is refused here. Imports kombu only when a
+broker lives inside one process, so `memory://` is refused (`brokers.outside_broker`). Imports kombu only when a
 command runs.
 
 Example:
@@ -14,7 +14,8 @@ Example:
 import argparse
 from typing import Any, Tuple
 
-from .base import EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, command_parser, guarded
+from .base import EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, guarded
+from .brokers import outside_broker
 
 DEFAULT_DELAYS = (5.0, 30.0, 120.0, 600.0)  # the listener's default retry_delays
 
@@ -73,10 +74,7 @@ def _run(args: argparse.Namespace, action: Any) -> None:
     from ..delivery import broker_connection
     from ..errors import BrokerFailure
 
-    address = broker_address(args.broker)
-    if address.is_memory:
-        raise UsageError(f"{args.command} needs a real broker: the embedded broker (memory://) lives inside "
-                         "one process and holds no queue of an earlier run")
+    address = outside_broker(args.broker, args.command)
     try:
         with broker_connection(address) as connection:
             action(connection, address)
