@@ -226,7 +226,7 @@ class Registry:
         self._by_func: Dict[Any, Handler] = {}
         self._tries: Dict[str, _Trie] = {}
         self._few: Dict[str, List[Tuple[Callable[[str], Any], int]]] = {}
-        self._sources: Dict[str, Exchange] = {}
+        self._sources: Dict[str, Optional[Exchange]] = {}
 
     def add(self, func: Callable[[Event], Any], bindings: Iterable[Binding]) -> Handler:
         """Register `func` for `bindings`; the same function registered again keeps its place
@@ -296,8 +296,11 @@ class Registry:
         return list(dict.fromkeys(b for h in self.handlers for b in h.bindings))
 
     def source(self, exchange: str) -> Optional[Exchange]:
-        """The Exchange a registered binding on `exchange` came from (for parsing fields)."""
-        return self._sources.get(exchange) or exchange_named(exchange)
+        """The Exchange a registered binding on `exchange` came from (for parsing fields), else
+        the reference's exchange of that name; looked up once per exchange (a message's cost)."""
+        if exchange not in self._sources:
+            self._sources[exchange] = exchange_named(exchange)
+        return self._sources[exchange]
 
 
 def _check_handler(func: Any) -> None:
