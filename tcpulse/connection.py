@@ -102,6 +102,27 @@ class BrokerAddress:
                                 heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
 
 
+def connect_any(address: BrokerAddress, **options: Any) -> Any:
+    """A connected kombu Connection to the first node of `address` that answers (one attempt
+    each, in order); the last node's error when none does. For short errands: publish, record,
+    dead letters, maintenance.
+
+    Example (needs a broker):
+        >>> connect_any(resolve_broker("amqp://u:p@down:5672//;amqp://u:p@up:5672//"))   # doctest: +SKIP
+        <Connection: amqp://u:**@up:5672// at 0x...>
+    """
+    for node in address.nodes:
+        connection = node.connection(**options)
+        try:
+            connection.ensure_connection(max_retries=0)
+            return connection
+        except Exception:
+            connection.release()
+            if node is address.nodes[-1]:
+                raise
+    raise AssertionError("an address has at least one node")
+
+
 def lost_connection_errors() -> Tuple[type, ...]:
     """The exceptions that mean the connection went away (a network error, the broker closing it
     with CONNECTION_FORCED, ...), as opposed to the broker refusing what was asked: after these,

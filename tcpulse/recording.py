@@ -32,6 +32,9 @@ from .outcome import MAX_DEPTH, Poison, _strings, decode_body, too_deep
 
 REQUIRED = ("exchange", "routing_key", "body")
 ROUTE_PREFIX = "route."
+# Longest line read: far above a message (the listener refuses bodies over 1 MiB), and a bound on
+# what one line of a hostile file can make us hold.
+MAX_LINE = 16 * 1024 * 1024
 # An error quotes a bad value through this: a 10 MiB string must not become a 10 MiB message.
 _EXCERPT = reprlib.Repr()
 _EXCERPT.maxstring = _EXCERPT.maxother = 80
@@ -118,7 +121,7 @@ class Recording:
     def __iter__(self) -> Iterator[Recorded]:
         try:
             with open(self.path, "rb") as handle:
-                yield from read_lines(handle, self.path)
+                yield from read_lines(iter(lambda: handle.readline(MAX_LINE + 1), b""), self.path)
         except FileNotFoundError:
             raise RecordingError(f"{self.path}: no such file") from None
         except OSError as exc:
@@ -139,6 +142,8 @@ def read_lines(lines: Iterable[Union[str, bytes]], name: str = "<input>") -> Ite
     """
     for number, line in enumerate(lines, start=1):
         where = f"{name} line {number}"
+        if len(line) > MAX_LINE:  # its rest would be read as the next line: stop here
+            raise RecordingError(f"{where}: longer than {MAX_LINE} bytes (a message body is at most 1 MiB)")
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")

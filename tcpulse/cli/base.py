@@ -163,12 +163,12 @@ def connect(broker: Any) -> Tuple[Any, Any]:
     address = broker_address(broker)
     options = {} if address.is_memory else {"connect_timeout": 5,
                                              "transport_options": {"confirm_publish": True}}
-    conn = address.connection(**options)
-    try:
-        conn.ensure_connection(max_retries=0)  # one try: a CLI user wants the error now
+    from ..connection import connect_any
+
+    try:  # one try per node: a CLI user wants the error now
+        return connect_any(address, **options), address
     except Exception as exc:  # kombu/amqp raise many kinds here; all mean "cannot connect"
         raise RuntimeFailure(f"cannot connect to the broker at {address.redacted}: {reason(exc)}") from None
-    return conn, address
 
 
 def broker_address(broker: Any) -> Any:
