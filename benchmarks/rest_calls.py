@@ -59,10 +59,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of clients that open many connections at
+    # once (aio_calls.py: 50), which then wait a full SYN retransmit (1 s) to connect.
+    request_queue_size = 128
+
+
 def serve(cert: str, key: str) -> None:
     """Server process: print the port, then answer until killed (plain HTTP when cert is '-')."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _Handler)
     if cert != "-":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)

@@ -5,10 +5,15 @@ Owns: reading an `artifact`/`latestArtifact` answer (`artifact_source`: a URL to
 to download through the Object service, or `TaskclusterArtifactError`), the `startDownload`
 request and the reading of its answer (`GET_URL_REQUEST`, `get_url`), `Hashes` (sha256 and
 sha512 over the decoded bytes, fed chunk by chunk) with the official client's verification rules,
-and `content_type` (the official client's content type: the media type alone).
+`content_type` (the official client's content type: the media type alone), and the pieces of a
+download that do not touch the network: `ObjectUrl` (a `getUrl` answer, renewed when expired
+before a retry), `redirect_target` (never from https to anything else), `without_query`
+(errors name the object, not its signature), `Retriable` and `retry_delay` (what is retried and
+its log line), `object_options` (the Object client an object artifact is fetched through) and
+the writers (`HashingWriter`, `Buffer`, `file_writers`).
 
-Transport-independent, shared by the requests-based downloader (download.py) and the async one:
-imports only the standard library and errors.py.
+Transport-independent, shared by the requests-based downloader (download.py) and the async one
+(aio/download.py): imports only the standard library, utils.py and errors.py.
 
 Example:
     >>> artifact_source({"storageType": "reference", "url": "https://example.com/x"})
@@ -16,10 +21,19 @@ Example:
 """
 import datetime
 import hashlib
+import io
+import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Protocol, Tuple
+from urllib.parse import urljoin, urlsplit
 
-from .errors import ObjectHashVerificationError, TaskclusterArtifactError, TaskclusterFailure
+from .errors import ClientUsageError, ObjectHashVerificationError, TaskclusterArtifactError, TaskclusterFailure
+from .utils import calculateSleepTime
+
+log = logging.getLogger("tcpulse.download")
+CHUNK_SIZE = 64 * 1024
+MAX_REDIRECTS = 10
+TIMEOUT = 60.0  # seconds without a byte (connect or read), not for the whole download
 
 # The hashes the object service's schemas accept; at least one must be present and match.
 ACCEPTABLE_HASHES = ("sha256", "sha512")
@@ -120,3 +134,124 @@ def content_type(header: Optional[str]) -> str:
     """
     media = (header or "").split(";")[0].strip().lower()
     return media or "application/octet-stream"
+
+
+class Writer(Protocol):
+    def write(self, chunk: bytes) -> Any: ...
+
+
+WriterFactory = Callable[[], Writer]
+
+
+class ObjectUrl:
+    """The current `getUrl` answer of an object's download: `renew_needed()` says whether the
+    next attempt must ask `startDownload` again first (its URL was used and has expired).
+
+    Example:
+        >>> url = ObjectUrl(get_url({"method": "getUrl", "url": "u", "expires": "2020-01-01T00:00:00Z", "hashes": {}}))
+        >>> url.renew_needed(), url.take(), url.renew_needed()
+        (False, 'u', True)
+    """
+
+    def __init__(self, answer: GetUrl) -> None:
+        self.answer, self._used = answer, False
+
+    def renew_needed(self) -> bool:
+        return self._used and self.answer.expired()
+
+    def take(self) -> str:
+        self._used = True
+        return self.answer.url
+
+
+class Retriable(Exception):
+    """A failed attempt worth another (5xx, a broken connection); `error` is what the caller
+    gets once the attempts are used up."""
+
+    def __init__(self, error: TaskclusterFailure):
+        super().__init__(str(error))
+        self.error = error
+
+
+def retry_delay(failure: Retriable, attempt: int, attempts: int) -> float:
+    """Seconds to wait before the next attempt, logged with why; after the last attempt, raise
+    the failure's error."""
+    if attempt >= attempts:
+        raise failure.error from failure.error.superExc
+    delay = calculateSleepTime(attempt)
+    log.warning("%s; retrying in %.2f s (attempt %d of %d)", failure.error, delay, attempt + 1, attempts)
+    return delay
+
+
+def redirect_target(url: str, location: str) -> str:
+    """Where a redirect from `url` leads; from https, only to https (the bytes must stay private
+    and intact on the way).
+
+    Example:
+        >>> redirect_target("https://a.example/x?sig=1", "/y")
+        'https://a.example/y'
+    """
+    target = urljoin(url, location)
+    if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+        raise TaskclusterFailure(f"download of {without_query(url)}: refusing a redirect from https to "
+                                 f"{urlsplit(target).scheme} URL {without_query(target)}")
+    return target
+
+
+def without_query(url: str) -> str:
+    """`url` without its query: storage URLs are often signed there; errors and logs name the
+    object, not the signature.
+
+    Example:
+        >>> without_query("https://s.example/a/b?X-Amz-Signature=secret")
+        'https://s.example/a/b'
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def object_options(queue_options: Mapping[str, Any], credentials: Any, maxRetries: int) -> Dict[str, Any]:
+    """Options of the Object client that fetches an object artifact: the Queue client's rootUrl
+    and timeout, the artifact's own credentials."""
+    root = queue_options.get("rootUrl")
+    if not root:
+        raise ClientUsageError("downloading an object artifact needs the Queue client's options['rootUrl'] "
+                               "(the Object service lives under the same rootUrl)")
+    return {"rootUrl": root, "maxRetries": maxRetries, "credentials": credentials,
+            "timeout": queue_options.get("timeout", TIMEOUT)}
+
+
+class HashingWriter:
+    """A writer that feeds what it writes to the hashes too (awaiting the inner writer's
+    `write` is the async caller's business: `write` returns what the inner one returned)."""
+
+    def __init__(self, inner: Writer, hashes: Hashes):
+        self.inner, self.hashes = inner, hashes
+
+    def write(self, chunk: bytes) -> Any:
+        self.hashes.update(chunk)
+        return self.inner.write(chunk)
+
+
+class Buffer:
+    """An in-memory buffer that starts over each time `fresh` is called."""
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+
+    def fresh(self) -> Writer:
+        self._buffer = io.BytesIO()
+        return self._buffer
+
+    def getvalue(self) -> bytes:
+        return self._buffer.getvalue()
+
+
+def file_writers(file: BinaryIO) -> WriterFactory:
+    """A writer factory over `file`: each attempt starts it over (seek 0, truncate)."""
+    def fresh() -> Writer:
+        file.seek(0)
+        file.truncate()
+        return file
+
+    return fresh

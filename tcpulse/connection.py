@@ -102,25 +102,75 @@ class BrokerAddress:
                                 heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
 
 
+def connect_any(address: BrokerAddress, **options: Any) -> Any:
+    """A connected kombu Connection to the first node of `address` that answers (one attempt
+    each, in order); the last node's error when none does. For short errands: publish, record,
+    dead letters, maintenance.
+
+    Example (needs a broker):
+        >>> connect_any(resolve_broker("amqp://u:p@down:5672//;amqp://u:p@up:5672//"))   # doctest: +SKIP
+        <Connection: amqp://u:**@up:5672// at 0x...>
+    """
+    for node in address.nodes:
+        connection = node.connection(**options)
+        try:
+            connection.ensure_connection(max_retries=0)
+            return connection
+        except Exception:
+            connection.release()
+            if node is address.nodes[-1]:
+                raise
+    raise AssertionError("an address has at least one node")
+
+
+def lost_connection_errors() -> Tuple[type, ...]:
+    """The exceptions that mean the connection went away (a network error, the broker closing it
+    with CONNECTION_FORCED, ...), as opposed to the broker refusing what was asked: after these,
+    reconnecting may help; after a refusal it will not.
+
+    Example:
+        >>> ConnectionResetError in lost_connection_errors() or issubclass(ConnectionResetError, lost_connection_errors())
+        True
+    """
+    import amqp.exceptions
+
+    return (OSError, amqp.exceptions.RecoverableConnectionError)
+
+
 def resolve_broker(broker: Union[str, BrokerAddress, None] = None,
-                   environ: Optional[Mapping[str, str]] = None) -> BrokerAddress:
+                   environ: Optional[Mapping[str, str]] = None, source: Optional[str] = None) -> BrokerAddress:
     """The broker to use: `broker` (a URL, or an address resolved already), else PULSE_URL,
     else PULSE_USERNAME/PULSE_PASSWORD (+ PULSE_HOST) over amqps, else the local guest broker.
+    A bad URL is a ValueError that starts with where it came from: `source` (how the caller
+    names `broker`, such as '--broker'; nothing when None) or PULSE_URL.
 
     Example:
         >>> resolve_broker(environ={"PULSE_USERNAME": "u", "PULSE_PASSWORD": "p"}).redacted
         'amqps://u:***@pulse.mozilla.org:5671//'
+        >>> resolve_broker(environ={"PULSE_URL": "amqp//u:pw@h"})
+        Traceback (most recent call last):
+        ...
+        ValueError: PULSE_URL: broker URL must look like amqp://user:password@host:5672//, amqps://... or memory:// (got 'amqp//u:***@h')
     """
     env = os.environ if environ is None else environ
     if isinstance(broker, BrokerAddress):
         return broker
     if broker:
-        return parse_urls(broker)
+        return _parse_from(broker, source)
     if env.get("PULSE_URL"):
-        return parse_urls(env["PULSE_URL"])
+        return _parse_from(env["PULSE_URL"], "PULSE_URL")
     if env.get("PULSE_USERNAME") or env.get("PULSE_PASSWORD"):
         return _from_credentials(env)
     return parse_url(DEFAULT_URL)
+
+
+def _parse_from(urls: str, source: Optional[str]) -> BrokerAddress:
+    try:
+        return parse_urls(urls)
+    except ValueError as exc:
+        if source is None:
+            raise
+        raise ValueError(f"{source}: {exc}") from None
 
 
 def _from_credentials(env: Mapping[str, str]) -> BrokerAddress:

@@ -52,6 +52,7 @@ ACK_DELAY = 0.02  # longest time a finished message waits for its (batched) ack
 HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep flowing
 FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
 BACKOFF_CAP = 30.0
+READ_AHEAD = 64 * 1024  # bytes asked of the broker socket per recv (many messages at a time)
 
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
 # notify -> the pool that runs messages (`tcpulse.pool.WorkerPool` or `tcpulse.looppool.LoopPool`);
@@ -96,6 +97,7 @@ class Consumer(ConsumerMixin):
         self._wake_w.setblocking(False)
         self._sleeping = False
         self._sock: Any = None
+        self._transport: Any = None
         self.pool = pool(self._notify)
         self.ready = False
         self._epoch = 0
@@ -173,22 +175,30 @@ class Consumer(ConsumerMixin):
         """Take every delivery already waiting, without blocking, so that they reach the pool
         together (one thread wake-up instead of one per message). Returns how many frames
         were handled."""
-        for taken in range(self._prefetch + 1):
+        most = 3 * (self._prefetch + 1)  # a message is three frames: method, header, body
+        for taken in range(most):
+            if _whole_frame(self._transport):  # read ahead: no system call, nothing to wait for
+                conn.connection.blocking_read(None)
+                continue
             if self._sock is not None and not self._readable():
                 return taken
             try:  # on a socket a whole frame is there or on its way; elsewhere, do not wait
                 conn.drain_events(timeout=TICK if self._sock is not None else 0)
             except socket.timeout:  # a frame without a method (heartbeat), a partial one, or none
                 return taken
-        return self._prefetch + 1
+        return most
 
     def _readable(self) -> bool:
+        if getattr(self._transport, "_read_buffer", None):  # read ahead already (`_read_ahead`)
+            return True
         pending = getattr(self._sock, "pending", None)  # TLS may hold decrypted bytes
         return bool(pending and pending()) or bool(select.select([self._sock], [], [], 0)[0])
 
     def _notify(self) -> None:
-        """Called by handler threads: wake the connection thread if it sleeps."""
+        """Called by handler threads: wake the connection thread if it sleeps (once: the
+        handlers finishing after the first find it awake, and write nothing)."""
         if self._sleeping:
+            self._sleeping = False
             self.wake()
 
     def wake(self) -> None:
@@ -274,7 +284,10 @@ class Consumer(ConsumerMixin):
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
         self._conn, self._channel = connection, channel
-        self._sock = getattr(getattr(connection.connection, "transport", None), "sock", None)
+        self._transport = getattr(connection.connection, "transport", None)
+        self._sock = getattr(self._transport, "sock", None)
+        if self._sock is not None:
+            _read_ahead(self._transport)
         self.ready = True
         heartbeat = getattr(connection.connection, "heartbeat", None)  # None on memory://: nothing to beat
         log.info("consuming from %s (prefetch %d%s)", self.node, self._prefetch,
@@ -354,6 +367,38 @@ def _backoff(failures: int) -> float:
     if failures <= 0:
         return 0.0
     return min(BACKOFF_CAP, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
+
+
+def _read_ahead(transport: Any) -> None:
+    """Make py-amqp read the socket in large chunks.
+
+    py-amqp asks the socket for exactly the bytes of the frame part it parses next: two or more
+    recv() calls per frame, three frames per message - most of the connection thread's time at
+    a few thousand messages a second (py-spy; see benchmarks/RESULTS.md). Its `_read` keeps whatever a recv
+    returns beyond what it asked for in `_read_buffer` for the next frame, so a recv that asks
+    for at least READ_AHEAD bytes takes many messages per system call; `_readable` looks at
+    that buffer before the socket. Transports without these attributes are left as they are.
+    """
+    recv = getattr(transport, "_quick_recv", None)
+    if recv is None or not hasattr(transport, "_read_buffer"):
+        return
+    transport._quick_recv = lambda wanted: recv(max(wanted, READ_AHEAD))
+
+
+def _whole_frame(transport: Any) -> bool:
+    """Whether py-amqp's read-ahead buffer holds at least one whole AMQP frame (7-byte header
+    with the payload size, payload, end octet): reading it then needs no system call, so it is
+    read without drain_events' timeout, which costs two settimeout() calls per frame.
+
+    Example:
+        >>> class T: _read_buffer = bytes([1, 0, 1, 0, 0, 0, 2]) + b"ab"
+        >>> _whole_frame(T()), _whole_frame(None)
+        (False, False)
+        >>> T._read_buffer += bytes([206]); _whole_frame(T())
+        True
+    """
+    buffered = getattr(transport, "_read_buffer", None)
+    return bool(buffered) and len(buffered) >= 8 and len(buffered) >= int.from_bytes(buffered[3:7], "big") + 8
 
 
 def _empty(sock: socket.socket) -> None:

@@ -38,6 +38,7 @@ import kombu
 from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
 from kombu.exceptions import KombuError
 
+from .connection import connect_any
 from .errors import BrokerFailure
 from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
                        holding_key, limit_key, limit_of_key, queue_arguments)
@@ -121,6 +122,10 @@ class Delivery:
         return queue_arguments(self.queue_type, dead_letter=(self.exchange, key), max_length=self.max_length,
                                delivery_limit=self.delivery_limit)
 
+    def dead_letter_arguments(self) -> Dict[str, Any]:
+        """Arguments of the dead-letter queue: kept a week, at most 5,000 (oldest dropped)."""
+        return queue_arguments(self.queue_type, ttl_ms=DEAD_LETTER_TTL * 1000, max_length=DEAD_LETTER_MAX_LENGTH)
+
     def declare(self, channel: Any) -> None:
         """Declare the exchange, holding queues and dead-letter queue, and bind the listener's
         queue (already declared) to the exchange's `return` key. Safe to repeat."""
@@ -131,8 +136,7 @@ class Delivery:
             for name, arguments in self.holding_queues().items():
                 self._declare_queue(channel, exchange, name, [name[len(self.queue) + 1:]], arguments)
             keys = [DEAD_LETTER_KEY] + ([limit_key(self.delivery_limit)] if self.delivery_limit else [])
-            self._declare_queue(channel, exchange, self.dead_letter_queue, keys, queue_arguments(
-                self.queue_type, ttl_ms=DEAD_LETTER_TTL * 1000, max_length=DEAD_LETTER_MAX_LENGTH))
+            self._declare_queue(channel, exchange, self.dead_letter_queue, keys, self.dead_letter_arguments())
             channel.queue_bind(self.queue, self.exchange, RETURN_KEY)
 
     def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, keys: List[str],
@@ -157,15 +161,7 @@ class Delivery:
     def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
                  expiration: Optional[float] = None) -> None:
         channel = message.channel
-        body = message.body
-        if isinstance(body, str):  # py-amqp decoded it for us; send the same bytes on
-            body = body.encode(message.content_encoding or "utf-8")
-        properties: Dict[str, Any] = {"delivery_mode": 2}
-        if expiration is not None:
-            properties["expiration"] = str(math.ceil(expiration * 1000))
-        copy = channel.prepare_message(body, content_type=message.content_type or "application/octet-stream",
-                                       content_encoding=message.content_encoding or "binary",
-                                       headers=headers, properties=properties)
+        copy = copy_of(message, headers, expiration)
         try:
             publish_confirmed(channel, copy, self.exchange, routing_key)
         except AMQPError as exc:
@@ -173,6 +169,20 @@ class Delivery:
                         "the retry and dead-letter queues; the message stays unacked and comes back",
                         self.exchange, routing_key, exc)
             raise
+
+
+def copy_of(message: Any, headers: Dict[str, Any], expiration: Optional[float] = None) -> Any:
+    """A persistent copy of delivered `message` (same bytes and content type) with `headers`,
+    prepared on its channel for publishing."""
+    body = message.body
+    if isinstance(body, str):  # py-amqp decoded it for us; send the same bytes on
+        body = body.encode(message.content_encoding or "utf-8")
+    properties: Dict[str, Any] = {"delivery_mode": 2}
+    if expiration is not None:
+        properties["expiration"] = str(math.ceil(expiration * 1000))
+    return message.channel.prepare_message(body, content_type=message.content_type or "application/octet-stream",
+                                           content_encoding=message.content_encoding or "binary",
+                                           headers=headers, properties=properties)
 
 
 def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: str) -> None:
@@ -251,8 +261,7 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
         tcpulse.errors.BrokerFailure: cannot use the broker at amqp://bob:***@127.0.0.1:9//: [Errno 111] Connection refused
     """
     try:
-        with address.connection() as connection:
-            connection.ensure_connection(max_retries=0)
+        with connect_any(address) as connection:
             yield connection
     except (OSError, KombuError, AMQPError) as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None

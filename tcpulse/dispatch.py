@@ -18,6 +18,7 @@ Example:
 """
 import functools
 import inspect
+import re
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -102,18 +103,46 @@ class Event:
                 f"routes={self.routes!r}, attempt={self.attempt})")
 
 
+# An exchange with at most this many patterns, none with more than one '#', is matched with one
+# regular expression per pattern (a few microseconds for a Taskcluster key, several times less
+# than a walk of the word tree); more patterns use the tree, whose cost does not grow with them.
+FEW_PATTERNS = 16
+
+
+def _pattern_regex(pattern: str) -> Optional[Callable[[str], Any]]:
+    """A matcher of `pattern` for '.' + key (every word preceded by a dot: '' is zero words), or
+    None for a pattern with more than one '#', whose backtracking would grow with the key.
+
+    Example:
+        >>> match = _pattern_regex("a.#.b")
+        >>> bool(match(".a.b")), bool(match(".a.x.y.b")), bool(match(".a.b.c"))
+        (True, True, False)
+    """
+    tokens = _compile(pattern)
+    if tokens.count("#") > 1:
+        return None
+    parts = [r"(?:\.[^.]*)*" if t == "#" else r"\.[^.]*" if t == "*" else r"\." + re.escape(t) for t in tokens]
+    return re.compile("".join(parts)).fullmatch
+
+
 class _Trie:
     """The binding patterns of one exchange as a tree of words, as RabbitMQ routes them: a key is
     matched against every pattern in one walk, instead of pattern by pattern (with hundreds of
-    bindings, per-pattern matching dominated a message's cost)."""
+    bindings, per-pattern matching dominated a message's cost).
 
-    __slots__ = ("words", "star", "hash", "ends")
+    The walk keeps the set of nodes the words so far can have reached (an NFA over the tree): a
+    word moves each node to its child for that word and to its `*` child; a node entered through
+    `#` (`loops`) also stays where it is, since `#` takes any number of words; and reaching a node
+    also reaches its `#` child at once, since `#` may take none."""
 
-    def __init__(self) -> None:
+    __slots__ = ("words", "star", "hash", "ends", "loops")
+
+    def __init__(self, loops: bool = False) -> None:
         self.words: Dict[str, "_Trie"] = {}
         self.star: Optional["_Trie"] = None
         self.hash: Optional["_Trie"] = None
         self.ends: List[int] = []
+        self.loops = loops
 
     def add(self, pattern: str, value: int) -> None:
         node = self
@@ -122,7 +151,7 @@ class _Trie:
                 node.star = node.star or _Trie()
                 node = node.star
             elif token == "#":
-                node.hash = node.hash or _Trie()
+                node.hash = node.hash or _Trie(loops=True)
                 node = node.hash
             else:
                 node = node.words.setdefault(token, _Trie())
@@ -130,24 +159,32 @@ class _Trie:
 
     def collect(self, key: str, found: set) -> None:
         """Add to `found` the value of every pattern that matches `key`."""
-        words = _words(key)
-        seen: set = set()
-        stack: List[Tuple["_Trie", int]] = [(self, 0)]
-        while stack:
-            node, i = stack.pop()
-            if (id(node), i) in seen:  # several '#' can reach one state many ways
-                continue
-            seen.add((id(node), i))
-            if node.hash is not None:  # '#' takes zero or more of the remaining words
-                stack.extend((node.hash, j) for j in range(i, len(words) + 1))
-            if i == len(words):
-                found.update(node.ends)
-                continue
-            child = node.words.get(words[i])
-            if child is not None:
-                stack.append((child, i + 1))
-            if node.star is not None:
-                stack.append((node.star, i + 1))
+        active = _with_hash_children([self])
+        for word in _words(key):
+            reached = []
+            for node in active:
+                child = node.words.get(word)
+                if child is not None:
+                    reached.append(child)
+                if node.star is not None:
+                    reached.append(node.star)
+                if node.loops:
+                    reached.append(node)
+            if not reached:
+                return
+            active = _with_hash_children(reached)
+        for node in active:
+            found.update(node.ends)
+
+
+def _with_hash_children(nodes: List[_Trie]) -> List[_Trie]:
+    """`nodes` and every node reachable from them through `#` edges alone, each once."""
+    result: Dict[int, _Trie] = {}
+    for node in nodes:
+        while node is not None and id(node) not in result:
+            result[id(node)] = node
+            node = node.hash
+    return list(result.values())
 
 
 class Handler:
@@ -188,7 +225,8 @@ class Registry:
         self.handlers: List[Handler] = []
         self._by_func: Dict[Any, Handler] = {}
         self._tries: Dict[str, _Trie] = {}
-        self._sources: Dict[str, Exchange] = {}
+        self._few: Dict[str, List[Tuple[Callable[[str], Any], int]]] = {}
+        self._sources: Dict[str, Optional[Exchange]] = {}
 
     def add(self, func: Callable[[Event], Any], bindings: Iterable[Binding]) -> Handler:
         """Register `func` for `bindings`; the same function registered again keeps its place
@@ -218,10 +256,16 @@ class Registry:
         return name
 
     def _reindex(self) -> None:
-        self._tries = {}
+        self._tries, self._few = {}, {}
+        patterns: Dict[str, List[Tuple[str, int]]] = {}
         for position, handler in enumerate(self.handlers):
             for binding in handler.bindings:
                 self._tries.setdefault(binding.exchange, _Trie()).add(binding.routing_key_pattern, position)
+                patterns.setdefault(binding.exchange, []).append((binding.routing_key_pattern, position))
+        for exchange, entries in patterns.items():
+            matchers = [(_pattern_regex(pattern), position) for pattern, position in entries]
+            if len(matchers) <= FEW_PATTERNS and all(match is not None for match, _ in matchers):
+                self._few[exchange] = matchers  # type: ignore[assignment]
         self._sources = {}
         for binding in self.bindings():
             if binding.source is not None:
@@ -231,12 +275,17 @@ class Registry:
                only: Optional[Sequence[str]] = None) -> List[Handler]:
         """The handlers whose bindings match the primary key or any CC'd key, each once, in
         registration order; `only` keeps just the handlers with those names (retries)."""
-        trie = self._tries.get(exchange)
-        if trie is None:
-            return []
-        found: set = set()
-        for key in (routing_key, *cc):
-            trie.collect(key, found)
+        few = self._few.get(exchange)
+        if few is not None:
+            dotted = ["." + key if key else "" for key in (routing_key, *cc)]
+            found = {position for match, position in few if any(match(key) for key in dotted)}
+        else:
+            trie = self._tries.get(exchange)
+            if trie is None:
+                return []
+            found = set()
+            for key in (routing_key, *cc):
+                trie.collect(key, found)
         chosen = [self.handlers[position] for position in sorted(found)]
         if only is not None:
             chosen = [h for h in chosen if h.name in only]
@@ -247,8 +296,11 @@ class Registry:
         return list(dict.fromkeys(b for h in self.handlers for b in h.bindings))
 
     def source(self, exchange: str) -> Optional[Exchange]:
-        """The Exchange a registered binding on `exchange` came from (for parsing fields)."""
-        return self._sources.get(exchange) or exchange_named(exchange)
+        """The Exchange a registered binding on `exchange` came from (for parsing fields), else
+        the reference's exchange of that name; looked up once per exchange (a message's cost)."""
+        if exchange not in self._sources:
+            self._sources[exchange] = exchange_named(exchange)
+        return self._sources[exchange]
 
 
 def _check_handler(func: Any) -> None:

@@ -19,30 +19,19 @@ Example:
     >>> data, content_type = tcpulse.download.downloadArtifactToBuf(   # doctest: +SKIP
     ...     taskId="fQ3sX0JwTHKzSbbr7SYHQA", name="public/build/target.zip", queueService=queue)
 """
-import io
-import logging
 import time
-from typing import Any, BinaryIO, Callable, Optional, Protocol, Tuple
-from urllib.parse import urljoin, urlsplit
+from typing import Any, BinaryIO, Optional, Tuple
 
 import requests
 
-from .artifacts import GET_URL_REQUEST, Hashes, artifact_source, content_type, get_url
+from .artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, TIMEOUT, Buffer, Hashes, HashingWriter,
+                        ObjectUrl, Retriable, Writer, WriterFactory, artifact_source, content_type, file_writers,
+                        get_url, object_options, redirect_target, retry_delay, without_query)
 from .client import BaseClient, new_session
-from .errors import ClientUsageError, TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
-from .utils import calculateSleepTime
+from .errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
 
-log = logging.getLogger(__name__)
-CHUNK_SIZE = 64 * 1024
-MAX_REDIRECTS = 10
-TIMEOUT = 60.0  # seconds without a byte (connect or read), not for the whole download
-
-
-class Writer(Protocol):
-    def write(self, chunk: bytes) -> Any: ...
-
-
-WriterFactory = Callable[[], Writer]
+__all__ = ["downloadArtifactToBuf", "downloadArtifactToFile", "downloadArtifact", "downloadToBuf",
+           "downloadToFile", "download", "redirect_target", "Writer", "WriterFactory"]
 
 
 def downloadArtifactToBuf(*, taskId: str, name: str, queueService: BaseClient, runId: Optional[int] = None,
@@ -52,7 +41,7 @@ def downloadArtifactToBuf(*, taskId: str, name: str, queueService: BaseClient, r
     Example:
         >>> data, kind = downloadArtifactToBuf(taskId="t", name="public/x.txt", queueService=queue)  # doctest: +SKIP
     """
-    buffer = _Buffer()
+    buffer = Buffer()
     kind = downloadArtifact(taskId=taskId, name=name, runId=runId, maxRetries=maxRetries,
                             queueService=queueService, writerFactory=buffer.fresh)
     return buffer.getvalue(), kind
@@ -67,7 +56,7 @@ def downloadArtifactToFile(file: BinaryIO, *, taskId: str, name: str, queueServi
         ...     downloadArtifactToFile(file, taskId="t", name="public/target.zip", queueService=queue)
     """
     return downloadArtifact(taskId=taskId, name=name, runId=runId, maxRetries=maxRetries,
-                            queueService=queueService, writerFactory=_file_writers(file))
+                            queueService=queueService, writerFactory=file_writers(file))
 
 
 def downloadArtifact(*, taskId: str, name: str, queueService: BaseClient, writerFactory: WriterFactory,
@@ -97,7 +86,7 @@ def downloadToBuf(*, name: str, objectService: BaseClient, maxRetries: int = 5) 
     Example:
         >>> data, kind = downloadToBuf(name="my/object", objectService=tcpulse.Object(options))  # doctest: +SKIP
     """
-    buffer = _Buffer()
+    buffer = Buffer()
     kind = download(name=name, objectService=objectService, maxRetries=maxRetries, writerFactory=buffer.fresh)
     return buffer.getvalue(), kind
 
@@ -109,7 +98,7 @@ def downloadToFile(file: BinaryIO, *, name: str, objectService: BaseClient, maxR
         >>> with open("object.bin", "wb") as file:  # doctest: +SKIP
         ...     downloadToFile(file, name="my/object", objectService=tcpulse.Object(options))
     """
-    return download(name=name, objectService=objectService, maxRetries=maxRetries, writerFactory=_file_writers(file))
+    return download(name=name, objectService=objectService, maxRetries=maxRetries, writerFactory=file_writers(file))
 
 
 def download(*, name: str, objectService: BaseClient, writerFactory: WriterFactory, maxRetries: int = 5) -> str:
@@ -122,23 +111,22 @@ def download(*, name: str, objectService: BaseClient, writerFactory: WriterFacto
         >>> download(name="my/object", objectService=tcpulse.Object(options),  # doctest: +SKIP
         ...          writerFactory=lambda: open("object.bin", "wb"))
     """
-    state = {"answer": get_url(objectService.startDownload(name, GET_URL_REQUEST)), "used": False}
+    url = ObjectUrl(get_url(objectService.startDownload(name, GET_URL_REQUEST)))
 
     def current_url() -> str:
-        if state["used"] and state["answer"].expired():
-            state["answer"] = get_url(objectService.startDownload(name, GET_URL_REQUEST))
-        state["used"] = True
-        return state["answer"].url
+        if url.renew_needed():
+            url.answer = get_url(objectService.startDownload(name, GET_URL_REQUEST))
+        return url.take()
 
     hashes: Hashes = Hashes()
 
     def hashing_writer() -> Writer:
         nonlocal hashes
         hashes = Hashes()
-        return _Hashing(writerFactory(), hashes)
+        return HashingWriter(writerFactory(), hashes)
 
     kind = _fetch(current_url, hashing_writer, maxRetries, timeout=_timeout_of(objectService))
-    hashes.verify(state["answer"].hashes)
+    hashes.verify(url.answer.hashes)
     return kind
 
 
@@ -150,19 +138,9 @@ def _fetch(url: Any, writerFactory: WriterFactory, maxRetries: int, timeout: Any
         try:
             with new_session(where) as http:
                 return _fetch_once(http, where, writerFactory(), timeout)
-        except _Retriable as exc:
-            if attempt == attempts:
-                raise exc.error from exc.error.superExc
-            delay = calculateSleepTime(attempt)
-            log.warning("%s; retrying in %.2f s (attempt %d of %d)", exc.error, delay, attempt + 1, attempts)
-            time.sleep(delay)
+        except Retriable as failure:
+            time.sleep(retry_delay(failure, attempt, attempts))
     raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-class _Retriable(Exception):
-    def __init__(self, error: TaskclusterFailure):
-        super().__init__(str(error))
-        self.error = error
 
 
 def _fetch_once(http: requests.Session, url: str, writer: Writer, timeout: Any) -> str:
@@ -171,18 +149,18 @@ def _fetch_once(http: requests.Session, url: str, writer: Writer, timeout: Any) 
         response = _follow(http, url, timeout)
         with response:
             if response.status_code >= 400:
-                error = TaskclusterRestFailure(f"download of {_without_query(response.url)}: HTTP "
+                error = TaskclusterRestFailure(f"download of {without_query(response.url)}: HTTP "
                                                f"{response.status_code} {response.reason}",
                                                status_code=response.status_code, body={})
                 if response.status_code >= 500:
-                    raise _Retriable(error)
+                    raise Retriable(error)
                 raise error
             for chunk in response.iter_content(CHUNK_SIZE):
                 writer.write(chunk)
             return content_type(response.headers.get("Content-Type"))
     except requests.RequestException as exc:
-        raise _Retriable(TaskclusterConnectionError(
-            f"download of {_without_query(url)}: {type(exc).__name__}: {exc}", superExc=exc)) from exc
+        raise Retriable(TaskclusterConnectionError(
+            f"download of {without_query(url)}: {type(exc).__name__}: {exc}", superExc=exc)) from exc
 
 
 def _follow(http: requests.Session, url: str, timeout: Any) -> requests.Response:
@@ -193,28 +171,7 @@ def _follow(http: requests.Session, url: str, timeout: Any) -> requests.Response
             return response
         response.close()
         url = redirect_target(url, location)
-    raise TaskclusterFailure(f"download of {_without_query(url)}: more than {MAX_REDIRECTS} redirects")
-
-
-def redirect_target(url: str, location: str) -> str:
-    """Where a redirect from `url` leads; from https, only to https (the bytes must stay private
-    and intact on the way).
-
-    Example:
-        >>> redirect_target("https://a.example/x?sig=1", "/y")
-        'https://a.example/y'
-    """
-    target = urljoin(url, location)
-    if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
-        raise TaskclusterFailure(f"download of {_without_query(url)}: refusing a redirect from https to "
-                                 f"{urlsplit(target).scheme} URL {_without_query(target)}")
-    return target
-
-
-def _without_query(url: str) -> str:
-    # Storage URLs are often signed in their query; errors and logs name the object, not the signature.
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    raise TaskclusterFailure(f"download of {without_query(url)}: more than {MAX_REDIRECTS} redirects")
 
 
 def _timeout_of(client: BaseClient) -> Any:
@@ -225,43 +182,4 @@ def _timeout_of(client: BaseClient) -> Any:
 def _object_service(queue: BaseClient, credentials: Any, maxRetries: int) -> BaseClient:
     from . import Object  # generated on first use, like every service class
 
-    root = queue.options.get("rootUrl")
-    if not root:
-        raise ClientUsageError("downloading an object artifact needs the Queue client's options['rootUrl'] "
-                               "(the Object service lives under the same rootUrl)")
-    return Object({"rootUrl": root, "maxRetries": maxRetries, "credentials": credentials,
-                   "timeout": queue.options.get("timeout", TIMEOUT)})
-
-
-class _Hashing:
-    """A writer that feeds what it writes to the hashes too."""
-
-    def __init__(self, inner: Writer, hashes: Hashes):
-        self.inner, self.hashes = inner, hashes
-
-    def write(self, chunk: bytes) -> None:
-        self.inner.write(chunk)
-        self.hashes.update(chunk)
-
-
-class _Buffer:
-    """An in-memory buffer that starts over each time `fresh` is called."""
-
-    def __init__(self) -> None:
-        self._buffer = io.BytesIO()
-
-    def fresh(self) -> Writer:
-        self._buffer = io.BytesIO()
-        return self._buffer
-
-    def getvalue(self) -> bytes:
-        return self._buffer.getvalue()
-
-
-def _file_writers(file: BinaryIO) -> WriterFactory:
-    def fresh() -> Writer:
-        file.seek(0)
-        file.truncate()
-        return file
-
-    return fresh
+    return Object(object_options(queue.options, credentials, maxRetries))

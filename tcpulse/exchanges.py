@@ -235,7 +235,24 @@ class _ExchangeAttribute:
         return self.exchange.with_exchange(full)
 
 
-class BaseEvents:
+def _no_exchange(events: type, name: str) -> AttributeError:
+    """The AttributeError for a name that is not an exchange of `events` (a generated class)."""
+    names = [entry.name for entry in events.reference.entries]
+    return AttributeError(f"{name!r} is not an exchange of {events.__name__}.{_did_you_mean(name, names)} "
+                          f"Exchanges: {', '.join(names)}")
+
+
+class _EventsType(type):
+    """The type of the generated classes: a misspelt exchange, such as `QueueEvents.taskComplete`,
+    is an AttributeError that names the closest one."""
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("_") or "reference" not in vars(cls):
+            raise AttributeError(name)
+        raise _no_exchange(cls, name)
+
+
+class BaseEvents(metaclass=_EventsType):
     """Base of the generated `*Events` classes; takes options like the official client.
 
     Example:
@@ -263,6 +280,9 @@ class BaseEvents:
     def __repr__(self) -> str:
         # Only the prefix: the options may hold credentials.
         return f"{type(self).__name__}(exchangePrefix={self.exchangePrefix!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(type(self), name)  # a miss raises the class's did-you-mean error
 
 
 def events_class(reference: Reference) -> type:
@@ -297,7 +317,7 @@ def _build_class(reference: Reference) -> type:
             exchange=full_exchange_name(reference.exchange_prefix or "", entry.exchange),
             title=entry.title, description=entry.description)
         namespace[entry.name] = _ExchangeAttribute(exchange, entry.exchange)
-    return type(reference.name, (BaseEvents,), namespace)
+    return _EventsType(reference.name, (BaseEvents,), namespace)
 
 
 def class_exchanges(cls: type) -> List[Exchange]:

@@ -35,6 +35,7 @@ from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
 from .metrics import Metrics
+from .logsetup import log_to_stderr_unless_configured
 from .running import HandlerRuns, Watchdog
 from .stale import remove_stale
 from .topology import ListenerNames, check_queue_type, declare_listener_queue
@@ -46,7 +47,6 @@ DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SI
 DEFAULT_SLOW_HANDLER = 60.0  # seconds; a Taskcluster REST call retried to the end takes about 40
 UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # run()'s own logging and the CLI's
 
 
 class Listener:
@@ -101,8 +101,7 @@ class Listener:
         self.declare_exchanges = declare_exchanges
         self.max_attempts = max_attempts
         self.retry_delays = tuple(retry_delays)
-        self.max_length = None if max_length is None else _positive("max_length", max_length)
-        self._policy = RetryPolicy(max_attempts, self.retry_delays)
+        self.max_length: Optional[int] = None
         self._delivery: Any = None
         self.health_port = health_port
         # Messages waiting in the queue above which a warning is logged (0: never).
@@ -110,8 +109,9 @@ class Listener:
         self.shutdown_grace = shutdown_grace
         self.queue_type = "classic"
         self.delivery_limit: Optional[int] = None
+        self._address_or_error: Any = None
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
-                       queue_type=queue_type, delivery_limit=delivery_limit)
+                       queue_type=queue_type, delivery_limit=delivery_limit, max_length=max_length)
 
     def configure(self, **options: Any) -> "Listener":
         """Change options before `run()` (the CLI applies its flags this way); `None` keeps
@@ -123,20 +123,27 @@ class Listener:
         """
         self._check_not_running("change options")
         unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
-                                  "health_port", "shutdown_grace", "queue_type", "delivery_limit"}
+                                  "health_port", "shutdown_grace", "queue_type", "delivery_limit",
+                                  "max_attempts", "retry_delays", "max_length"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
         for key in ("name", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
-                    "delivery_limit"):
+                    "delivery_limit", "max_attempts"):
             if options.get(key) is not None:
                 setattr(self, key, options[key])
+        if options.get("retry_delays") is not None:
+            self.retry_delays = tuple(options["retry_delays"])
+        if options.get("max_length") is not None:
+            self.max_length = _positive("max_length", options["max_length"])
+        self._policy = RetryPolicy(self.max_attempts, self.retry_delays)
         _check_name(self.name)
         check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None)
         if options.get("broker") is not None:
             # Parsed at once and kept only parsed: the raw URL holds the password in plain text.
-            self._given_broker = resolve_broker(options["broker"])
-        self._address = resolve_broker(self._given_broker)
-        ListenerNames(self.queue).check_lengths(self.retry_delays)
+            self._given_broker = resolve_broker(options["broker"], source="Listener(broker=...)")
+        self._resolve_broker()
+        if not isinstance(self._address_or_error, ValueError):
+            ListenerNames(self.queue).check_lengths(self.retry_delays)
         if options.get("concurrency") is not None:
             self.concurrency = _positive("concurrency", options["concurrency"])
         if options.get("prefetch") is not None:
@@ -225,12 +232,28 @@ class Listener:
         """
         return self._address
 
+    def _resolve_broker(self) -> None:
+        # A bad PULSE_URL (or half of PULSE_USERNAME/PASSWORD) is kept, not raised, until the
+        # broker is needed: a script builds its Listener at import, before `tcpulse listen
+        # --broker` can say which broker to use instead.
+        try:
+            self._address_or_error = resolve_broker(self._given_broker)
+        except ValueError as exc:
+            self._address_or_error = exc
+
+    @property
+    def _address(self) -> BrokerAddress:
+        if isinstance(self._address_or_error, ValueError):
+            raise ValueError(str(self._address_or_error))
+        return self._address_or_error
+
     @property
     def queue(self) -> str:
         return f"queue/{self._address.user}/{self.name or self._anonymous}"
 
     def __repr__(self) -> str:
-        return f"Listener({self.name!r}, broker={self._address.redacted!r})"
+        broker = getattr(self._address_or_error, "redacted", "<invalid>")
+        return f"Listener({self.name!r}, broker={broker!r})"
 
     # -- running --------------------------------------------------------------------------
     def run(self) -> None:
@@ -254,7 +277,7 @@ class Listener:
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
-        unlog = _log_to_stderr_unless_configured()
+        unlog = log_to_stderr_unless_configured()
         health = self._start_health()
         restore = self._install_signals()
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
@@ -441,26 +464,6 @@ class Listener:
                       "%s --list / --requeue)", origin.exchange, origin.routing_key, verdict.reason,
                       self._delivery.dead_letter_queue, self.name or "NAME")
         self._consumer.ack(message)
-
-
-def _log_to_stderr_unless_configured() -> Callable[[], None]:
-    """When the application configured no logging (`python my_handlers.py` calling `app.run()`),
-    log tcpulse's info lines to stderr for the run, as `tcpulse listen` does: otherwise a listener
-    would say nothing, not even that it connected. Returns what undoes it."""
-    logger = logging.getLogger("tcpulse")
-    if logger.hasHandlers():  # the application's (or the CLI's) logging decides
-        return lambda: None
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    level = logger.level
-    logger.addHandler(handler)
-    if level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
-
-    def undo() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    return undo
 
 
 def _raw_origin(delivery: Any, message: Any) -> Origin:

@@ -28,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Awaitable, Callable, Deque, Optional, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, Optional, Tuple
 
 from .pool import PoolState, internal_error
 
@@ -52,7 +52,6 @@ class LoopPool(PoolState):
         self._work = work
         self.closing = False
         self._waiting: Deque[Tuple[int, Any]] = collections.deque()
-        self._tasks: Set["asyncio.Task[Any]"] = set()
         self.threads = DaemonThreads(size)
         self.beat = time.monotonic()
         self.loop = asyncio.new_event_loop()
@@ -111,9 +110,7 @@ class LoopPool(PoolState):
                     self.pending -= 1
                     continue
                 self.running += 1
-            task = self.loop.create_task(self._one(epoch, message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.loop.create_task(self._one(epoch, message))
 
     async def _one(self, epoch: int, message: Any) -> None:
         try:
@@ -131,7 +128,7 @@ class LoopPool(PoolState):
                 self._start_more()
 
     async def _shutdown(self) -> None:
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         if tasks:  # a handler that swallows its cancellation is not waited for

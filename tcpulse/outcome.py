@@ -278,6 +278,18 @@ class Origin:
                 H_CC: list(self.cc), H_ATTEMPT: self.attempt, H_REASON: verdict.reason,
                 H_FAILURES: json.dumps(verdict.failures), H_DEAD_AT: at}
 
+    def moved_headers(self, headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+        """Headers for a copy moved to another queue as it is (a queue migration): it dispatches
+        as this delivery would, same attempt, same handlers.
+
+        Example:
+            >>> Origin("exchange/x", "primary.k", ("route.a",), 2).moved_headers({"trace": 1})[H_ATTEMPT]
+            2
+        """
+        moved = {**_foreign(headers), H_EXCHANGE: self.exchange, H_ROUTING_KEY: self.routing_key,
+                 H_CC: list(self.cc), H_ATTEMPT: self.attempt}
+        return moved if self.handlers is None else {**moved, H_HANDLERS: list(self.handlers)}
+
     def requeue_headers(self, headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
         """Headers that send a dead letter back as a fresh attempt 1 of the handlers that
         failed (of every matching handler when none had run, as for a poison body)."""

@@ -32,6 +32,9 @@ from .outcome import MAX_DEPTH, Poison, _strings, decode_body, too_deep
 
 REQUIRED = ("exchange", "routing_key", "body")
 ROUTE_PREFIX = "route."
+# Longest line read: far above a message (the listener refuses bodies over 1 MiB), and a bound on
+# what one line of a hostile file can make us hold.
+MAX_LINE = 16 * 1024 * 1024
 # An error quotes a bad value through this: a 10 MiB string must not become a 10 MiB message.
 _EXCERPT = reprlib.Repr()
 _EXCERPT.maxstring = _EXCERPT.maxother = 80
@@ -118,7 +121,7 @@ class Recording:
     def __iter__(self) -> Iterator[Recorded]:
         try:
             with open(self.path, "rb") as handle:
-                yield from read_lines(handle, self.path)
+                yield from read_lines(iter(lambda: handle.readline(MAX_LINE + 1), b""), self.path)
         except FileNotFoundError:
             raise RecordingError(f"{self.path}: no such file") from None
         except OSError as exc:
@@ -139,6 +142,8 @@ def read_lines(lines: Iterable[Union[str, bytes]], name: str = "<input>") -> Ite
     """
     for number, line in enumerate(lines, start=1):
         where = f"{name} line {number}"
+        if len(line) > MAX_LINE:  # its rest would be read as the next line: stop here
+            raise RecordingError(f"{where}: longer than {MAX_LINE} bytes (a message body is at most 1 MiB)")
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
@@ -234,10 +239,15 @@ def record_from(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, 
                 count: Optional[int] = None, timeout: Optional[float] = None,
                 progress: Optional[Callable[[int], None]] = None,
                 ready: Optional[Callable[[], None]] = None) -> int:
-    """Bind an exclusive, auto-delete queue to `bindings` ((exchange, pattern) pairs, exchanges
-    declared passively), write every message it receives to `out`, and stop after `count`
-    messages or after `timeout` seconds in all; returns how many were recorded. `ready` is
-    called once the queue is bound and consuming.
+    """Bind a queue of its own to `bindings` ((exchange, pattern) pairs, exchanges declared
+    passively), write every message it receives to `out`, and stop after `count` messages or
+    after `timeout` seconds in all; returns how many were recorded. `ready` is called once the
+    queue is bound and consuming.
+
+    A recording may run for days, so a lost connection is not the end of it: it reconnects with
+    backoff, saying so on stderr, and goes on. The queue outlives its connection for
+    `RECORD_QUEUE_EXPIRES` seconds (then the broker deletes it), so nothing published meanwhile
+    is missed; it is deleted when the recording ends.
 
     Example:
         >>> import io, kombu
@@ -246,21 +256,74 @@ def record_from(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, 
         ...                 io.StringIO(), timeout=0.1)
         0
     """
+    from .connection import lost_connection_errors
+
+    writer = _Writer(out, count, progress)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    lost = 0
+    while True:
+        try:
+            _record_once(connection, queue_name, bindings, writer, deadline, ready if not lost else None)
+            break
+        except lost_connection_errors() as exc:
+            lost += 1
+            if not _reconnect(connection, exc, deadline):
+                break
+    _delete_quietly(connection, queue_name)
+    return writer.written
+
+
+RECORD_QUEUE_EXPIRES = 600  # seconds a recording's queue waits for it to reconnect
+RECONNECT_CAP = 30.0  # longest wait between reconnection attempts, in seconds
+
+
+def _record_once(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, str]], writer: "_Writer",
+                 deadline: Optional[float], ready: Optional[Callable[[], None]]) -> None:
     import kombu
 
     channel = connection.channel()
-    queue = kombu.Queue(queue_name, exclusive=True, auto_delete=True, channel=channel)
+    queue = kombu.Queue(queue_name, durable=False, auto_delete=False, channel=channel,
+                        queue_arguments={"x-expires": RECORD_QUEUE_EXPIRES * 1000})
     queue.declare()
     for exchange, pattern in bindings:
         channel.exchange_declare(exchange, type="topic", passive=True)
         queue.bind_to(exchange=exchange, routing_key=pattern)
-    writer = _Writer(out, count, progress)
     # Raw messages: the body check is the listener's own (`decode_body`), not kombu's decoder.
     with kombu.Consumer(channel, [queue], on_message=writer.on_message):
         if ready:
             ready()
-        _drain(connection, writer.full, timeout)
-    return writer.written
+        _drain(connection, writer.full, deadline)
+
+
+def _reconnect(connection: Any, exc: BaseException, deadline: Optional[float]) -> bool:
+    """Reconnect after `exc`, waiting longer between attempts; False when the
+    recording's time ran out first."""
+    from .connection import lost_connection_errors
+
+    print(f"lost the connection to the broker ({type(exc).__name__}: {exc}); reconnecting; the "
+          "recording goes on", file=sys.stderr, flush=True)
+    connection.collect()  # the broken transport: a fresh one is made below
+    attempt = 0
+    while deadline is None or time.monotonic() < deadline:
+        attempt += 1
+        time.sleep(min(RECONNECT_CAP, 0.5 * 2 ** (attempt - 1)))
+        try:
+            connection.ensure_connection(max_retries=0)
+        except lost_connection_errors() as again:
+            print(f"cannot reach the broker yet ({again}); trying again", file=sys.stderr, flush=True)
+            connection.collect()
+            continue
+        print("reconnected; recording again", file=sys.stderr, flush=True)
+        return True
+    return False
+
+
+def _delete_quietly(connection: Any, queue_name: str) -> None:
+    """Delete the recording's queue; when that fails (the connection is gone) `x-expires` will."""
+    try:
+        connection.channel().queue_delete(queue_name)
+    except Exception:  # noqa: BLE001 - best effort: the broker expires the queue anyway
+        pass
 
 
 class _Writer:
@@ -288,10 +351,9 @@ class _Writer:
         message.ack()
 
 
-def _drain(connection: Any, done: Callable[[], bool], timeout: Optional[float]) -> None:
+def _drain(connection: Any, done: Callable[[], bool], deadline: Optional[float]) -> None:
     import socket
 
-    deadline = None if timeout is None else time.monotonic() + timeout
     while not done():
         remaining = 1.0 if deadline is None else deadline - time.monotonic()
         if remaining <= 0:

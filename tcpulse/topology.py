@@ -183,16 +183,28 @@ def declare_listener_queue(channel: Any, address: BrokerAddress, queue: str, *, 
                      address, queue=queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
 
 
+class MissingExchange(BrokerFailure):
+    """An exchange the listener binds to does not exist; `remedy` is how the user creates it for
+    local development (the CLI names its flag instead).
+
+    Example:
+        >>> str(MissingExchange("exchange/x", "amqp://guest:***@localhost:5672//", remedy="--declare-exchanges"))
+        "exchange 'exchange/x' does not exist on amqp://guest:***@localhost:5672//: is the service that publishes it running there? (for local development, --declare-exchanges creates it)"
+    """
+
+    def __init__(self, exchange: str, broker: str, remedy: str = "Listener(..., declare_exchanges=True)") -> None:
+        self.exchange, self.broker = exchange, broker
+        super().__init__(f"exchange {exchange!r} does not exist on {broker}: is the service that publishes it "
+                         f"running there? (for local development, {remedy} creates it)")
+
+
 def declare_exchange(channel: Any, address: BrokerAddress, exchange: str, passive: bool) -> None:
     """Make sure topic `exchange` exists (passive) or create it; a missing one is one error naming it."""
     try:
         channel.exchange_declare(exchange=exchange, type="topic", durable=True, auto_delete=False, passive=passive)
     except Exception as exc:
         if passive and refusal_text(exc, "NOT_FOUND", "NotFound"):
-            raise BrokerFailure(
-                f"exchange {exchange!r} does not exist on {address}: is the service that "
-                "publishes it running there? (for local development, "
-                "Listener(..., declare_exchanges=True) creates it)") from None
+            raise MissingExchange(exchange, str(address)) from None
         raise_refusal(exc, f"declare exchange {exchange!r}", address)
         raise
 

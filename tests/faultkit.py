@@ -206,6 +206,22 @@ class BurstPublisher:
         return self._thread is not None and not self._thread.is_alive()
 
 
+def scenario(directory: Path, capsys) -> Tuple[Path, Ledger]:
+    """The fault-test listener script written under `directory`, and a ledger there whose report
+    is printed past pytest's capture."""
+    script = directory / "listener.py"
+    script.write_text(LISTENER_SCRIPT)
+    ledger = Ledger(directory)
+    ledger.show = lambda line: show(capsys, line)
+    return script, ledger
+
+
+def show(capsys, line: str) -> None:
+    """Print past pytest's capture: the numbers a scenario measures belong in every CI log."""
+    with capsys.disabled():
+        print("\n  " + line)
+
+
 def _close_quietly(conn) -> None:
     if conn is not None:
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tcpulse import Listener
-from tcpulse.connection import parse_url, redact_url
+from tcpulse.connection import parse_urls, redact_url
 
 REPO = Path(__file__).resolve().parent.parent
 TCPULSE = Path(sys.executable).parent / "tcpulse"
@@ -23,6 +23,7 @@ MALFORMED = [
     f"amqp://alice:{SECRET}/vhost",  # no host, a vhost
     f"amqp://alice:{SECRET}@127.0.0.1:notaport//",
     f" amqp//alice:{SECRET}:more@127.0.0.1 ",  # a colon in the password, spaces around
+    f"amqp://alice:{SECRET}@127.0.0.1//;http://alice:{SECRET}@127.0.0.1/",  # a bad second node of a cluster
 ]
 COMMANDS = {
     "publish": ["publish", "QueueEvents.taskCompleted", "--routing-key", "primary.t", "--body", "{}"],
@@ -36,7 +37,7 @@ COMMANDS = {
 @pytest.mark.parametrize("url", MALFORMED)
 def test_a_malformed_broker_url_is_refused_naming_the_problem_without_its_password(url):
     with pytest.raises(ValueError, match=r"^broker URL (must look like|port must be a number)") as info:
-        parse_url(url)
+        parse_urls(url)
     assert SECRET not in str(info.value) and "***" in str(info.value)
 
 

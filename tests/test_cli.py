@@ -111,9 +111,10 @@ def test_an_unreachable_broker_fails_fast_with_exit_code_1_and_one_line(args):
     print(f"{args[0]} gave up after {time.monotonic() - started:.1f} s")
 
 
-def test_record_into_a_path_that_cannot_be_written_is_a_usage_error(tmp_path):
+@pytest.mark.rabbitmq
+def test_record_into_a_path_that_cannot_be_written_is_a_usage_error(rabbitmq, tmp_path):
     assert_fails(tcpulse("record", "QueueEvents.taskCompleted", "--out", str(tmp_path / "no" / "such" / "dir.jsonl"),
-                         "--broker", "memory://"), 2, "dir.jsonl: cannot be written (No such file or directory)")
+                         "--broker", rabbitmq), 2, "dir.jsonl: cannot be written (No such file or directory)")
 
 
 def test_publish_usage_errors(tmp_path):
@@ -219,14 +220,21 @@ def test_dead_letters_lists_and_requeues_what_a_listener_parked_on_rabbitmq(rabb
     assert left == [], "the test left these on the broker"
 
 
-def test_a_long_replay_reports_progress_every_hundred_messages(tmp_path):
-    line = Path(GROUP_FILE).read_text().splitlines()[0]
+@pytest.mark.rabbitmq
+def test_a_long_replay_reports_progress_every_hundred_messages(rabbitmq, tmp_path):
+    exchange = f"exchange/tcpulse-test/{uuid.uuid4().hex}"  # of its own: nothing else hears the 250
+    line = json.loads(Path(GROUP_FILE).read_text().splitlines()[0])
     big = tmp_path / "big.jsonl"
-    big.write_text((line + "\n") * 250)
-    done = tcpulse("replay", str(big), "--broker", "memory://")
+    big.write_text((json.dumps({**line, "exchange": exchange}) + "\n") * 250)
+    with kombu.Connection(rabbitmq) as conn:
+        kombu.Exchange(exchange, type="topic")(conn.channel()).declare()
+        try:
+            done = tcpulse("replay", str(big), "--broker", rabbitmq)
+        finally:
+            conn.channel().exchange_delete(exchange)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["replayed 100 messages...", "replayed 200 messages..."]
-    assert done.stdout == f"replayed 250 messages from {big} to memory://\n"
+    assert done.stdout == f"replayed 250 messages from {big} to amqp://guest:***@127.0.0.1:5672//\n"
 
 
 @pytest.mark.rabbitmq

@@ -17,7 +17,7 @@ from typing import Iterable
 import pytest
 
 import faultkit
-from faultkit import Cluster, Ledger, ListenerProcess, add_pulse_user, counter, free_port, wait_for
+from faultkit import Cluster, Ledger, ListenerProcess, add_pulse_user, counter, free_port, show, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -108,10 +108,7 @@ def connected_port(process: ListenerProcess) -> int:
 
 def test_a_quorum_listener_on_three_nodes_loses_nothing_when_its_node_is_killed_mid_stream(
         rabbit_cluster, cluster_user, tmp_path, unique_name, capsys):
-    script = tmp_path / "listener.py"
-    script.write_text(faultkit.LISTENER_SCRIPT)
-    ledger = Ledger(tmp_path)
-    ledger.show = lambda line: _show(capsys, line)
+    script, ledger = faultkit.scenario(tmp_path, capsys)
     listener = ListenerProcess(script, cluster_user.url, unique_name, ledger, "cluster",
                                ("--queue-type", "quorum", "--prefetch", "100"), {"HANDLER_DELAY": "0.001"})
     victim = None
@@ -137,7 +134,7 @@ def test_a_quorum_listener_on_three_nodes_loses_nothing_when_its_node_is_killed_
         publisher.join(180)
         wait_for(lambda: set(ledger.published) <= set(ledger.handled()), 180, "every message handled", listener)
         assert listener.proc.poll() is None, "the listener must never exit"
-        _show(capsys, f"[quorum failover] killed node on port {port} (kill -9 of its Erlang VM) after "
+        show(capsys, f"[quorum failover] killed node on port {port} (kill -9 of its Erlang VM) after "
                       f"{COUNT // 4}+ handled; consuming again from port {new_port}; {recovery:.2f} s from the "
                       f"kill to the next handled message; publisher failed over {publisher.failovers} time(s)")
         ledger.report("quorum failover")
@@ -161,8 +158,3 @@ def _wait_for_reconnect(listener: ListenerProcess) -> dict:
     wait_for(reconnected, 60, "the listener to reconnect to another node", listener)
     return seen
 
-
-def _show(capsys, line: str) -> None:
-    # Past pytest's capture: the numbers belong in every CI log.
-    with capsys.disabled():
-        print("\n  " + line)

@@ -9,6 +9,7 @@ import pytest
 
 from tcpulse import QueueEvents, TaskclusterTopicExchangeFailure
 from tcpulse.connection import resolve_broker
+from tcpulse import dispatch
 from tcpulse.dispatch import Event, Registry, bindings_for, topic_matches
 from tcpulse.exchanges import Binding
 from topic_cases import TOPIC_CASES
@@ -48,9 +49,12 @@ def _random_words(rng, choices, most):
     return ".".join(rng.choice(choices) for _ in range(rng.randint(0, most)))
 
 
-def test_select_agrees_with_the_matcher_for_many_handlers_keys_and_routes_at_once():
-    # select walks one word tree of all an exchange's patterns; it must pick exactly the
-    # handlers that matching each pattern on its own would pick, in registration order.
+@pytest.mark.parametrize("few_patterns", [16, 0], ids=["regex-per-pattern-where-it-applies", "word-tree-only"])
+def test_select_agrees_with_the_matcher_for_many_handlers_keys_and_routes_at_once(few_patterns, monkeypatch):
+    # select matches an exchange with few patterns by one regex each, others by one word tree
+    # of all their patterns; both must pick exactly the handlers that matching each pattern on
+    # its own would pick, in registration order.
+    monkeypatch.setattr(dispatch, "FEW_PATTERNS", few_patterns)
     rng = random.Random(20261125)
     for _ in range(300):
         handlers = []

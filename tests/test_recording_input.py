@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tcpulse.outcome import MAX_DEPTH
-from tcpulse.recording import RecordingError, read
+from tcpulse.recording import MAX_LINE, RecordingError, read
 
 REPO = Path(__file__).resolve().parent.parent
 TCPULSE = Path(sys.executable).parent / "tcpulse"
@@ -40,6 +40,7 @@ BAD_LINES = [
      "m.jsonl line 3: 'routes' must be a list of strings (got 'xxxxxxx"),
     (json.dumps({"exchange": ["x"] * 1_000_000, "routing_key": "k", "body": {}}).encode(),
      "m.jsonl line 3: 'exchange' must be a string (got ['x', 'x', 'x', 'x', 'x', ...])"),
+    (b" " * MAX_LINE + b"{}", f"m.jsonl line 3: longer than {MAX_LINE} bytes (a message body is at most 1 MiB)"),
 ]
 
 

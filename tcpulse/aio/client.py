@@ -52,8 +52,7 @@ class AsyncClient(ClientCore):
         super().__init__(options)
         self.session = session
         self._own_session = session is None
-        connect, read = self._timeout if isinstance(self._timeout, tuple) else (self._timeout, self._timeout)
-        self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+        self._client_timeout = client_timeout(self._timeout)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -74,11 +73,7 @@ class AsyncClient(ClientCore):
 
     def _session(self) -> "aiohttp.ClientSession":
         if self.session is None or self.session.closed:
-            # Same CA settings as the sync client; no proxies or netrc from the environment,
-            # which could add credentials of their own to a signed request.
-            cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=cafile))
-            self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self.session = new_session()
             self._own_session = True
         return self.session
 
@@ -123,3 +118,24 @@ class AsyncClient(ClientCore):
                                            timeout=self._client_timeout) as response:
             content = await response.read()
             return response.status, response.reason or "", content, response
+
+
+def new_session(timeout: Optional["aiohttp.ClientTimeout"] = None) -> "aiohttp.ClientSession":
+    """A session with the sync client's CA settings (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) and
+    nothing else from the environment: no proxies or netrc, which could add credentials of
+    their own to a request. Must be made inside the running event loop."""
+    cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=cafile))
+    return aiohttp.ClientSession(connector=connector, trust_env=False, timeout=timeout or aiohttp.ClientTimeout())
+
+
+def client_timeout(timeout: Any) -> "aiohttp.ClientTimeout":
+    """The `timeout` option (seconds, or a (connect, read) pair) as aiohttp's: per connection
+    attempt and per read, never for a whole call or download.
+
+    Example:
+        >>> client_timeout([5, 30]).sock_read
+        30
+    """
+    connect, read = timeout if isinstance(timeout, (list, tuple)) else (timeout, timeout)
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)

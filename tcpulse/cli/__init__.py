@@ -3,6 +3,7 @@
 - `listen`: run a handler script (`tcpulse listen SCRIPT ...`);
 - `routing`: exchanges, routing-key and bindings, which need no broker;
 - `brokers`: publish, record, replay and dead-letters, which talk to a broker;
+- `queues`: delete and migrate, maintenance of a listener's queues;
 - `references`: pull a deployment's references, list a reference set, diff two;
 - `base`: what they share (exit codes, one-line errors, connecting).
 
@@ -19,9 +20,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import brokers, listen, references, routing
+from . import brokers, listen, queues, references, routing
 
-COMMAND_GROUPS = (listen, routing, brokers, references)
+COMMAND_GROUPS = (listen, routing, brokers, queues, references)
 
 
 def build_parser() -> argparse.ArgumentParser:

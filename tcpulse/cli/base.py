@@ -163,12 +163,12 @@ def connect(broker: Any) -> Tuple[Any, Any]:
     address = broker_address(broker)
     options = {} if address.is_memory else {"connect_timeout": 5,
                                              "transport_options": {"confirm_publish": True}}
-    conn = address.connection(**options)
-    try:
-        conn.ensure_connection(max_retries=0)  # one try: a CLI user wants the error now
+    from ..connection import connect_any
+
+    try:  # one try per node: a CLI user wants the error now
+        return connect_any(address, **options), address
     except Exception as exc:  # kombu/amqp raise many kinds here; all mean "cannot connect"
         raise RuntimeFailure(f"cannot connect to the broker at {address.redacted}: {reason(exc)}") from None
-    return conn, address
 
 
 def broker_address(broker: Any) -> Any:
@@ -181,7 +181,7 @@ def broker_address(broker: Any) -> Any:
     from ..connection import resolve_broker
 
     try:
-        return resolve_broker(broker)
+        return resolve_broker(broker, source="--broker")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -211,13 +211,18 @@ def broker_errors() -> Tuple[type, ...]:
 
 
 def on_broker(address: Any, action: Callable[[], Any]) -> Any:
-    """Run `action`; a broker refusal becomes one `RuntimeFailure` naming the broker (redacted).
+    """Run `action`; a broker error becomes one `RuntimeFailure` naming the broker (redacted) and
+    saying truthfully what happened: the connection was lost, or the broker refused.
 
     Example:
         >>> on_broker(None, lambda: 42)
         42
     """
+    from ..connection import lost_connection_errors
+
     try:
         return action()
+    except lost_connection_errors() as exc:
+        raise RuntimeFailure(f"lost the connection to the broker at {address.redacted}: {reason(exc)}") from None
     except broker_errors() as exc:
         raise RuntimeFailure(f"the broker at {address.redacted} refused: {reason(exc)}") from None

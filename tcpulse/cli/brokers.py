@@ -5,11 +5,13 @@ line, and progress lines for long record/replay runs.
 
 Imports kombu only inside the commands; never imports requests.
 
+They refuse the embedded broker: it lives inside one process, so what they would publish there
+(or read from it) vanishes when the command exits; `tcpulse listen --replay` is its counterpart.
+
 Example:
     >>> import argparse
-    >>> cmd_replay(argparse.Namespace(file="examples/messages/index-routes.jsonl", broker="memory://"))
-    replayed 4 messages from examples/messages/index-routes.jsonl to memory://
-    0
+    >>> guarded(cmd_replay)(argparse.Namespace(file="examples/messages/index-routes.jsonl", broker="memory://"))
+    2
 """
 import argparse
 import json
@@ -21,6 +23,9 @@ from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_o
                    guarded, on_broker, parse_fields, script_bindings)
 
 PROGRESS_EVERY = 100
+IN_PROCESS_ONLY = ("the embedded broker lives inside one process, so what `tcpulse {command}` does there "
+                   "vanishes when it exits; to try handlers on it, use `tcpulse listen SCRIPT --broker "
+                   "memory:// --replay FILE`")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -84,12 +89,27 @@ def _add_dead_letters(subparsers: Any) -> None:
     p.set_defaults(func=guarded(cmd_dead_letters))
 
 
+def outside_broker(broker: Any, command: str) -> Any:
+    """The address of `broker` (resolved as the listener does), refusing the embedded broker.
+
+    Example:
+        >>> outside_broker("memory://", "publish")
+        Traceback (most recent call last):
+        ...
+        tcpulse.cli.base.UsageError: memory://: the embedded broker lives inside one process, so what `tcpulse publish` does there vanishes when it exits; to try handlers on it, use `tcpulse listen SCRIPT --broker memory:// --replay FILE`
+    """
+    address = broker_address(broker)
+    if address.is_memory:
+        raise UsageError("memory://: " + IN_PROCESS_ONLY.format(command=command))
+    return address
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     """`tcpulse publish`: one message, its routes in the CC header.
 
-    Example:
+    Example (needs a broker):
         >>> cmd_publish(argparse.Namespace(exchange="QueueEvents.taskFailed", routing_key="primary.t",
-        ...                                route=["index.a"], body="{}", body_file=None, broker="memory://"))
+        ...                                route=["index.a"], body="{}", body_file=None, broker=None))  # doctest: +SKIP
         published 1 message to exchange/taskcluster-queue/v1/task-failed with key primary.t and routes index.a
         0
     """
@@ -100,7 +120,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     body = _load_body(args)
     routes = [r[len("route."):] if r.startswith("route.") else r for r in args.route]
     message = Recorded(exchange, args.routing_key, tuple(routes), body)
-    conn, address = connect(args.broker)
+    conn, address = connect(outside_broker(args.broker, "publish"))
     with conn:
         on_broker(address, lambda: replay_into(conn, [message]))
     print(f"published 1 message to {exchange} with key {args.routing_key}"
@@ -134,8 +154,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """`tcpulse replay`: every message of a recording, in order (see the module example)."""
     from ..recording import read, replay_into
 
+    address = outside_broker(args.broker, "replay")
     messages = read(args.file)
-    conn, address = connect(args.broker)
+    conn, address = connect(address)
     with conn:
         on_broker(address, lambda: replay_into(conn, messages, progress=_progress("replayed")))
     print(f"replayed {len(messages)} messages from {args.file} to {address.redacted}")
@@ -152,9 +173,9 @@ def _progress(verb: str) -> Callable[[int], None]:
 def cmd_record(args: argparse.Namespace) -> int:
     """`tcpulse record`: consume the bindings into a JSON Lines file until --count or --timeout.
 
-    Example:
+    Example (needs a broker):
         >>> cmd_record(argparse.Namespace(exchange="QueueEvents.taskFailed", fields=[], script=None,
-        ...                               out="/dev/null", count=None, timeout=0.1, broker="memory://"))
+        ...                               out="/dev/null", count=None, timeout=0.1, broker=None))  # doctest: +SKIP
         recorded 0 messages into /dev/null
         0
     """
@@ -163,7 +184,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from ..recording import record_from
 
     bindings = _record_bindings(args)
-    conn, address = connect(args.broker)
+    conn, address = connect(outside_broker(args.broker, "record"))
     queue = f"queue/{address.user}/tcpulse-record-{uuid.uuid4().hex[:8]}"
     with conn, _open_out(args.out) as out:
         def ready() -> None:
@@ -204,12 +225,12 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
     Example:
         >>> guarded(cmd_dead_letters)(argparse.Namespace(name="nobody", broker="memory://", requeue=False, limit=None))
-        1
+        2
     """
     from ..delivery import broker_connection, list_dead_letters, requeue_dead_letters
     from ..errors import BrokerFailure
 
-    address = broker_address(args.broker)
+    address = outside_broker(args.broker, "dead-letters")
     queue = f"queue/{address.user}/{args.name}"
     try:
         with broker_connection(address) as connection:
@@ -217,10 +238,15 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
                 sent = requeue_dead_letters(connection, queue, args.limit)
                 print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=sys.stderr)
                 return EXIT_OK
-            for record in list_dead_letters(connection, queue, 100 if args.limit is None else args.limit):
-                print(json.dumps(record, sort_keys=True))
+            records = list_dead_letters(connection, queue, 100 if args.limit is None else args.limit)
     except BrokerFailure as exc:
         raise RuntimeFailure(str(exc)) from None
+    for record in records:
+        print(json.dumps(record, sort_keys=True))
+    # On stderr, so that stdout stays JSON lines only; an empty list must not look like no answer.
+    print(f"{len(records)} dead letter{'' if len(records) == 1 else 's'} in {queue}/dead-letter"
+          + (" (the oldest; --limit N for more)" if args.limit is None and len(records) == 100 else ""),
+          file=sys.stderr)
     return EXIT_OK
 
 

@@ -1,29 +1,31 @@
 """`tcpulse listen SCRIPT`: run the handlers a script registers, with what the command adds
 around `Listener.run()`: logging setup, `--replay FILE`, `--exit-when-idle`, `--declare-exchanges`,
-and the summary line printed when the run ends.
+the delivery options as flags over the script's own values, and the summary line printed when the
+run ends.
 
 Owns: the listen options; publishing a recording into the listener's broker once it is
 consuming (on `memory://` that is the same process, so a replay needs nothing else running);
 deciding when the listener is idle (no message for `--idle-seconds` and nothing waiting in its
-queue or its retry holding queues); the summary of the run from the listener's metrics.
+queue or its retry holding queues).
 
 Imports kombu only through `base.connect` (the listener loads it when it runs); never imports requests.
 
 Example:
-    >>> from tcpulse.metrics import Metrics
-    >>> m = Metrics(); m.inc("received", 2); m.inc("handled", handler="watch.completed", amount=2)
-    >>> summary(m)
-    'received 2 messages; handled: watch.completed 2; unmatched 0, retried 0, dead-lettered 0'
+    >>> parse_delays("5,30,120")
+    (5.0, 30.0, 120.0)
 """
 import argparse
 import logging
 import sys
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from ..errors import BrokerFailure
-from .base import EXIT_OK, RuntimeFailure, UsageError, broker_errors, broker_option, connect, guarded
+from ..logsetup import LOG_FORMAT
+from ..topology import MissingExchange
+from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_errors, broker_option, connect,
+                   guarded)
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,15 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--delivery-limit", type=_positive_int, metavar="N",
                    help="quorum only: dead-letter a message delivered N times without an ack (its "
                         "process died on it each time; default 20)")
-    p.add_argument("--concurrency", type=_positive_int, help="handler threads (default 1: in order)")
+    p.add_argument("--concurrency", type=_positive_int, help="handler threads (default: the script's, else 1: in order)")
     p.add_argument("--prefetch", type=_positive_int, help="unacked messages the broker may send ahead")
+    p.add_argument("--max-attempts", type=_positive_int, metavar="N",
+                   help="tries per message before it is dead-lettered (default: the script's, else 5)")
+    p.add_argument("--retry-delays", type=parse_delays, metavar="S,S,...",
+                   help="seconds before attempt 2, 3, ...; the last repeats (default: the script's, "
+                        "else 5,30,120,600)")
+    p.add_argument("--max-length", type=_positive_int, metavar="N",
+                   help="the queue's x-max-length: beyond it the oldest messages go to the dead-letter queue")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     p.add_argument("--health-port", type=_port, metavar="P",
@@ -87,6 +96,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def parse_delays(text: str) -> Tuple[float, ...]:
+    """`--retry-delays 5,30,120`: seconds, each a number >= 0.
+
+    Example:
+        >>> parse_delays("0.5, 10")
+        (0.5, 10.0)
+    """
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or any(not 0 <= d < float("inf") for d in delays):
+        raise argparse.ArgumentTypeError(f"expected seconds separated by commas, such as 5,30,120 (got {text!r})")
+    return delays
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a TCP port number from 1 to 65535 (got {text!r})")
@@ -96,20 +121,25 @@ def _port(text: str) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from ..scripts import ScriptError, load_listener
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     if args.log_json:
         from ..health import JsonFormatter
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
     try:
         listener = load_listener(args.script)
-        listener.configure(name=args.queue, broker=args.broker, concurrency=args.concurrency,
-                           prefetch=args.prefetch, health_port=args.health_port, queue_type=args.queue_type,
-                           delivery_limit=args.delivery_limit)
+        listener.configure(name=args.queue, broker=broker_address(args.broker) if args.broker else None,
+                           concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
+                           queue_type=args.queue_type, delivery_limit=args.delivery_limit,
+                           max_attempts=args.max_attempts, retry_delays=args.retry_delays,
+                           max_length=args.max_length)
+        listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     try:
         run_listen(listener, args)
+    except MissingExchange as exc:
+        raise RuntimeFailure(str(MissingExchange(exc.exchange, exc.broker, remedy="--declare-exchanges"))) from None
     except (BrokerFailure, OSError) as exc:  # OSError: e.g. the health port is taken
         raise RuntimeFailure(str(exc)) from None
     return EXIT_OK
@@ -140,7 +170,7 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
         listener.run()
     finally:
         finished.set()
-    print(summary(listener.metrics), flush=True)
+    print(listener.metrics.summary(), flush=True)
     if errors:
         raise errors[0]
 
@@ -230,17 +260,3 @@ class _Waiting:
         if self.conn is not None:
             self.conn.release()
 
-
-def summary(metrics: Any) -> str:
-    """One line saying what the run did, from the listener's counters.
-
-    Example:
-        >>> from tcpulse.metrics import Metrics
-        >>> summary(Metrics())
-        'received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0'
-    """
-    handled = sorted((name, int(value)) for name, value in metrics.by_label("handled", "handler").items())
-    per_handler = ", ".join(f"{name} {count}" for name, count in handled) or "none"
-    return (f"received {int(metrics.get('received'))} messages; handled: {per_handler}; "
-            f"unmatched {int(metrics.get('unmatched'))}, retried {int(metrics.get('retried'))}, "
-            f"dead-lettered {int(metrics.get('dead_lettered'))}")
