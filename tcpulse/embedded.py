@@ -35,7 +35,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from amqp import exceptions as amqp_errors
 
 from .dispatch import topic_matches
-from .references import load_all
+from .references import active_set
 
 Payload = Dict[str, Any]
 EXCHANGE_TYPES = ("topic", "direct", "fanout")
@@ -108,8 +108,8 @@ class Broker:
         self._tags = itertools.count(1)  # delivery tags: unique in the process, taken under the lock
         for name in ("amq.topic", "amq.direct", "amq.fanout"):
             self.declare_exchange(name, name[4:], {"durable": True})
-        for reference in load_all().values():
-            for entry in reference.entries if reference.kind == "exchanges" else ():
+        for reference in active_set().references("exchanges"):  # the API references stay unread
+            for entry in reference.entries:
                 self.declare_exchange(reference.exchange_prefix + entry.exchange, "topic",
                                       {"durable": True})
 

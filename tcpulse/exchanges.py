@@ -1,4 +1,4 @@
-"""Routing keys of Taskcluster's topic exchanges: `Exchange`, `Binding` and the `*Events` classes.
+"""Routing keys of Taskcluster's topic exchanges: `Exchange` and the `*Events` classes.
 
 Owns: turning each exchange reference (`tcpulse.references.Reference` with kind 'exchanges')
 into a generated class such as `QueueEvents` whose attributes are `Exchange` objects; building
@@ -6,19 +6,20 @@ binding patterns (the official client's four call forms), concrete routing keys 
 and parsing a routing key back into its fields; the registry of every exchange of a reference
 set (the active one unless told).
 
-Pure module: imports only the standard library, `tcpulse.references` and `tcpulse.errors`
-(never kombu or requests), so routing keys cost nothing but `import tcpulse`.
+Pure module: imports only the standard library, `tcpulse.references`, `tcpulse.binding` (whose
+`Binding` it re-exports) and `tcpulse.errors` (never kombu or requests), so routing keys cost
+nothing but `import tcpulse`.
 
 Example:
     >>> from tcpulse.exchanges import find_exchange
     >>> find_exchange("QueueEvents.taskCompleted")(taskGroupId="g")["routingKeyPattern"]
     'primary.*.*.*.*.*.*.*.g.#'
 """
-import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .binding import Binding, Immutable
 from .errors import InvalidReference, TaskclusterTopicExchangeFailure
 from .references import Reference, ReferenceSet, RoutingKeyField, active_set, key_layout
 
@@ -48,54 +49,7 @@ def full_exchange_name(prefix: str, suffix: str) -> str:
     return f"{prefix.rstrip('/')}/{suffix.lstrip('/')}"
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Binding(Mapping):
-    """An exchange and a routing-key pattern to bind a queue with; reads like the official
-    client's dict (`b['exchange']`, `b['routingKeyPattern']`, `dict(b)`).
-
-    Example:
-        >>> b = Binding("exchange/taskcluster-queue/v1/task-completed", "primary.#")
-        >>> dict(b) == {"exchange": b.exchange, "routingKeyPattern": "primary.#"}
-        True
-    """
-    exchange: str
-    routing_key_pattern: str
-    source: Optional["Exchange"] = dataclasses.field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.exchange, str) or not self.exchange:
-            raise TaskclusterTopicExchangeFailure(
-                f"Binding exchange must be a non-empty string (got {self.exchange!r})")
-        if not isinstance(self.routing_key_pattern, str):
-            raise TaskclusterTopicExchangeFailure(
-                f"Binding routing_key_pattern for {self.exchange} must be a string "
-                f"(got {type(self.routing_key_pattern).__name__} {self.routing_key_pattern!r})")
-
-    def _as_dict(self) -> Dict[str, str]:
-        return {"exchange": self.exchange, "routingKeyPattern": self.routing_key_pattern}
-
-    def __getitem__(self, key: str) -> str:
-        return self._as_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("exchange", "routingKeyPattern"))
-
-    def __len__(self) -> int:
-        return 2
-
-    def __eq__(self, other: Any) -> bool:
-        # Equal to any binding or mapping with the same two items (the official client's dicts
-        # included); where a binding came from does not change what it binds.
-        if isinstance(other, Mapping):
-            return self._as_dict() == dict(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.exchange, self.routing_key_pattern))
-
-
-@dataclasses.dataclass(frozen=True)
-class Exchange:
+class Exchange(Immutable):
     """One topic exchange of a service and the layout of its routing keys.
 
     Call it to get a `Binding` (the four forms of the official client), or use
@@ -106,12 +60,31 @@ class Exchange:
         >>> ex(taskId="abc").routing_key_pattern
         'primary.abc.*.*.*.*.*.*.*.#'
     """
+    __slots__ = ("service", "name", "exchange", "fields", "title", "description")
     service: str
     name: str
     exchange: str
     fields: Tuple[RoutingKeyField, ...]
-    title: str = ""
-    description: str = dataclasses.field(default="", repr=False, compare=False)
+    title: str
+    description: str
+
+    def __init__(self, service: str, name: str, exchange: str, fields: Tuple[RoutingKeyField, ...],
+                 title: str = "", description: str = ""):
+        self._set(service=service, name=name, exchange=exchange, fields=fields, title=title, description=description)
+
+    def _identity(self) -> Tuple[Any, ...]:
+        # The description is prose: two exchanges that differ only in it are the same exchange.
+        return (self.service, self.name, self.exchange, self.fields, self.title)
+
+    def __eq__(self, other: Any) -> bool:
+        return self._identity() == other._identity() if isinstance(other, Exchange) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def with_exchange(self, exchange: str) -> "Exchange":
+        """The same exchange layout under another full exchange name (an instance's prefix)."""
+        return Exchange(self.service, self.name, exchange, self.fields, self.title, self.description)
 
     def __repr__(self) -> str:
         return f"<Exchange {self.service}.{self.name} {self.exchange}>"
@@ -259,7 +232,7 @@ class _ExchangeAttribute:
         full = full_exchange_name(obj.exchangePrefix, self.suffix)
         if full == self.exchange.exchange:
             return self.exchange
-        return dataclasses.replace(self.exchange, exchange=full)
+        return self.exchange.with_exchange(full)
 
 
 def _no_exchange(events: type, name: str) -> AttributeError:

@@ -35,6 +35,7 @@ from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .exchanges import Binding
 from .metrics import Metrics
+from .logsetup import log_to_stderr_unless_configured
 from .running import HandlerRuns, Watchdog
 from .stale import remove_stale
 from .topology import ListenerNames, check_queue_type, declare_listener_queue
@@ -46,7 +47,6 @@ DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SI
 DEFAULT_SLOW_HANDLER = 60.0  # seconds; a Taskcluster REST call retried to the end takes about 40
 UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # run()'s own logging and the CLI's
 
 
 class Listener:
@@ -277,7 +277,7 @@ class Listener:
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
-        unlog = _log_to_stderr_unless_configured()
+        unlog = log_to_stderr_unless_configured()
         health = self._start_health()
         restore = self._install_signals()
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
@@ -464,26 +464,6 @@ class Listener:
                       "%s --list / --requeue)", origin.exchange, origin.routing_key, verdict.reason,
                       self._delivery.dead_letter_queue, self.name or "NAME")
         self._consumer.ack(message)
-
-
-def _log_to_stderr_unless_configured() -> Callable[[], None]:
-    """When the application configured no logging (`python my_handlers.py` calling `app.run()`),
-    log tcpulse's info lines to stderr for the run, as `tcpulse listen` does: otherwise a listener
-    would say nothing, not even that it connected. Returns what undoes it."""
-    logger = logging.getLogger("tcpulse")
-    if logger.hasHandlers():  # the application's (or the CLI's) logging decides
-        return lambda: None
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    level = logger.level
-    logger.addHandler(handler)
-    if level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
-
-    def undo() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    return undo
 
 
 def _raw_origin(delivery: Any, message: Any) -> Origin:

@@ -199,6 +199,24 @@ def official_python() -> str:
     return str(python)
 
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> pathlib.Path:
+    """The wheel `pip wheel` builds from the source tree, built once per session from a clean copy
+    (setuptools reuses an in-tree build/ directory, so a stale one would leak old files into it)."""
+    source = tmp_path_factory.mktemp("source") / "tcpulse"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache"))
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                           str(source), "-w", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    [wheel] = out.glob("tcpulse-*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="session")
 def private_rabbitmq(rabbitmq):
     """A private RabbitMQ node (tests/faultkit.py: own node name, port, cookie, data dir) that

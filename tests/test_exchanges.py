@@ -8,7 +8,6 @@ tests/fixtures/make_official_patterns.py` (any interpreter with taskcluster==4.0
 `official_python` fixture of tests/conftest.py builds that one). Today's set is compared with
 the official client of today in tests/test_official_client.py.
 """
-import dataclasses
 import doctest
 import importlib
 import json
@@ -188,7 +187,7 @@ def test_a_binding_is_immutable_and_hashable_whatever_its_source():
     raw = Binding("exchange/taskcluster-queue/v1/task-completed", "primary.#")
     assert raw.source is None and from_exchange.source is tcpulse.QueueEvents.taskCompleted
     assert raw == from_exchange and len({raw, from_exchange}) == 1
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="^Binding is immutable: cannot set 'routing_key_pattern'$"):
         raw.routing_key_pattern = "#"
     assert repr(raw) == ("Binding(exchange='exchange/taskcluster-queue/v1/task-completed', "
                          "routing_key_pattern='primary.#')")

@@ -20,6 +20,7 @@ PURE_MODULES = [
     "tcpulse.references.pull",
     "tcpulse.references.compare",
     "tcpulse.exchanges",
+    "tcpulse.binding",
     "tcpulse.dispatch",
     "tcpulse.metrics",
     "tcpulse.outcome",

@@ -208,3 +208,12 @@ def test_a_selected_set_with_a_broken_reference_is_one_line_exit_1(tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith(f"tcpulse: error: {folder.resolve()}/references/queue/v1/exchanges.json: cannot be "
                                   f"read as JSON (") and done.stderr.count("\n") == 1
+
+
+def test_the_task_group_example_handles_the_same_messages_under_either_shipped_set():
+    repo = Path(__file__).resolve().parent.parent
+    command = ("listen", str(repo / "examples" / "task_group_watcher.py"), "--broker", "memory://", "--replay",
+               str(repo / "examples" / "messages" / "task-group.jsonl"), "--exit-when-idle")
+    today, legacy = run(*command), run(*command, TCPULSE_REFERENCES="legacy-2018")
+    assert (today.returncode, legacy.returncode) == (0, 0), today.stderr + legacy.stderr
+    assert today.stdout == legacy.stdout and "handled: task_group_watcher.completed 3" in today.stdout

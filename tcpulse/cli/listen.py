@@ -22,7 +22,7 @@ import time
 from typing import Any, List, Optional, Tuple
 
 from ..errors import BrokerFailure
-from ..listener import LOG_FORMAT
+from ..logsetup import LOG_FORMAT
 from ..topology import MissingExchange
 from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_errors, broker_option, connect,
                    guarded)
