@@ -135,7 +135,7 @@ class _Trie:
     `#` (`loops`) also stays where it is, since `#` takes any number of words; and reaching a node
     also reaches its `#` child at once, since `#` may take none."""
 
-    __slots__ = ("words", "star", "hash", "ends", "loops")
+    __slots__ = ("words", "star", "hash", "ends", "loops", "closure")
 
     def __init__(self, loops: bool = False) -> None:
         self.words: Dict[str, "_Trie"] = {}
@@ -143,6 +143,7 @@ class _Trie:
         self.hash: Optional["_Trie"] = None
         self.ends: List[int] = []
         self.loops = loops
+        self.closure: List["_Trie"] = [self]
 
     def add(self, pattern: str, value: int) -> None:
         node = self
@@ -157,34 +158,37 @@ class _Trie:
                 node = node.words.setdefault(token, _Trie())
         node.ends.append(value)
 
+    def seal(self) -> None:
+        """Once every pattern is added: give each node its `closure` (itself and the nodes its
+        `#` edges reach without taking a word), so that the walk does not recompute it."""
+        closure, node = [], self
+        while node is not None:
+            closure.append(node)
+            node = node.hash
+        self.closure = closure
+        for child in (*self.words.values(), self.star, self.hash):
+            if child is not None:
+                child.seal()
+
     def collect(self, key: str, found: set) -> None:
-        """Add to `found` the value of every pattern that matches `key`."""
-        active = _with_hash_children([self])
+        """Add to `found` the value of every pattern that matches `key` (after `seal`)."""
+        active = self.closure
         for word in _words(key):
-            reached = []
+            reached: List[_Trie] = []
             for node in active:
                 child = node.words.get(word)
                 if child is not None:
-                    reached.append(child)
+                    reached += child.closure
                 if node.star is not None:
-                    reached.append(node.star)
+                    reached += node.star.closure
                 if node.loops:
                     reached.append(node)
             if not reached:
                 return
-            active = _with_hash_children(reached)
+            # Several '#' can reach one node many ways: keep each once.
+            active = reached if len(reached) == 1 else list({id(n): n for n in reached}.values())
         for node in active:
             found.update(node.ends)
-
-
-def _with_hash_children(nodes: List[_Trie]) -> List[_Trie]:
-    """`nodes` and every node reachable from them through `#` edges alone, each once."""
-    result: Dict[int, _Trie] = {}
-    for node in nodes:
-        while node is not None and id(node) not in result:
-            result[id(node)] = node
-            node = node.hash
-    return list(result.values())
 
 
 class Handler:
@@ -262,6 +266,8 @@ class Registry:
             for binding in handler.bindings:
                 self._tries.setdefault(binding.exchange, _Trie()).add(binding.routing_key_pattern, position)
                 patterns.setdefault(binding.exchange, []).append((binding.routing_key_pattern, position))
+        for trie in self._tries.values():
+            trie.seal()
         for exchange, entries in patterns.items():
             matchers = [(_pattern_regex(pattern), position) for pattern, position in entries]
             if len(matchers) <= FEW_PATTERNS and all(match is not None for match, _ in matchers):

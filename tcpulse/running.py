@@ -87,29 +87,34 @@ class HandlerRuns:
 
         failures: Failures = {}
         task = asyncio.current_task()
-        for handler in handlers:
-            token, started = self._start(handler.name, event)
-            self.by_task[task] = token
-            try:
-                if handler.is_async:
-                    result = handler.func(event)
-                else:
-                    result = await offload(handler.func, event)
-                if inspect.isawaitable(result):
-                    await result
-            except asyncio.CancelledError as exc:
-                self._forget(token)
-                if closing():
-                    raise
-                self._failed(handler.name, event, started, exc)
-                failures[handler.name] = exc
-            except self._catching as exc:
-                self._finish(token, handler.name, event, started, exc)
-                failures[handler.name] = exc
-            else:
-                self._finish(token, handler.name, event, started, None)
-        self.by_task.pop(task, None)
+        try:
+            for handler in handlers:
+                token, started = self._start(handler.name, event)
+                self.by_task[task] = token
+                error = await self._await_one(handler, event, offload)
+                if error is None:
+                    self._finish(token, handler.name, event, started, None)
+                    continue
+                if isinstance(error, asyncio.CancelledError) and closing():
+                    self._forget(token)
+                    raise error
+                self._finish(token, handler.name, event, started, error)
+                failures[handler.name] = error
+        finally:
+            self.by_task.pop(task, None)
         return failures
+
+    async def _await_one(self, handler: Any, event: Any, offload: Offload) -> Optional[BaseException]:
+        """Run one handler on the loop; what it raised (CancelledError included), or None."""
+        import asyncio
+
+        try:
+            result = handler.func(event) if handler.is_async else await offload(handler.func, event)
+            if inspect.isawaitable(result):
+                await result
+        except (asyncio.CancelledError, *self._catching) as exc:
+            return exc
+        return None
 
     def _start(self, name: str, event: Any) -> Tuple[int, float]:
         token, started = next(self._tokens), time.monotonic()
@@ -118,8 +123,7 @@ class HandlerRuns:
 
     def _forget(self, token: int) -> None:
         self.active.pop(token, None)
-        if token in self._warned:
-            self._warned.discard(token)
+        self._warned.discard(token)
 
     def _finish(self, token: int, name: str, event: Any, started: float, exc: Optional[BaseException]) -> None:
         self._forget(token)
@@ -156,7 +160,7 @@ class HandlerRuns:
 
         try:
             task = asyncio.current_task(loop)
-        except RuntimeError:  # the loop is not running any more
+        except Exception:  # the loop stopped meanwhile; naming the culprit is best effort
             task = None
         run = self.active.get(self.by_task.get(task, -1))
         if run is None:
