@@ -88,6 +88,11 @@ class BrokerAddress:
         # (py-amqp checks neither with a bare ssl=True).
         return {"server_hostname": self.host} if self.scheme == "amqps" else False
 
+    def _kombu_url(self) -> str:
+        # For kombu's own failover list only (it decodes these): never printed or logged.
+        return (f"{self.scheme}://{_quote(self.user)}:{_quote(self.password)}@{self.host}:{self.port}/"
+                f"{_quote(self.vhost)}")
+
     def connection(self, heartbeat: Optional[int] = None, **options: Any) -> Any:
         """A new (not yet connected) kombu Connection to this broker; `heartbeat` seconds
         (default HEARTBEAT, read at call time)."""
@@ -102,6 +107,12 @@ class BrokerAddress:
                                 heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
 
 
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
 def connect_any(address: BrokerAddress, **options: Any) -> Any:
     """A connected kombu Connection to the first node of `address` that answers (one attempt
     each, in order); the last node's error when none does. For short errands: publish, record,
@@ -111,14 +122,18 @@ def connect_any(address: BrokerAddress, **options: Any) -> Any:
         >>> connect_any(resolve_broker("amqp://u:p@down:5672//;amqp://u:p@up:5672//"))   # doctest: +SKIP
         <Connection: amqp://u:**@up:5672// at 0x...>
     """
-    for node in address.nodes:
-        connection = node.connection(**options)
+    nodes = address.nodes
+    for index, node in enumerate(nodes):
+        # kombu's failover list (`maybe_switch_next`) for whoever reconnects later: the nodes after
+        # this one, then this one.
+        later = [n._kombu_url() for n in (*nodes[index + 1:], *nodes[:index + 1])] if len(nodes) > 1 else None
+        connection = node.connection(alternates=later, **options)
         try:
             connection.ensure_connection(max_retries=0)
             return connection
         except Exception:
             connection.release()
-            if node is address.nodes[-1]:
+            if node is nodes[-1]:
                 raise
     raise AssertionError("an address has at least one node")
 

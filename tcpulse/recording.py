@@ -307,11 +307,12 @@ def _reconnect(connection: Any, exc: BaseException, deadline: Optional[float]) -
     while deadline is None or time.monotonic() < deadline:
         attempt += 1
         time.sleep(min(RECONNECT_CAP, 0.5 * 2 ** (attempt - 1)))
-        try:
-            connection.ensure_connection(max_retries=0)
+        try:  # the socket's own error (kombu would wrap a refusal as OperationalError)
+            connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
         except lost_connection_errors() as again:
             print(f"cannot reach the broker yet ({again}); trying again", file=sys.stderr, flush=True)
             connection.collect()
+            connection.maybe_switch_next()  # the next node, when the broker URL names several
             continue
         print("reconnected; recording again", file=sys.stderr, flush=True)
         return True

@@ -7,7 +7,10 @@ that one. The ledger works as in tests/test_faults.py: ids confirmed by the brok
 `tcpulse listen` process handled (written unbuffered before the ack). Run alone with:
     .venv/bin/pytest -m cluster
 """
+import json
 import os
+import subprocess
+import sys
 import re
 import tempfile
 import time
@@ -158,3 +161,55 @@ def _wait_for_reconnect(listener: ListenerProcess) -> dict:
     wait_for(reconnected, 60, "the listener to reconnect to another node", listener)
     return seen
 
+
+
+def test_record_on_three_urls_goes_on_through_another_node_when_its_node_is_killed(
+        rabbit_cluster, cluster_user, tmp_path, capsys):
+    out = tmp_path / "recorded.jsonl"
+    ledger = Ledger(tmp_path)
+    guests = ";".join(rabbit_cluster.urls)
+    record = subprocess.Popen([sys.executable, "-m", "tcpulse", "record", faultkit.EXCHANGE, "--out", str(out),
+                               "--broker", cluster_user.url, "--timeout", "120"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    try:
+        wait_for(lambda: _recording_node(rabbit_cluster, cluster_user.name) is not None, 30, "the recording to connect")
+        victim = _recording_node(rabbit_cluster, cluster_user.name)
+        FailoverPublisher(guests, ledger).publish(range(100))
+        wait_for(lambda: _recorded(out) >= 100, 30, "the first 100 messages recorded")
+        victim.kill()
+        wait_for(lambda: _recording_node(rabbit_cluster, cluster_user.name) not in (None, victim)
+                 or record.poll() is not None, 60, "the recording to reconnect to another node")
+        assert record.poll() is None, f"record exited: {record.communicate()}"
+        FailoverPublisher(guests, ledger).publish(range(100, 200))
+        wait_for(lambda: _recorded(out) >= 200, 30, "the messages published after the kill recorded")
+        victim.start()
+        victim = None
+    finally:
+        record.kill()
+        stderr = record.communicate()[1]
+        if victim is not None:
+            victim.start()
+    assert "lost the connection to the broker" in stderr and cluster_user.password not in stderr
+    ids = {json.loads(line)["body"]["id"] for line in out.read_text().splitlines()}
+    assert set(range(100, 200)) <= ids, "everything published after the kill was recorded"
+    show(capsys, f"[record failover] recorded {len(ids)} distinct ids of 200; all 100 published after the kill")
+
+
+def _recording_node(cluster: Cluster, user: str):
+    """The node that holds `user`'s connection (asked of any node still running), or None."""
+    for node in cluster.nodes:
+        try:
+            rows = node.ctl("list_connections", "user", "pid", timeout=20).splitlines()
+        except (RuntimeError, subprocess.TimeoutExpired):
+            continue
+        for row in rows:
+            name, _, pid = row.partition("\t")
+            if name == user:
+                return next((n for n in cluster.nodes if f"<{n.node}." in pid), None)
+        return None
+    return None
+
+
+def _recorded(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
