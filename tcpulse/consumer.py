@@ -176,9 +176,10 @@ class Consumer(ConsumerMixin):
         together (one thread wake-up instead of one per message). Returns how many frames
         were handled."""
         most = 3 * (self._prefetch + 1)  # a message is three frames: method, header, body
+        amqp = conn.connection if self._transport is not None else None
         for taken in range(most):
             if _whole_frame(self._transport):  # read ahead: no system call, nothing to wait for
-                conn.connection.blocking_read(None)
+                amqp.blocking_read(None)
                 continue
             if self._sock is not None and not self._readable():
                 return taken
