@@ -122,6 +122,19 @@ class Delivery:
         return queue_arguments(self.queue_type, dead_letter=(self.exchange, key), max_length=self.max_length,
                                delivery_limit=self.delivery_limit)
 
+    def last_delivery(self, message: Any) -> bool:
+        """Whether the queue hands `message` over for the last time before its delivery limit:
+        it came back unacked every time before (its process died on it?), and if this process
+        dies on it too, the broker dead-letters it.
+
+        Example:
+            >>> class M: headers = {"x-delivery-count": 4}
+            >>> Delivery("queue/a/w", RetryPolicy(), queue_type="quorum", delivery_limit=5).last_delivery(M())
+            True
+        """
+        count = (message.headers or {}).get("x-delivery-count")
+        return bool(self.delivery_limit) and isinstance(count, int) and count >= self.delivery_limit - 1 > 0
+
     def dead_letter_arguments(self) -> Dict[str, Any]:
         """Arguments of the dead-letter queue: kept a week, at most 5,000 (oldest dropped)."""
         return queue_arguments(self.queue_type, ttl_ms=DEAD_LETTER_TTL * 1000, max_length=DEAD_LETTER_MAX_LENGTH)

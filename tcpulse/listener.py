@@ -418,6 +418,11 @@ class Listener:
         handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
         if not handlers:
             self._unmatched(event)
+        if self._delivery.last_delivery(message):
+            log.warning("last delivery (%d of delivery_limit %d) of a message from %s %r: it came back unacked "
+                        "each time before (did its process die on it?); if this process dies on it too, it is "
+                        "dead-lettered", self._delivery.delivery_limit, self._delivery.delivery_limit,
+                        event.exchange, event.routing_key)
         return event, handlers
 
     def _unmatched(self, event: Event) -> None:

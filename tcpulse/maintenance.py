@@ -87,12 +87,15 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
     old, new = (Delivery(queue, policy, max_length, queue_type=kind,
                          delivery_limit=delivery_limit if kind == "quorum" else None) for kind in (old_type, to))
     _refuse_consumers(connection, queue, "migrate it")
+    parking = _parking(new)
+    if _count(connection, queue) is None and _count(connection, parking["migrating"]) is None:
+        raise BrokerFailure(f"nothing to migrate: user {address.user!r} has no queue {queue!r} on {address} "
+                            f"(has listener {name!r} run there?)")
     pairs, _ = _record(connection, new)
     if not pairs and _count(connection, queue) is not None:
         raise BrokerFailure(f"no record of what {queue} is bound to (tcpulse.stale keeps one): run the listener "
                             "once with this version of tcpulse, stop it, then migrate")
     bindings = [Binding(exchange, pattern) for exchange, pattern in sorted(pairs)]
-    parking = _parking(new)
     channel = connection.channel()
     kombu.Exchange(new.exchange, type="direct", durable=True, channel=channel).declare()
     for key, park in parking.items():

@@ -78,3 +78,6 @@ def test_a_message_that_kills_its_process_is_dead_lettered_after_delivery_limit_
         f"delivered {LIMIT} times without an ack (delivery_limit {LIMIT}): the process handling it exited or "
         f"lost its connection each time, so queue/{pulse_user.name}/{unique_name} dead-lettered it")
     assert POISON not in ledger.handled()
+    last = ledger.directory / f"listener-run{LIMIT - 1}.log"
+    assert (f"last delivery ({LIMIT} of delivery_limit {LIMIT}) of a message from {faultkit.EXCHANGE} "
+            f"'{faultkit.ROUTING_KEY.format(id=POISON)}': it came back unacked each time before") in last.read_text()

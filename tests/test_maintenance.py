@@ -131,3 +131,12 @@ def _ready(url: str, queue: str) -> int:
         except Exception:
             return 0
 
+
+
+def test_migrating_a_listener_that_never_ran_is_one_line_and_creates_nothing(pulse_user, unique_name):
+    done = tcpulse("migrate", unique_name, "--to", "quorum", "--broker", pulse_user.url, check=False)
+    queue = f"queue/{pulse_user.name}/{unique_name}"
+    assert done.returncode == 1
+    assert done.stderr == (f"tcpulse: error: nothing to migrate: user {pulse_user.name!r} has no queue {queue!r} "
+                           f"on {resolve_broker(pulse_user.url).redacted} (has listener {unique_name!r} run there?)\n")
+    assert not exists(pulse_user.url, f"{queue}/migrating")
