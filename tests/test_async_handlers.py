@@ -4,6 +4,7 @@ handler, dead letters, PermanentFailure, sync and async handlers on one message,
 bounds, a handler raising CancelledError, a handler blocking the loop, and stop() with 50
 coroutines in flight."""
 import asyncio
+import re
 import threading
 import time
 
@@ -187,21 +188,22 @@ def test_a_handler_blocking_the_event_loop_is_named_in_a_warning(broker, caplog)
     with running(app):
         key = broker.publish({"n": 1})
         wait_for(lambda: app.metrics.get("acked") == 1, what="the ack")
-    [warning] = [r.getMessage() for r in caplog.records if "event loop" in r.getMessage()]
-    assert "blocked for 0." in warning or "blocked for 1." in warning
-    assert f"by handler {app.handlers[0].name} (message from {COMPLETED.exchange} with key {key!r})" in warning
-    assert app.metrics.get("loop_blocked") == 1
+    culprit = f"by handler {app.handlers[0].name} (message from {COMPLETED.exchange} with key {key!r})"
+    # One warning for the one blocking episode (a loaded machine may add others of its own).
+    [warning] = [r.getMessage() for r in caplog.records if culprit in r.getMessage()]
+    assert re.search(r"has been blocked for [01]\.\d s by ", warning), warning
+    assert app.metrics.get("loop_blocked") >= 1
 
 
 def test_stop_with_50_coroutines_in_flight_acks_those_that_finish_in_the_grace_and_returns_the_rest(broker):
-    app = listener(broker, concurrency=50, shutdown_grace=2)
+    app = listener(broker, concurrency=50, shutdown_grace=4)
     started, finished = [], []
 
     @app.on(COMPLETED, taskGroupId=broker.name)
     async def slow(event):
         n = event.body["n"]
         started.append(n)
-        await asyncio.sleep(0.5 if n % 2 else 30)  # odd ones finish within the grace, even ones cannot
+        await asyncio.sleep(1.5 if n % 2 else 30)  # odd ones finish within the grace, even ones cannot
         finished.append(n)
 
     with running(app):
