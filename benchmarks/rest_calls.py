@@ -21,8 +21,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+LATENCY = 0.0  # seconds the server waits before answering (aio_calls.py: a service's own time)
 
 RUNNER = r"""
 import json, sys, time
@@ -48,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
+        time.sleep(LATENCY)
         body = b'{"taskId": "x"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -66,8 +70,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def serve(cert: str, key: str) -> None:
-    """Server process: print the port, then answer until killed (plain HTTP when cert is '-')."""
+def serve(cert: str, key: str, latency: str = "0") -> None:
+    """Server process: print the port, then answer until killed (plain HTTP when cert is '-'),
+    each answer after `latency` seconds."""
+    global LATENCY
+    LATENCY = float(latency)
     server = _Server(("127.0.0.1", 0), _Handler)
     if cert != "-":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -109,7 +116,7 @@ def main() -> None:
                         help="runs per client and mode, interleaved (load on a shared box hits both); the median counts")
     parser.add_argument("--official-python", default="/tmp/tcv/bin/python")
     parser.add_argument("--plain-http", action="store_true", help="no TLS (shows what keep-alive alone gives)")
-    parser.add_argument("--serve", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs="+", metavar="CERT KEY [LATENCY]", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(*args.serve)
