@@ -9,9 +9,10 @@ consumes the listener's queue.
 
 How a migration goes, each step safe to repeat, so a run interrupted anywhere (even kill -9)
 is finished by running it again:
-1. parking queues under `queue/<user>/<name>/migrating...` (of the new type) take what the old
-   queues hold; the main one is bound like the listener's queue (bindings from the listener's
-   record, `tcpulse.stale`), so what is published meanwhile waits there too;
+1. parking queues of the new type (`queue/<user>/<name>/migrating`, `.../parked-dl`,
+   `.../parked-rec`) take what the old queues hold; the main one is bound like the listener's
+   queue (bindings from the listener's record, `tcpulse.stale`), so what is published meanwhile
+   waits there too;
 2. each old queue (listener's, holding, dead-letter, record) is unbound, emptied into its parking
    queue (every copy publisher-confirmed before its original is acked), deleted and declared
    again with the new type: a queue of the new type already is left alone;
@@ -113,20 +114,18 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
     _declare(channel, record_queue(queue), queue_arguments(to), [(new.exchange, RECORD_KEY)])
     _bind(channel, parking["migrating"], bindings, new.exchange, unbind=True)
     back = 0
-    for key, target_key in (("migrating", RETURN_KEY), ("migrating-dead-letters", DEAD_LETTER_KEY),
-                            ("migrating-record", RECORD_KEY)):
+    for key, target_key, target in (("migrating", RETURN_KEY, queue), ("parked-dl", DEAD_LETTER_KEY, new.dead_letter_queue),
+                                    ("parked-rec", RECORD_KEY, record_queue(queue))):
         count = _move(connection, parking[key], new, target_key, moving=key == "migrating")
         connection.channel().queue_delete(parking[key])
         back += count if key == "migrating" else 0
-        report(f"moved {count} message(s) from {parking[key]} to the {to} {'queue' if key == 'migrating' else key[10:]}")
+        report(f"moved {count} message(s) from {parking[key]} back to {target} ({to})")
     report(f"{queue} is a {to} queue now, with its {len(bindings)} binding(s), holding and dead-letter queues")
     return back
 
 
 def _parking(delivery: Delivery) -> Dict[str, str]:
-    """Parking queue per delivery-exchange key: the main one, dead letters', the record's."""
-    base = delivery.names.migration_queue
-    return {"migrating": base, "migrating-dead-letters": base + "-dead-letters", "migrating-record": base + "-record"}
+    return delivery.names.parking_queues()
 
 
 def _units(old: Delivery, new: Delivery) -> Iterator[Tuple[str, Dict[str, Any], Dict[str, Any], str]]:
@@ -135,9 +134,9 @@ def _units(old: Delivery, new: Delivery) -> Iterator[Tuple[str, Dict[str, Any], 
     new_holding = new.holding_queues()
     for holding, args in old.holding_queues().items():
         yield holding, args, new_holding[holding], "migrating"
-    yield old.dead_letter_queue, old.dead_letter_arguments(), new.dead_letter_arguments(), "migrating-dead-letters"
+    yield old.dead_letter_queue, old.dead_letter_arguments(), new.dead_letter_arguments(), "parked-dl"
     record = record_queue(old.queue)
-    yield record, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "migrating-record"
+    yield record, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "parked-rec"
 
 
 def _state(connection: kombu.Connection, queue: str, old_args: Dict[str, Any], new_args: Dict[str, Any]) -> str:
@@ -230,7 +229,7 @@ def _record(connection: kombu.Connection, delivery: Delivery) -> Tuple[Set[_Pair
     """What the listener's binding record says (read in place, from the record queue and from a
     migration's parking queue for it)."""
     held: List[Any] = []
-    for queue in (record_queue(delivery.queue), _parking(delivery)["migrating-record"]):
+    for queue in (record_queue(delivery.queue), _parking(delivery)["parked-rec"]):
         count = _count(connection, queue)
         if not count:
             continue

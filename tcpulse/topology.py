@@ -43,6 +43,7 @@ MAX_NAME_BYTES = 255  # RabbitMQ's and py-amqp's limit for queue and exchange na
 DEFAULT_DELIVERY_LIMIT = 20  # deliveries without an ack before a quorum queue dead-letters
 DEAD_LETTER_KEY = "dead-letter"
 RETURN_KEY = "return"
+PARKING_KEYS = ("migrating", "parked-dl", "parked-rec")  # no longer than 'dead-letter': same name limit
 OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into the dead-letter queue
 
 
@@ -51,8 +52,11 @@ class ListenerNames:
 
     Example:
         >>> n = ListenerNames("queue/alice/watcher")
-        >>> n.exchange, n.holding_queue(5), n.dead_letter_queue, n.migration_queue
-        ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter', 'queue/alice/watcher/migrating')
+        >>> n.exchange, n.holding_queue(5), n.dead_letter_queue
+        ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+        >>> n.parking_queues()["parked-dl"]
+        'queue/alice/watcher/parked-dl'
+
     """
 
     def __init__(self, queue: str) -> None:
@@ -61,16 +65,20 @@ class ListenerNames:
         self.queue = queue
         self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
         self.dead_letter_queue = queue + "/" + DEAD_LETTER_KEY
-        self.migration_queue = queue + "/migrating"
 
     def holding_queue(self, delay: float) -> str:
         """The queue a retried copy waits in for `delay` seconds (the scheduled delay, no jitter)."""
         return f"{self.queue}/{holding_key(delay)}"
 
+    def parking_queues(self) -> Dict[str, str]:
+        """A migration's parking queues, by the delivery-exchange key that routes to each: for the
+        listener's and holding queues' messages, for dead letters, for the binding record."""
+        return {key: f"{self.queue}/{key}" for key in PARKING_KEYS}
+
     def all(self, retry_delays: Iterable[float]) -> List[str]:
         """Every name the listener may declare with these delays (migration's included)."""
         holding = [self.holding_queue(d) for d in sorted(set(float(d) for d in retry_delays))]
-        return [self.queue, self.exchange, *holding, self.dead_letter_queue, self.migration_queue]
+        return [self.queue, self.exchange, *holding, self.dead_letter_queue, *self.parking_queues().values()]
 
     def check_lengths(self, retry_delays: Iterable[float]) -> None:
         """Raise ValueError naming the longest name over 255 bytes and by how much.

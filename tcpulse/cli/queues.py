@@ -12,10 +12,11 @@ Example:
     (5.0, 30.0)
 """
 import argparse
-from typing import Any, Tuple
+from typing import Any
 
 from .base import EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, guarded
 from .brokers import outside_broker
+from .listen import _positive_int, parse_delays
 
 DEFAULT_DELAYS = (5.0, 30.0, 120.0, 600.0)  # the listener's default retry_delays
 
@@ -50,7 +51,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _retry_delays_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--retry-delays", type=_delays, default=DEFAULT_DELAYS, metavar="S,S,...",
+    parser.add_argument("--retry-delays", type=parse_delays, default=DEFAULT_DELAYS, metavar="S,S,...",
                         help="the listener's retry_delays, which name its holding queues (default 5,30,120,600)")
 
 
@@ -82,19 +83,3 @@ def _run(args: argparse.Namespace, action: Any) -> None:
         raise RuntimeFailure(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _delays(text: str) -> Tuple[float, ...]:
-    try:
-        delays = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        delays = ()
-    if not delays or min(delays) <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0 separated by commas, such as 5,30,120 (got {text!r})")
-    return delays
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
-    return int(text)
