@@ -4,8 +4,9 @@ handler threads, and settle their results, always on this thread.
 Owns: the consume loop (built on kombu's `ConsumerMixin` hooks), reconnecting with backoff and
 jitter, heartbeats while handlers run, feeding the handler pool (`tcpulse.pool`), batched acks,
 and the bounded drain on shutdown. What a message's result means (ack, retry, dead letter) is decided by the
-`settle` callable it is given (`Listener._settle`); what to declare by `declare`; which pool
-runs messages (threads, or an event loop for async handlers) by `pool`.
+`settle` callable it is given (`tcpulse.messages.MessageHandling.settle`), which publishes any
+copy before this thread acks the message; what to declare by `declare`; which pool runs messages
+(threads, or an event loop for async handlers) by `pool`.
 
 Why a pool, a completion queue and our own `consume`: a handler may take minutes, but
 heartbeats and acks must go out on the connection's own thread (kombu channels are not
@@ -77,7 +78,8 @@ class Consumer(ConsumerMixin):
 
     `declare(channel) -> queue name` (re)declares the topology on every connect; `pool(notify)`
     makes the pool that runs messages; `settle(message, event, failures)` runs on this thread
-    and calls `ack`.
+    and publishes what the result calls for (a retry or dead-letter copy); the message is acked
+    once it returns.
     """
 
     def __init__(self, address: BrokerAddress, declare: Callable[[Any], str], pool: PoolFactory,
@@ -341,6 +343,7 @@ class Consumer(ConsumerMixin):
             epoch, message, (event, failures) = done.popleft()
             if epoch == self._epoch:  # else its channel is gone and the broker redelivers it
                 self._settle(message, event, failures)
+                self.ack(message)
 
     def ack(self, message: Any) -> None:
         """Acknowledge `message` (soon, possibly together with others)."""

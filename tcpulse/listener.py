@@ -3,13 +3,12 @@
 Owns: the decorator registry (`Listener.on`, `add_handler`, module-level `on` on a default
 listener), the listener's options, its queue's name and declaration (durable
 `queue/<user>/<name>`, or an exclusive auto-delete queue when unnamed; what an earlier run bound
-and no handler declares now is removed by `tcpulse.stale`), exchanges declared
-passively (or for real with `declare_exchanges=True`, for local development), turning a message
-into an `Event` and running its handlers, the ONE place where a result becomes broker actions
-(`_settle`), signals (first SIGTERM/SIGINT drains, the second exits at once), readiness and
-metrics for health checks.
+and no handler declares now is removed by `tcpulse.stale`), exchanges declared passively (or
+for real with `declare_exchanges=True`, for local development), wiring a run together (signals:
+`tcpulse.shutdown`), readiness and metrics for health checks.
 
-The consume loop itself lives in `tcpulse.consumer`; dispatch rules in `tcpulse.dispatch`.
+The consume loop itself lives in `tcpulse.consumer`; a message's path from broker message to
+handlers and back to broker actions in `tcpulse.messages`; dispatch rules in `tcpulse.dispatch`.
 Imports kombu (through the consumer) lazily at `run()`; never imports requests.
 
 Example:
@@ -22,21 +21,20 @@ Example:
     ('queue/alice/task-watcher', ['primary.*.*.*.*.*.*.*.fQ3.#'])
 """
 import logging
-import os
-import signal
 import threading
-import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 from .backlog import DEFAULT_THRESHOLD, BacklogWatch
 from .connection import BrokerAddress, resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
-from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
+from .outcome import RetryPolicy
 from .exchanges import Binding
 from .metrics import Metrics
 from .logsetup import log_to_stderr_unless_configured
+from .messages import MessageHandling
 from .running import HandlerRuns, Watchdog
+from .shutdown import install_shutdown_signals
 from .stale import remove_stale
 from .topology import ListenerNames, check_queue_type, declare_listener_queue
 
@@ -45,8 +43,6 @@ log = logging.getLogger("tcpulse.listener")
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_GRACE = 25.0  # below Kubernetes' default 30 s, so we finish before a SIGKILL
 DEFAULT_SLOW_HANDLER = 60.0  # seconds; a Taskcluster REST call retried to the end takes about 40
-UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
-BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
 
 
 class Listener:
@@ -87,8 +83,6 @@ class Listener:
         self.metrics = Metrics()
         self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
-        self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
-        self._unmatched_lock = threading.Lock()
         self._stop = threading.Event()
         self._running = False
         self._consumer: Any = None
@@ -273,13 +267,15 @@ class Listener:
         self._check_not_running("run again")
         self._running = True
         self._delivery = self._new_delivery()
-        self._consumer = Consumer(self._address, self._declare, self._new_pool, self._settle,
+        handling = MessageHandling(self._registry, self._delivery, self._runs, self._policy, queue=self.queue,
+                                   name=self.name, concurrency=self.concurrency)
+        self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
         unlog = log_to_stderr_unless_configured()
         health = self._start_health()
-        restore = self._install_signals()
+        restore = install_shutdown_signals(self.stop, self._stop.is_set, self.shutdown_grace)
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:
             self._consumer.run()
@@ -341,26 +337,6 @@ class Listener:
         with broker_connection(self._address) as connection:
             return requeue_dead_letters(connection, self.queue, limit)
 
-    def _install_signals(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-        def restore() -> None:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return restore
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self._stop.is_set():
-            log.warning("second %s: exiting now; unfinished messages stay on the broker", name)
-            logging.shutdown()
-            os._exit(1)
-        log.info("%s: no new messages; finishing running handlers (up to %g s), then exiting; "
-                 "send it again to exit at once", name, self.shutdown_grace)
-        self.stop()
-
     # -- topology -------------------------------------------------------------------------
     def _declare(self, channel: Any) -> str:
         """Declare exchanges (passively unless asked), the queue and every binding, then the
@@ -376,111 +352,6 @@ class Listener:
         log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
                  "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
         return self.queue
-
-    # -- messages -------------------------------------------------------------------------
-    def _new_pool(self, notify: Callable[[], None]) -> Any:
-        """Threads for a listener of sync handlers; an event loop once any handler is async."""
-        if any(handler.is_async for handler in self._registry.handlers):
-            from .looppool import LoopPool
-            return LoopPool(self.concurrency, self._process_async, notify)
-        from .pool import WorkerPool
-        return WorkerPool(self.concurrency, self._process, notify)
-
-    def _process(self, message: Any) -> tuple:
-        """Run on a handler thread: the message's Event and {handler name: exception} for
-        every matching handler that raised ({} when all succeeded or none matched)."""
-        event, handlers = self._prepare(message)
-        if event is None:
-            return None, handlers
-        return event, self._runs.run_sync(handlers, event)
-
-    async def _process_async(self, message: Any) -> tuple:
-        """`_process` on the listener's event loop (`tcpulse.looppool`)."""
-        event, handlers = self._prepare(message)
-        if event is None:
-            return None, handlers
-        pool = self._consumer.pool
-        return event, await self._runs.run_async(handlers, event, pool.offload, lambda: pool.closing)
-
-    def _prepare(self, message: Any) -> tuple:
-        """(Event, the handlers it goes to), or (None, failures) for an unreadable message."""
-        try:
-            origin = self._delivery.origin(message)
-        except Exception as exc:  # unreadable headers: a verdict, never a dead thread
-            self.metrics.inc("received")
-            return None, {BODY_FAILURE: exc}
-        if origin.attempt == 1:  # a retry is the same message again (counted here, not at delivery:
-            self.metrics.inc("received")  # what is returned unstarted at shutdown was never taken on)
-        try:
-            event = self._event_for(message, origin)
-        except Exception as exc:  # unreadable body
-            return None, {BODY_FAILURE: exc}
-        handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
-        if not handlers:
-            self._unmatched(event)
-        if self._delivery.last_delivery(message):
-            log.warning("last delivery (%d of delivery_limit %d) of a message from %s %r: it came back unacked "
-                        "each time before (did its process die on it?); if this process dies on it too, it is "
-                        "dead-lettered", self._delivery.delivery_limit, self._delivery.delivery_limit,
-                        event.exchange, event.routing_key)
-        return event, handlers
-
-    def _unmatched(self, event: Event) -> None:
-        self.metrics.inc("unmatched")
-        now = time.monotonic()
-        with self._unmatched_lock:  # a stale binding on a busy exchange must not flood the log
-            if now - self._unmatched_logged.get(event.exchange, -UNMATCHED_LOG_EVERY) < UNMATCHED_LOG_EVERY:
-                return
-            self._unmatched_logged[event.exchange] = now
-        log.warning("message from %s with key %r matched no handler; acked without action (a binding "
-                    "left on %s by a version of this listener that kept no binding record? delete the "
-                    "queue to drop it); "
-                    "more from this exchange are counted in the metric 'unmatched' and logged at most "
-                    "once every %g s", event.exchange, event.routing_key, self.queue, UNMATCHED_LOG_EVERY)
-
-    def _event_for(self, message: Any, origin: Origin) -> Event:
-        return Event(decode_body(message.body), origin.exchange, origin.routing_key, origin.cc,
-                     redelivered=bool(message.delivery_info.get("redelivered")), attempt=origin.attempt,
-                     headers=message.headers, source=self._registry.source(origin.exchange))
-
-    def _settle(self, message: Any, event: Optional[Event], failures: Dict[str, BaseException]) -> None:
-        """Turn a message's result into broker actions, on the connection's thread. The one
-        place that applies the ack / retry / dead-letter decision of `tcpulse.outcome`: a copy
-        is published (retry or dead letter) before the original is acked on the same channel,
-        so a lost connection can duplicate a message but never lose it."""
-        if not failures:  # every handler succeeded or none matched: `decide` says Ack, whatever the attempt
-            self._consumer.ack(message)
-            return
-        origin = _raw_origin(self._delivery, message)
-        if event is None:
-            verdict: Outcome = DeadLetter(str(failures[BODY_FAILURE]))
-        else:
-            verdict = decide(failures, origin.attempt, self._policy)
-        if isinstance(verdict, Retry):
-            self._delivery.retry(message, origin, verdict)
-            self.metrics.inc("retried")
-            log.warning("%s failed on %s %r (%s); retrying in %.1f s, attempt %d of %d",
-                        ", ".join(verdict.handlers), origin.exchange, origin.routing_key,
-                        _summary(failures), verdict.delay, verdict.attempt, self._policy.max_attempts)
-        elif isinstance(verdict, DeadLetter):
-            self._delivery.dead_letter(message, origin, verdict)
-            self.metrics.inc("dead_lettered")
-            log.error("dead-lettered a message from %s %r: %s; it waits in %s (tcpulse dead-letters "
-                      "%s --list / --requeue)", origin.exchange, origin.routing_key, verdict.reason,
-                      self._delivery.dead_letter_queue, self.name or "NAME")
-        self._consumer.ack(message)
-
-
-def _raw_origin(delivery: Any, message: Any) -> Origin:
-    """Where a message came from, even when its headers cannot be read."""
-    try:
-        return delivery.origin(message)
-    except Exception:
-        return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
-
-
-def _summary(failures: Dict[str, BaseException]) -> str:
-    return "; ".join(f"{type(exc).__name__}: {exc}" for exc in failures.values())
 
 
 def _check_name(name: Optional[str]) -> None:

@@ -4,7 +4,7 @@ This module owns the decision (`decide`), the retry schedule (`RetryPolicy`), th
 body is a JSON object (`decode_body`, raising `Poison`) and the header names that carry a retried
 message's original delivery (`Origin`). It is pure: it imports neither kombu nor requests, and
 it never touches a broker; `tcpulse.delivery` turns its verdicts into broker actions and
-`Listener._settle` is the one place that applies them.
+`tcpulse.messages.MessageHandling.settle` is the one place that applies them.
 
 Example:
     >>> policy = RetryPolicy(max_attempts=3, retry_delays=(5, 30))

@@ -124,8 +124,8 @@ def test_the_routing_key_example_runs_without_a_listener_or_broker():
     assert lines[-1] == "no kombu"
 
 
-@pytest.mark.parametrize("module", ["broker", "embedded", "recording", "testing", "scripts", "cli", "cli.base",
-                                    "cli.routing", "cli.brokers", "cli.listen"])
+@pytest.mark.parametrize("module", ["broker", "embedded", "recording", "testing", "messages", "shutdown", "scripts",
+                                    "cli", "cli.base", "cli.routing", "cli.brokers", "cli.listen"])
 def test_the_docstring_examples_run(module, monkeypatch):
     import doctest
     import importlib

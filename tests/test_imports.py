@@ -26,6 +26,8 @@ PURE_MODULES = [
     "tcpulse.outcome",
     "tcpulse.utils",
     "tcpulse.running",
+    "tcpulse.messages",
+    "tcpulse.shutdown",
     "tcpulse.clientcore",
     "tcpulse.calls",
     "tcpulse.options",
