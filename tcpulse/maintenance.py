@@ -32,7 +32,7 @@ from .connection import BrokerAddress
 from .delivery import Delivery, _await_count, copy_of
 from .errors import BrokerFailure
 from .exchanges import Binding
-from .outcome import Origin, RetryPolicy, trusted_headers
+from .outcome import DEFAULT_RETRY_DELAYS, Origin, RetryPolicy, trusted_headers
 from .stale import RECORD_KEY, _read, record_queue
 from .topology import DEAD_LETTER_KEY, QUEUE_TYPES, RETURN_KEY, queue_arguments
 
@@ -43,7 +43,7 @@ _Pair = Tuple[str, str]
 
 
 def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: str,
-                    include_dead_letters: bool = False, retry_delays: Sequence[float] = (5, 30, 120, 600),
+                    include_dead_letters: bool = False, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
                     report: Report = print) -> List[str]:
     """Delete listener `name`'s queue, holding queues (of `retry_delays` and any its binding
     record names), binding record, parking queues of a migration, and delivery exchange; its
@@ -76,7 +76,7 @@ def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: 
 
 def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to: str, *,
             max_length: Optional[int] = None, delivery_limit: Optional[int] = None,
-            retry_delays: Sequence[float] = (5, 30, 120, 600), report: Report = print) -> int:
+            retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, report: Report = print) -> int:
     """Move listener `name`'s queues to queue type `to`; the options must be the listener's
     (they decide the queues' arguments). Returns how many messages were moved back into the
     listener's queue. See the module docstring for the steps."""
