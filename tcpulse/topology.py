@@ -184,11 +184,11 @@ def declare_listener_queue(channel: Any, address: BrokerAddress, queue: str, *, 
     """Declare the exchanges `bindings` name, then `queue` with `arguments`, then each binding."""
     for exchange in dict.fromkeys(b.exchange for b in bindings):
         declare_exchange(channel, address, exchange, passive=not declare_exchanges)
-    _translating(channel.queue_declare, f"declare queue {queue!r}", address, queue=queue, durable=named,
-                 exclusive=not named, auto_delete=not named, arguments=arguments)
+    translating(channel.queue_declare, f"declare queue {queue!r}", address, queue=queue, durable=named,
+                exclusive=not named, auto_delete=not named, arguments=arguments)
     for b in bindings:
-        _translating(channel.queue_bind, f"bind {queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
-                     address, queue=queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
+        translating(channel.queue_bind, f"bind {queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
+                    address, queue=queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
 
 
 class MissingExchange(BrokerFailure):
@@ -217,7 +217,9 @@ def declare_exchange(channel: Any, address: BrokerAddress, exchange: str, passiv
         raise
 
 
-def _translating(call: Callable[..., Any], what: str, address: BrokerAddress, **kwargs: Any) -> Any:
+def translating(call: Callable[..., Any], what: str, address: BrokerAddress, **kwargs: Any) -> Any:
+    """`call(**kwargs)`, a permission or argument refusal of it raised as the one-line error
+    for `what` (see `raise_refusal`)."""
     try:
         return call(**kwargs)
     except Exception as exc:
