@@ -62,30 +62,13 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
-        value = _generated_class(name)
+        from .services import generated_class
+        value = generated_class(__name__, name)
     globals()[name] = value
     return value
 
 
-def _generated_class(name: str) -> Any:
-    from .references import active_set, why_missing
-
-    missing = f"module 'tcpulse' has no attribute {name!r}"
-    # Class names only: lookups such as '__wrapped__' by inspect or pytest must not fix the set.
-    if not name[:1].isupper():
-        raise AttributeError(missing)
-    reference = active_set().get(name)
-    if reference is None:
-        why = why_missing(name)
-        raise AttributeError(f"{missing}: {why}" if why else missing)
-    if reference.kind == "exchanges":
-        from .exchanges import events_class
-        return events_class(reference)
-    from .services import client_class
-    return client_class(reference)
-
-
 def __dir__() -> List[str]:
-    from .references import active_set
+    from .services import generated_names
 
-    return sorted(set(globals()) | set(__all__) | set(active_set().names()))
+    return sorted(set(globals()) | set(__all__) | set(generated_names()))

@@ -2,7 +2,7 @@
 
 Owns a small threaded HTTP server bound to 127.0.0.1 by default, so that an orchestrator
 (Kubernetes probes, systemd watchdog scripts, Prometheus) can ask a long-running listener
-how it is doing. It also holds `JsonFormatter`, the optional one-JSON-object-per-line log format.
+how it is doing.
 
 Must not import kombu, requests or the listener: it only needs an object with `is_ready()`
 and a `metrics` attribute (a `tcpulse.metrics.Metrics`), so it stays cheap and testable.
@@ -25,12 +25,10 @@ Example:
     503
     >>> server.stop()
 """
-import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import time
-from typing import Any, Dict, Optional, Protocol, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -155,26 +153,3 @@ def _safely_ready(watched: Watched) -> bool:
     except Exception:  # noqa: BLE001
         log.exception("is_ready() raised; answering not ready")
         return False
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line (time, level, logger, message, plus `exc` when present).
-
-    Example:
-        >>> record = logging.LogRecord("tcpulse", logging.WARNING, __file__, 1, "queue %s backs up", ("q",), None)
-        >>> json.loads(JsonFormatter().format(record))["message"]
-        'queue q backs up'
-    """
-
-    converter = time.gmtime
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: Dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)

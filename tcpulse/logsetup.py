@@ -1,16 +1,19 @@
 """How tcpulse logs when nobody configured logging for it.
 
-Owns: the format of tcpulse's log lines on stderr (`tcpulse listen` uses it too), and giving a
-listener run by `python my_handlers.py` (no logging set up) the same lines for the length of
-its run. Imports only the standard library.
+Owns: the format of tcpulse's log lines on stderr (`tcpulse listen` uses it too), the optional
+one-JSON-object-per-line format (`JsonFormatter`, `--log-json`), and giving a listener run by
+`python my_handlers.py` (no logging set up) the same lines for the length of its run. Imports
+only the standard library.
 
 Example:
     >>> logging.Formatter(LOG_FORMAT).format(logging.makeLogRecord(
     ...     {"name": "tcpulse.listener", "levelname": "INFO", "msg": "consuming"})).split(" ", 2)[2]
     'INFO tcpulse.listener: consuming'
 """
+import json
 import logging
-from typing import Callable
+import time
+from typing import Any, Callable, Dict
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -33,3 +36,26 @@ def log_to_stderr_unless_configured() -> Callable[[], None]:
         logger.removeHandler(handler)
         logger.setLevel(level)
     return undo
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line (time, level, logger, message, plus `exc` when present).
+
+    Example:
+        >>> record = logging.LogRecord("tcpulse", logging.WARNING, __file__, 1, "queue %s backs up", ("q",), None)
+        >>> json.loads(JsonFormatter().format(record))["message"]
+        'queue q backs up'
+    """
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: Dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)

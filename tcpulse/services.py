@@ -2,11 +2,13 @@
 
 Owns: `client_class(reference, base)`, which builds e.g. `Queue` with `type()` on `base`
 (the sync `tcpulse.client.BaseClient` by default, `tcpulse.aio.client.AsyncClient` for
-`tcpulse.aio`). Every generated method is the same thin closure over `base._call`; its name and
-docstring come from the reference, so `help(tcpulse.Queue.task)` reads like the Taskcluster docs.
+`tcpulse.aio`), and `generated_class`/`generated_names`, the lookups behind the module
+`__getattr__`/`__dir__` of both `tcpulse` and `tcpulse.aio`. Every generated method is the same
+thin closure over `base._call`; its name and docstring come from the reference, so
+`help(tcpulse.Queue.task)` reads like the Taskcluster docs.
 
-Imports client.py (hence requests) only when building a sync class; `tcpulse/__init__.py` loads
-this module lazily.
+Imports client.py (hence requests) only when building a sync class, aio/client.py (hence
+aiohttp) only when building an async one; `tcpulse/__init__.py` loads this module lazily.
 
 Example:
     >>> from tcpulse.references import active_set
@@ -14,7 +16,7 @@ Example:
     >>> Queue.listTaskGroup.__name__, Queue.__name__
     ('listTaskGroup', 'Queue')
 """
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .calls import CALL_KEYWORDS
 from .errors import InvalidReference
@@ -38,6 +40,43 @@ def client_class(reference: Reference, base: Optional[type] = None) -> type:
             raise InvalidReference(f"{reference.path}: entry {entry.name!r} would hide a client attribute")
         attributes[entry.name] = _method(reference.name, entry)
     return type(reference.name, (base,), attributes)
+
+
+def generated_class(module: str, name: str, asynchronous: bool = False) -> type:
+    """The class `name` of package `module` from the active set, reading only its reference.
+
+    Asynchronous classes (on `tcpulse.aio.client.AsyncClient`, loaded only once a class is
+    built) exist for API references only; sync ones for events references too. A name absent
+    here but shipped in another set gets that set's hint in the AttributeError.
+    """
+    from .references import active_set, why_missing
+
+    missing = f"module {module!r} has no attribute {name!r}"
+    # Class names only: lookups such as '__wrapped__' by inspect or pytest must not fix the set.
+    if not name[:1].isupper():
+        raise AttributeError(missing)
+    reference = active_set().get(name)
+    if reference is None:
+        why = why_missing(name)
+        raise AttributeError(f"{missing}: {why}" if why else missing)
+    if reference.kind == "exchanges":
+        if asynchronous:
+            raise AttributeError(missing)
+        from .exchanges import events_class
+        return events_class(reference)
+    base: Optional[type] = None
+    if asynchronous:
+        from .aio.client import AsyncClient as base
+    cls = client_class(reference, base)
+    cls.__module__ = module
+    return cls
+
+
+def generated_names(api_only: bool = False) -> List[str]:
+    """The class names `generated_class` can build from the active set, without reading references."""
+    from .references import active_set
+
+    return active_set().names("api" if api_only else None)
 
 
 def _method(class_name: str, entry: FunctionEntry) -> Callable[..., Any]:

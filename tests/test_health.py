@@ -20,7 +20,8 @@ import pytest
 import faultkit
 from tcpulse import Listener, QueueEvents
 from tcpulse.backlog import BacklogWatch
-from tcpulse.health import HealthServer, JsonFormatter
+from tcpulse.health import HealthServer
+from tcpulse.logsetup import JsonFormatter
 from tcpulse.metrics import Metrics
 
 

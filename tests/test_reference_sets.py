@@ -102,6 +102,35 @@ print("\\n".join(opened))
     assert opened == ["references/manifest.json", "references/queue/v1/exchanges.json", "references/object/v1/api.json"]
 
 
+@pytest.mark.parametrize("name", [n for n in RETIRED if not n.endswith("Events")])
+def test_a_retired_async_class_under_the_default_set_says_how_to_select_legacy_2018(name):
+    import tcpulse.aio
+
+    with pytest.raises(AttributeError) as info:
+        getattr(tcpulse.aio, name)
+    assert str(info.value).startswith(
+        f"module 'tcpulse.aio' has no attribute {name!r}: {name} is a retired 2018 Taskcluster service")
+    assert "TCPULSE_REFERENCES=legacy-2018" in str(info.value)
+
+
+def test_looking_up_an_async_class_reads_the_manifest_and_that_services_file_only(tmp_path):
+    code = """
+import sys
+opened = []
+sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and str(args[0]).endswith(".json") else None)
+import tcpulse.aio
+assert not hasattr(tcpulse.aio, "__wrapped__")
+print("\\n".join(opened), file=sys.stderr)
+tcpulse.aio.Queue.task
+print("\\n".join(opened))
+"""
+    done = run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.split() == []
+    opened = [line.split("bundled/")[-1] for line in done.stdout.split()]
+    assert opened == ["references/manifest.json", "references/queue/v1/api.json"]
+
+
 def test_the_environment_variable_selects_the_legacy_set(tmp_path):
     code = """
 import tcpulse

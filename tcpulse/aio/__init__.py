@@ -27,26 +27,13 @@ def __getattr__(name: str) -> Any:
     elif name == "download":
         value = importlib.import_module(".download", __name__)
     else:
-        value = _generated_class(name)
+        from ..services import generated_class
+        value = generated_class(__name__, name, asynchronous=True)
     globals()[name] = value
     return value
 
 
-def _generated_class(name: str) -> Any:
-    from ..references import load_all
-
-    reference = load_all().get(name)
-    if reference is None or reference.kind != "api":
-        raise AttributeError(f"module 'tcpulse.aio' has no attribute {name!r}")
-    from ..services import client_class
-    from .client import AsyncClient
-
-    cls = client_class(reference, AsyncClient)
-    cls.__module__ = __name__
-    return cls
-
-
 def __dir__() -> List[str]:
-    from ..references import load_all
+    from ..services import generated_names
 
-    return sorted(set(globals()) | set(__all__) | {n for n, r in load_all().items() if r.kind == "api"})
+    return sorted(set(globals()) | set(__all__) | set(generated_names(api_only=True)))

@@ -7,9 +7,8 @@
 - `references`: pull a deployment's references, list a reference set, diff two;
 - `base`: what they share (exit codes, one-line errors, connecting).
 
-Owns: the top-level parser and `main()` (the console script). Exit codes: 0 ok, 1 runtime
-failure (e.g. broker unreachable), 2 usage error; an error is one line on stderr, never a
-traceback. Nothing in the library imports this package.
+Owns: the top-level parser and `main()` (the console script); exit codes and one-line errors
+are `base`'s. Nothing in the library imports this package.
 
 Example:
     >>> main(["routing-key", "QueueEvents.taskCompleted", "taskGroupId=g"])

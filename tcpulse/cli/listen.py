@@ -123,7 +123,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     if args.log_json:
-        from ..health import JsonFormatter
+        from ..logsetup import JsonFormatter
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
     try:
