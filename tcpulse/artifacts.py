@@ -199,15 +199,16 @@ def redirect_target(url: str, location: str) -> str:
 
 
 def without_query(url: str) -> str:
-    """`url` without its query: storage URLs are often signed there; errors and logs name the
-    object, not the signature.
+    """`url` without its query or user:password: storage URLs are often signed there, and a
+    redirect may carry credentials; errors and logs name the object, not the secrets.
 
     Example:
-        >>> without_query("https://s.example/a/b?X-Amz-Signature=secret")
-        'https://s.example/a/b'
+        >>> without_query("https://user:pw@s.example:8443/a/b?X-Amz-Signature=secret")
+        'https://s.example:8443/a/b'
     """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    # The last '@' ends the user information (a password may hold '@'); host and port stay as written.
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def object_options(queue_options: Mapping[str, Any], credentials: Any, maxRetries: int) -> Dict[str, Any]:

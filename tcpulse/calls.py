@@ -188,11 +188,11 @@ def response_result(label: str, status: int, reason: str, content: bytes, respon
             return None
         try:
             return json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser: not JSON we can use
             return {"response": response}
     try:
         body = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = {}
     message = body.get("message") if isinstance(body, dict) else None
     error = TaskclusterAuthFailure if status == 401 else TaskclusterRestFailure

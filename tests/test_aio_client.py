@@ -32,6 +32,15 @@ def temporary(name=None, scopes=("queue:*",)):
                                               start + datetime.timedelta(hours=1), list(scopes), name)
 
 
+def test_an_answer_nested_too_deep_to_decode_is_handled_like_any_undecodable_body(server):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    server.script = [(200, deep)]
+    assert run(call, server, "ping")["response"].status == 200
+    server.script = [(400, deep)]
+    with pytest.raises(tcpulse.TaskclusterRestFailure, match=r"^Queue.task: HTTP 400 Bad Request: no message from the server$"):
+        run(call, server, "task", "abc")
+
+
 @pytest.mark.parametrize("args, kwargs", [
     (("t1", {"a": 1}), {}),
     (({"a": 1},), {"taskId": "t1"}),

@@ -53,6 +53,22 @@ def test_a_success_that_is_not_json_is_returned_wrapped_as_the_official_client_d
     assert queue(server).ping()["response"].text == "plain text"
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000  # valid JSON, too deep for Python's parser
+
+
+def test_a_success_nested_too_deep_to_decode_is_returned_wrapped_like_any_undecodable_body(server):
+    server.script = [(200, DEEP)]
+    assert queue(server).ping()["response"].content == DEEP
+
+
+def test_an_error_nested_too_deep_to_decode_is_a_rest_failure_without_a_message(server):
+    server.script = [(400, DEEP)]
+    with pytest.raises(tcpulse.TaskclusterRestFailure) as info:
+        queue(server).task("abc")
+    assert str(info.value) == "Queue.task: HTTP 400 Bad Request: no message from the server"
+    assert (info.value.status_code, info.value.body) == (400, {})
+
+
 def test_pagination_handler_follows_continuation_tokens_across_three_pages(server):
     pages = {None: ("p2", [1, 2]), "p2": ("p3", [3, 4]), "p3": (None, [5])}
 

@@ -166,6 +166,13 @@ def test_a_redirect_from_https_to_anything_but_https_is_refused(location):
         download.redirect_target("https://storage.example/x?sig=1", location)
 
 
+def test_a_refused_redirect_names_its_urls_without_user_and_password():
+    with pytest.raises(tcpulse.TaskclusterFailure) as caught:
+        download.redirect_target("https://me:se@cret@storage.example:8443/x", "http://you:hunter2@plain.example/y")
+    assert str(caught.value) == ("download of https://storage.example:8443/x: refusing a redirect from https to "
+                                 "http URL http://plain.example/y")
+
+
 def test_redirects_between_http_or_https_origins_are_followed():
     assert download.redirect_target("http://a.example/x", "https://b.example/y") == "https://b.example/y"
     assert download.redirect_target("https://a.example/x", "//b.example/y") == "https://b.example/y"
@@ -181,6 +188,18 @@ def test_a_redirect_to_another_origin_is_followed_without_credentials(artifact_s
     hops = [*other_server.requests, *artifact_server.storage_requests()]
     assert [seen.path for seen in hops] == ["/moved", "/storage/T/0/public/x"]
     assert all("Authorization" not in seen.headers for seen in hops)
+
+
+def test_a_storage_error_after_a_redirect_to_a_url_with_a_password_does_not_show_the_password(artifact_server,
+                                                                                               other_server):
+    artifact_server.store("T", 0, "public/x", "reference", Blob(TEXT))
+    artifact_server.artifacts[("T", "0", "public/x")]["url"] = other_server.url + "/moved"
+    port = artifact_server.server_address[1]
+    other_server.script = [(302, b"", {"Location": f"http://user:hunter2@127.0.0.1:{port}/storage/T/0/public/x"})]
+    with pytest.raises(tcpulse.TaskclusterRestFailure) as caught:
+        download.downloadArtifactToBuf(taskId="T", name="public/x", queueService=artifact_server.queue)
+    assert str(caught.value) == f"download of http://127.0.0.1:{port}/storage/T/0/public/x: HTTP 401 Unauthorized"
+    assert artifact_server.storage_requests()[0].headers["Authorization"].startswith("Basic ")  # the URL had it
 
 
 def test_a_queue_client_with_a_connect_and_read_timeout_pair_downloads(artifact_server):

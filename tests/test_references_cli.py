@@ -127,7 +127,7 @@ def break_queue_reference(deployment) -> None:
     del deployment.files["/references/queue/v1/api.json"]["entries"][0]["route"]
 
 
-@pytest.mark.parametrize("failure", ["unreachable", "manifest 404", "malformed reference"])
+@pytest.mark.parametrize("failure", ["unreachable", "manifest 404", "malformed reference", "deeply nested reference"])
 def test_a_failed_pull_is_one_line_exit_1_and_leaves_the_previous_set_intact(deployment, tmp_path, failure):
     folder = tmp_path / "set"
     assert run("references", "pull", "--root-url", deployment.root_url, "--dir", str(folder)).returncode == 0
@@ -138,9 +138,12 @@ def test_a_failed_pull_is_one_line_exit_1_and_leaves_the_previous_set_intact(dep
         "manifest 404": (deployment.url + "/elsewhere",
                          "/references/manifest.json: HTTP 404 Not Found; is --root-url the deployment's rootUrl?"),
         "malformed reference": (deployment.root_url, "/references/queue/v1/api.json: document.entries[0] is missing 'route'"),
+        "deeply nested reference": (deployment.root_url, "/references/queue/v1/api.json: JSON nested too deep to read"),
     }[failure]
     if failure == "malformed reference":
         break_queue_reference(deployment)
+    if failure == "deeply nested reference":
+        deployment.files["/references/queue/v1/api.json"] = b"[" * 100_000 + b"]" * 100_000
     done = run("references", "pull", "--root-url", root_url, "--dir", str(folder))
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == f"tcpulse: error: {root_url}{expected}\n"

@@ -121,6 +121,8 @@ class _Fetcher:
             return json.loads(body)
         except ValueError as exc:
             raise PullError(f"{url}: not JSON ({exc})") from exc
+        except RecursionError as exc:
+            raise PullError(f"{url}: JSON nested too deep to read") from exc
 
     def many(self, paths: Iterable[str]) -> List[Any]:
         with ThreadPoolExecutor(FETCHERS) as pool:
