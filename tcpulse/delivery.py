@@ -43,7 +43,7 @@ from .errors import BrokerFailure
 from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
                        explain_conflicts, holding_key, limit_key, limit_of_key, queue_arguments)
 from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
-                      _strings, _text, decode_body, trusted_headers)
+                      decode_body, header_strings, header_text, trusted_headers)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Delivery:
         """Where `message` (as delivered to the listener) first came from; its tcpulse headers
         count only when it came back through this exchange (`outcome.trusted_headers`)."""
         info = message.delivery_info
-        headers = trusted_headers(message.headers, _text(info["exchange"]), self.exchange)
+        headers = trusted_headers(message.headers, header_text(info["exchange"]), self.exchange)
         return Origin.of(headers, info["exchange"], info["routing_key"])
 
     def holding_queue(self, attempt: int) -> str:
@@ -212,11 +212,13 @@ def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100
     with _dead_letter_channel(connection, delivery) as letters:
         # Closing the channel without acking puts every message back where it was.
         records = [dead_letter_record(message, delivery.exchange) for message in letters.take(limit)]
-    _await_count(connection, letters.name, letters.count)
+    await_count(connection, letters.name, letters.count)
     return records
 
 
-def _await_count(connection: kombu.Connection, queue: str, count: int, timeout: float = 2.0) -> None:
+def await_count(connection: kombu.Connection, queue: str, count: int, timeout: float = 2.0) -> None:
+    """Wait (at most `timeout` seconds) until `queue` holds `count` messages again after a channel
+    that held them unacked closed."""
     # A quorum queue takes back a closed channel's unacked messages asynchronously: wait until
     # they are there again, so that whatever looks next (a second listing) sees them.
     deadline = time.monotonic() + timeout
@@ -325,26 +327,26 @@ def _dead_letter_headers(message: Any, own_exchange: str) -> Dict[str, Any]:
     headers = message.headers or {}
     death = _first_death(headers)
     delivered_by = death.get("exchange") if death else message.delivery_info.get("exchange", "")
-    return trusted_headers(headers, _text(delivered_by or ""), own_exchange)
+    return trusted_headers(headers, header_text(delivered_by or ""), own_exchange)
 
 
 def _origin_of_dead_letter(message: Any, headers: Dict[str, Any]) -> Origin:
     death = _first_death(headers)
-    keys = _strings(death.get("routing-keys")) or (_text(message.delivery_info.get("routing_key", "")),)
+    keys = header_strings(death.get("routing-keys")) or (header_text(message.delivery_info.get("routing_key", "")),)
     # A message the broker dropped (overflow) kept its publish keys only in x-death: key, then CCs.
-    return Origin.of({"CC": list(keys[1:]), **headers}, _text(death.get("exchange", "")), keys[0])
+    return Origin.of({"CC": list(keys[1:]), **headers}, header_text(death.get("exchange", "")), keys[0])
 
 
 def _reason(headers: Dict[str, Any], routing_key: str) -> str:
     if headers.get(H_REASON):
-        return _text(headers[H_REASON])
+        return header_text(headers[H_REASON])
     death = _first_death(headers)
-    if _text(death.get("reason", "")) == "delivery_limit":
+    if header_text(death.get("reason", "")) == "delivery_limit":
         # The broker resets the delivery count when it dead-letters; the key carries the limit.
         limit = limit_of_key(routing_key) or "?"
         return (f"delivered {limit} times without an ack (delivery_limit {limit}): the process handling it "
-                f"exited or lost its connection each time, so {_text(death.get('queue', '?'))} dead-lettered it")
-    return f"dropped by the broker from {_text(death.get('queue', '?'))} ({_text(death.get('reason', '?'))})"
+                f"exited or lost its connection each time, so {header_text(death.get('queue', '?'))} dead-lettered it")
+    return f"dropped by the broker from {header_text(death.get('queue', '?'))} ({header_text(death.get('reason', '?'))})"
 
 
 def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:

@@ -30,11 +30,11 @@ import kombu
 from amqp.exceptions import NotFound, PreconditionFailed
 
 from .connection import BrokerAddress
-from .delivery import Delivery, _await_count, copy_of
+from .delivery import Delivery, await_count, copy_of
 from .errors import BrokerFailure
 from .exchanges import Binding
 from .outcome import DEFAULT_RETRY_DELAYS, Origin, RetryPolicy, trusted_headers
-from .stale import RECORD_KEY, _read, record_queue
+from .stale import RECORD_KEY, read_records, record_queue
 from .topology import DEAD_LETTER_KEY, QUEUE_TYPES, RETURN_KEY, queue_arguments
 
 Report = Callable[[str], None]
@@ -239,8 +239,8 @@ def _record(connection: kombu.Connection, delivery: Delivery) -> Tuple[Set[_Pair
         with _channel(connection) as channel:  # closing it puts the record back
             source = kombu.Queue(queue, channel=channel)
             held += list(iter(lambda: source.get(no_ack=False), None))
-        _await_count(connection, queue, count)
-    return _read(held, "the binding record")
+        await_count(connection, queue, count)
+    return read_records(held, "the binding record")
 
 
 def _refuse_consumers(connection: kombu.Connection, queue: str, what: str) -> None:

@@ -261,11 +261,11 @@ class Origin:
     def of(cls, headers: Optional[Mapping[str, Any]], exchange: str, routing_key: str) -> "Origin":
         headers = headers or {}
         if H_EXCHANGE not in headers:
-            return cls(exchange, routing_key, _strings(headers.get("CC")))
+            return cls(exchange, routing_key, header_strings(headers.get("CC")))
         handlers = headers.get(H_HANDLERS)
-        return cls(_text(headers[H_EXCHANGE]), _text(headers.get(H_ROUTING_KEY, "")),
-                   _strings(headers.get(H_CC)), _attempt(headers.get(H_ATTEMPT)),
-                   None if handlers is None else _strings(handlers))
+        return cls(header_text(headers[H_EXCHANGE]), header_text(headers.get(H_ROUTING_KEY, "")),
+                   header_strings(headers.get(H_CC)), _attempt(headers.get(H_ATTEMPT)),
+                   None if handlers is None else header_strings(handlers))
 
     def retry_headers(self, headers: Optional[Mapping[str, Any]], retry: Retry) -> Dict[str, Any]:
         """Headers for the copy that will come back as `retry.attempt`."""
@@ -294,7 +294,7 @@ class Origin:
     def requeue_headers(self, headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
         """Headers that send a dead letter back as a fresh attempt 1 of the handlers that
         failed (of every matching handler when none had run, as for a poison body)."""
-        failed = list(json.loads(_text((headers or {}).get(H_FAILURES) or "{}")))
+        failed = list(json.loads(header_text((headers or {}).get(H_FAILURES) or "{}")))
         requeued = {**_foreign(headers), H_EXCHANGE: self.exchange, H_ROUTING_KEY: self.routing_key,
                     H_CC: list(self.cc), H_ATTEMPT: 1}
         return {**requeued, H_HANDLERS: failed} if failed else requeued
@@ -327,16 +327,28 @@ def _foreign(headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     return {k: v for k, v in (headers or {}).items() if k not in dropped}
 
 
-def _text(value: Any) -> str:
+def header_text(value: Any) -> str:
+    """A header value as text (py-amqp hands over bytes for some).
+
+    Example:
+        >>> header_text(b"task-completed"), header_text(3)
+        ('task-completed', '3')
+    """
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _strings(value: Any) -> Tuple[str, ...]:
+def header_strings(value: Any) -> Tuple[str, ...]:
+    """The text items of a header that should be a list of text (CC, routing keys).
+
+    Example:
+        >>> header_strings(["route.a", b"route.b", 3]), header_strings("one"), header_strings(None)
+        (('route.a', 'route.b'), ('one',), ())
+    """
     # Headers come from whoever published: anything that is not text or a list of text is ignored.
     if isinstance(value, (str, bytes)):
-        return (_text(value),)
+        return (header_text(value),)
     if isinstance(value, (list, tuple)):
-        return tuple(_text(v) for v in value if isinstance(v, (str, bytes)))
+        return tuple(header_text(v) for v in value if isinstance(v, (str, bytes)))
     return ()
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import TaskclusterFailure
-from .outcome import MAX_DEPTH, Poison, _strings, decode_body, too_deep
+from .outcome import MAX_DEPTH, Poison, decode_body, header_strings, too_deep
 
 REQUIRED = ("exchange", "routing_key", "body")
 ROUTE_PREFIX = "route."
@@ -81,7 +81,7 @@ class Recorded:
     def from_delivery(cls, body: Dict[str, Any], delivery_info: Dict[str, Any],
                       headers: Optional[Dict[str, Any]]) -> "Recorded":
         """Build from what a consumer received (the CC header keeps its `route.` prefix)."""
-        cc = _strings((headers or {}).get("CC"))  # whatever a publisher sent: text items only
+        cc = header_strings((headers or {}).get("CC"))  # whatever a publisher sent: text items only
         routes = tuple(r[len(ROUTE_PREFIX):] for r in cc if r.startswith(ROUTE_PREFIX))
         return cls(delivery_info["exchange"], delivery_info["routing_key"], routes, body,
                    {"recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

@@ -56,7 +56,7 @@ def remove_stale(channel: Any, delivery: Any, bindings: Sequence[Binding], addre
                           arguments=queue_arguments(delivery.queue_type))
     channel.queue_bind(queue=name, exchange=delivery.exchange, routing_key=RECORD_KEY)
     held = _take_all(kombu.Queue(name, channel=channel))
-    recorded_pairs, recorded_holding = _read(held, name)
+    recorded_pairs, recorded_holding = read_records(held, name)
     current = {(b.exchange, b.routing_key_pattern) for b in bindings}
     for exchange, pattern in sorted(recorded_pairs - current):
         _unbind(channel, delivery.queue, exchange, pattern, address)
@@ -80,7 +80,7 @@ def _take_all(queue: Any) -> List[Any]:
     return held
 
 
-def _read(held: List[Any], where: str) -> Tuple[Set[_Pair], Dict[str, Dict[str, Any]]]:
+def read_records(held: List[Any], where: str) -> Tuple[Set[_Pair], Dict[str, Dict[str, Any]]]:
     """The union of what the records say was bound, and the holding queues they name."""
     pairs: Set[_Pair] = set()
     holding: Dict[str, Dict[str, Any]] = {}
