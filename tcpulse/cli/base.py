@@ -1,6 +1,7 @@
 """What every `tcpulse` subcommand shares: exit codes, the two failure kinds, the guard that
 turns them into one stderr line, the parser factory (each command's `--help` ends with an
-example), the `--broker` option, `field=value` words, and connecting to a broker.
+example), the `--broker` option, `field=value` words, whole numbers and
+retry delays as option values, and connecting to a broker.
 
 Owns: the command line's conventions. Exit codes: 0 ok, 1 runtime failure (e.g. broker
 unreachable), 2 usage error; an error is one line on stderr, never a traceback.
@@ -226,3 +227,35 @@ def on_broker(address: Any, action: Callable[[], Any]) -> Any:
         raise RuntimeFailure(f"lost the connection to the broker at {address.redacted}: {reason(exc)}") from None
     except broker_errors() as exc:
         raise RuntimeFailure(f"the broker at {address.redacted} refused: {reason(exc)}") from None
+
+
+def positive_int(text: str) -> int:
+    """An option's whole number >= 1 (an argparse `type`).
+
+    Example:
+        >>> positive_int("8")
+        8
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+    return value
+
+
+def parse_delays(text: str) -> Tuple[float, ...]:
+    """`--retry-delays 5,30,120`: seconds, each a number >= 0.
+
+    Example:
+        >>> parse_delays("0.5, 10")
+        (0.5, 10.0)
+    """
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or any(not 0 <= d < float("inf") for d in delays):
+        raise argparse.ArgumentTypeError(f"expected seconds separated by commas, such as 5,30,120 (got {text!r})")
+    return delays

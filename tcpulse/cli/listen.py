@@ -11,8 +11,8 @@ queue or its retry holding queues).
 Imports kombu only through `base.connect` (the listener loads it when it runs); never imports requests.
 
 Example:
-    >>> parse_delays("5,30,120")
-    (5.0, 30.0, 120.0)
+    >>> LOG_LEVELS[0]
+    'debug'
 """
 import argparse
 import logging
@@ -25,7 +25,7 @@ from ..errors import BrokerFailure
 from ..logsetup import LOG_FORMAT
 from ..topology import MissingExchange
 from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_errors, broker_option, connect,
-                   guarded)
+                   guarded, parse_delays, positive_int)
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,17 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--queue-type", choices=("classic", "quorum"),
                    help="the queue's type (default: the script's, else classic); quorum queues are "
                         "replicated over a RabbitMQ cluster and need --queue or a named Listener")
-    p.add_argument("--delivery-limit", type=_positive_int, metavar="N",
+    p.add_argument("--delivery-limit", type=positive_int, metavar="N",
                    help="quorum only: dead-letter a message delivered N times without an ack (its "
                         "process died on it each time; default 20)")
-    p.add_argument("--concurrency", type=_positive_int, help="handler threads (default: the script's, else 1: in order)")
-    p.add_argument("--prefetch", type=_positive_int, help="unacked messages the broker may send ahead")
-    p.add_argument("--max-attempts", type=_positive_int, metavar="N",
+    p.add_argument("--concurrency", type=positive_int, help="handler threads (default: the script's, else 1: in order)")
+    p.add_argument("--prefetch", type=positive_int, help="unacked messages the broker may send ahead")
+    p.add_argument("--max-attempts", type=positive_int, metavar="N",
                    help="tries per message before it is dead-lettered (default: the script's, else 5)")
     p.add_argument("--retry-delays", type=parse_delays, metavar="S,S,...",
                    help="seconds before attempt 2, 3, ...; the last repeats (default: the script's, "
                         "else 5,30,120,600)")
-    p.add_argument("--max-length", type=_positive_int, metavar="N",
+    p.add_argument("--max-length", type=positive_int, metavar="N",
                    help="the queue's x-max-length: beyond it the oldest messages go to the dead-letter queue")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
@@ -84,32 +84,6 @@ def add_commands(subparsers: Any) -> None:
                         help="create the exchanges the handlers bind to, for a local RabbitMQ without "
                              "Taskcluster's services (on Pulse they exist, and users may not create them)")
     p.set_defaults(func=guarded(cmd_listen))
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
-    return value
-
-
-def parse_delays(text: str) -> Tuple[float, ...]:
-    """`--retry-delays 5,30,120`: seconds, each a number >= 0.
-
-    Example:
-        >>> parse_delays("0.5, 10")
-        (0.5, 10.0)
-    """
-    try:
-        delays = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        delays = ()
-    if not delays or any(not 0 <= d < float("inf") for d in delays):
-        raise argparse.ArgumentTypeError(f"expected seconds separated by commas, such as 5,30,120 (got {text!r})")
-    return delays
 
 
 def _port(text: str) -> int:

@@ -15,9 +15,9 @@ import argparse
 from typing import Any
 
 from ..outcome import DEFAULT_RETRY_DELAYS
-from .base import EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, guarded
+from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, guarded, parse_delays,
+                   positive_int)
 from .brokers import outside_broker
-from .listen import _positive_int, parse_delays
 
 
 def add_commands(subparsers: Any) -> None:
@@ -41,8 +41,8 @@ def add_commands(subparsers: Any) -> None:
                        "migration is interrupted, run it again. Give the options the listener uses.")
     p.add_argument("name", help="the listener's name: its queue is queue/<user>/NAME")
     p.add_argument("--to", required=True, choices=("quorum", "classic"))
-    p.add_argument("--max-length", type=_positive_int, metavar="N", help="the listener's max_length")
-    p.add_argument("--delivery-limit", type=_positive_int, metavar="N",
+    p.add_argument("--max-length", type=positive_int, metavar="N", help="the listener's max_length")
+    p.add_argument("--delivery-limit", type=positive_int, metavar="N",
                    help="the listener's delivery_limit (quorum; default 20)")
     _retry_delays_option(p)
     broker_option(p)
