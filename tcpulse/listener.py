@@ -243,7 +243,7 @@ class Listener:
 
     @property
     def queue(self) -> str:
-        return f"queue/{self._address.user}/{self.name or self._anonymous}"
+        return ListenerNames.of(self._address.user, self.name or self._anonymous).queue
 
     def __repr__(self) -> str:
         broker = getattr(self._address_or_error, "redacted", "<invalid>")

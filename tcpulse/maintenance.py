@@ -35,7 +35,7 @@ from .errors import BrokerFailure
 from .exchanges import Binding
 from .outcome import DEFAULT_RETRY_DELAYS, Origin, RetryPolicy, trusted_headers
 from .stale import RECORD_KEY, read_records, record_queue
-from .topology import DEAD_LETTER_KEY, QUEUE_TYPES, RETURN_KEY, queue_arguments
+from .topology import DEAD_LETTER_KEY, QUEUE_TYPES, RETURN_KEY, ListenerNames, queue_arguments
 
 Report = Callable[[str], None]
 BATCH = 500  # copies published before waiting for the broker's confirms
@@ -50,7 +50,7 @@ def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: 
     record names), binding record, parking queues of a migration, and delivery exchange; its
     dead-letter queue too when `include_dead_letters`. Reports each thing removed (and a kept
     dead-letter queue) and returns the names removed; refuses while the queue has consumers."""
-    delivery = Delivery(f"queue/{address.user}/{name}", RetryPolicy(retry_delays=tuple(retry_delays)))
+    delivery = Delivery(ListenerNames.of(address.user, name).queue, RetryPolicy(retry_delays=tuple(retry_delays)))
     _refuse_consumers(connection, delivery.queue, "delete it")
     _, recorded_holding = _record(connection, delivery)
     queues = [delivery.queue, *sorted(set(delivery.holding_queues()) | set(recorded_holding)),
@@ -84,7 +84,7 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
     listener's queue. See the module docstring for the steps."""
     if to not in QUEUE_TYPES:
         raise ValueError(f"--to must be one of {', '.join(QUEUE_TYPES)} (got {to!r})")
-    queue = f"queue/{address.user}/{name}"
+    queue = ListenerNames.of(address.user, name).queue
     policy = RetryPolicy(retry_delays=tuple(retry_delays))
     old_type = next(t for t in QUEUE_TYPES if t != to)
     old, new = (Delivery(queue, policy, max_length, queue_type=kind,

@@ -66,6 +66,16 @@ class ListenerNames:
         self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
         self.dead_letter_queue = queue + "/" + DEAD_LETTER_KEY
 
+    @classmethod
+    def of(cls, user: str, name: str) -> "ListenerNames":
+        """The names of listener `name` of Pulse user `user`: its queue is `queue/<user>/<name>`.
+
+        Example:
+            >>> ListenerNames.of("alice", "watcher").queue
+            'queue/alice/watcher'
+        """
+        return cls(f"queue/{user}/{name}")
+
     def holding_queue(self, delay: float) -> str:
         """The queue a retried copy waits in for `delay` seconds (the scheduled delay, no jitter)."""
         return f"{self.queue}/{holding_key(delay)}"

@@ -229,14 +229,16 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     """
     from ..delivery import broker_connection, list_dead_letters, requeue_dead_letters
     from ..errors import BrokerFailure
+    from ..topology import ListenerNames
 
     address = outside_broker(args.broker, "dead-letters")
-    queue = f"queue/{address.user}/{args.name}"
+    names = ListenerNames.of(address.user, args.name)
+    queue = names.queue
     try:
         with broker_connection(address) as connection:
             if args.requeue:
                 sent = requeue_dead_letters(connection, queue, args.limit)
-                print(f"requeued {sent} dead letter(s) from {queue}/dead-letter to {queue}", file=sys.stderr)
+                print(f"requeued {sent} dead letter(s) from {names.dead_letter_queue} to {queue}", file=sys.stderr)
                 return EXIT_OK
             records = list_dead_letters(connection, queue, 100 if args.limit is None else args.limit)
     except BrokerFailure as exc:
@@ -244,7 +246,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     for record in records:
         print(json.dumps(record, sort_keys=True))
     # On stderr, so that stdout stays JSON lines only; an empty list must not look like no answer.
-    print(f"{len(records)} dead letter{'' if len(records) == 1 else 's'} in {queue}/dead-letter"
+    print(f"{len(records)} dead letter{'' if len(records) == 1 else 's'} in {names.dead_letter_queue}"
           + (" (the oldest; --limit N for more)" if args.limit is None and len(records) == 100 else ""),
           file=sys.stderr)
     return EXIT_OK
