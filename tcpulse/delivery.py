@@ -35,13 +35,13 @@ import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
-from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
+from amqp.exceptions import AMQPError, NotFound
 from kombu.exceptions import KombuError
 
 from .connection import connect_any
 from .errors import BrokerFailure
 from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
-                       holding_key, limit_key, limit_of_key, queue_arguments)
+                       explain_conflicts, holding_key, limit_key, limit_of_key, queue_arguments)
 from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
                       _strings, _text, decode_body, trusted_headers)
 
@@ -49,15 +49,6 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_TTL = 7 * 24 * 3600  # seconds a dead letter is kept before the broker drops it
 DEAD_LETTER_MAX_LENGTH = 5_000  # beyond this the oldest dead letters are dropped
-
-
-class QueueConflict(BrokerFailure):
-    """A queue exists with other arguments than the ones we declare (PRECONDITION_FAILED).
-
-    Example:
-        >>> issubclass(QueueConflict, BrokerFailure)
-        True
-    """
 
 
 class Delivery:
@@ -360,50 +351,6 @@ def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:
     deaths = headers.get("x-death")  # the broker puts the latest first; a publisher may send anything
     first = deaths[0] if isinstance(deaths, list) and deaths else None
     return first if isinstance(first, dict) else {}
-
-
-class explain_conflicts:
-    """Turn the broker's PRECONDITION_FAILED about a queue into one line naming the queue and
-    the remedy.
-
-    Example:
-        >>> with explain_conflicts():
-        ...     pass
-    """
-
-    def __enter__(self) -> "explain_conflicts":
-        return self
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        if isinstance(exc, PreconditionFailed):
-            raise QueueConflict(conflict_message(str(exc))) from None
-        return False
-
-
-def conflict_message(broker_text: str) -> str:
-    """One line from RabbitMQ's 'inequivalent arg' complaint.
-
-    Example:
-        >>> conflict_message("Queue.declare: (406) PRECONDITION_FAILED - inequivalent arg "
-        ...     "'x-max-length' for queue 'queue/u/w' in vhost '/': received '10' but current is none")
-        "queue 'queue/u/w' already exists with a different 'x-max-length' (received '10' but current is none); delete it (rabbitmqctl delete_queue 'queue/u/w', or from the Pulse web UI; its messages are lost) or start the listener with the options it was created with"
-    """
-    text = broker_text.split("PRECONDITION_FAILED - ", 1)[-1]
-    kind = "exchange" if "for exchange '" in text else "queue"
-    name = _between(text, f"for {kind} '", "'") or "?"
-    arg = _between(text, "inequivalent arg '", "'")
-    detail = text.split(": ", 1)[1] if ": " in text else text
-    what = f"a different {arg!r}" if arg else "different arguments"
-    tool = f"rabbitmqctl delete_queue {name!r}" if kind == "queue" else f"rabbitmqadmin delete exchange name={name!r}"
-    return (f"{kind} {name!r} already exists with {what} ({detail}); delete it "
-            f"({tool}, or from the Pulse web UI; its messages are lost) "
-            "or start the listener with the options it was created with")
-
-
-def _between(text: str, start: str, end: str) -> Optional[str]:
-    if start not in text:
-        return None
-    return text.split(start, 1)[1].split(end, 1)[0]
 
 
 def _utc_now() -> str:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 from .backlog import DEFAULT_THRESHOLD, BacklogWatch
 from .connection import BrokerAddress, resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
-from .outcome import RetryPolicy
+from .outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
 from .exchanges import Binding
 from .metrics import Metrics
 from .logsetup import log_to_stderr_unless_configured
@@ -76,7 +76,7 @@ class Listener:
     def __init__(self, name: Optional[str] = None, broker: Optional[str] = None, *,
                  concurrency: int = 1, prefetch: Optional[int] = None,
                  declare_exchanges: Optional[bool] = None, max_attempts: int = 5,
-                 retry_delays: Sequence[float] = (5, 30, 120, 600), max_length: Optional[int] = None,
+                 retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, max_length: Optional[int] = None,
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
                  queue_type: str = "classic", delivery_limit: Optional[int] = None,
                  slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER) -> None:

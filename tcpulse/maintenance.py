@@ -22,6 +22,7 @@ everywhere else); none is lost. Retries waiting in holding queues come back at o
 
 Imports kombu through `tcpulse.delivery`; never requests or the listener.
 """
+import contextlib
 import itertools
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -32,7 +33,7 @@ from .connection import BrokerAddress
 from .delivery import Delivery, _await_count, copy_of
 from .errors import BrokerFailure
 from .exchanges import Binding
-from .outcome import Origin, RetryPolicy, trusted_headers
+from .outcome import DEFAULT_RETRY_DELAYS, Origin, RetryPolicy, trusted_headers
 from .stale import RECORD_KEY, _read, record_queue
 from .topology import DEAD_LETTER_KEY, QUEUE_TYPES, RETURN_KEY, queue_arguments
 
@@ -43,7 +44,7 @@ _Pair = Tuple[str, str]
 
 
 def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: str,
-                    include_dead_letters: bool = False, retry_delays: Sequence[float] = (5, 30, 120, 600),
+                    include_dead_letters: bool = False, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
                     report: Report = print) -> List[str]:
     """Delete listener `name`'s queue, holding queues (of `retry_delays` and any its binding
     record names), binding record, parking queues of a migration, and delivery exchange; its
@@ -55,16 +56,17 @@ def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: 
     queues = [delivery.queue, *sorted(set(delivery.holding_queues()) | set(recorded_holding)),
               record_queue(delivery.queue), *_parking(delivery).values()]
     removed = []
-    for queue in queues + ([delivery.dead_letter_queue] if include_dead_letters else []):
-        held = _count(connection, queue)
-        if held is not None:
-            connection.channel().queue_delete(queue)
-            removed.append(queue)
-            report(f"deleted queue {queue} ({held} message(s))")
-    if _exchange_exists(connection, delivery.exchange):
-        connection.channel().exchange_delete(delivery.exchange)
-        removed.append(delivery.exchange)
-        report(f"deleted exchange {delivery.exchange}")
+    with _channel(connection) as channel:
+        for queue in queues + ([delivery.dead_letter_queue] if include_dead_letters else []):
+            held = _count(connection, queue)
+            if held is not None:
+                channel.queue_delete(queue)
+                removed.append(queue)
+                report(f"deleted queue {queue} ({held} message(s))")
+        if _exchange_exists(connection, delivery.exchange):
+            channel.exchange_delete(delivery.exchange)
+            removed.append(delivery.exchange)
+            report(f"deleted exchange {delivery.exchange}")
     kept = None if include_dead_letters else _count(connection, delivery.dead_letter_queue)
     if kept is not None:
         report(f"kept {delivery.dead_letter_queue} ({kept} dead letter(s)); --include-dead-letters deletes it")
@@ -76,7 +78,7 @@ def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: 
 
 def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to: str, *,
             max_length: Optional[int] = None, delivery_limit: Optional[int] = None,
-            retry_delays: Sequence[float] = (5, 30, 120, 600), report: Report = print) -> int:
+            retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, report: Report = print) -> int:
     """Move listener `name`'s queues to queue type `to`; the options must be the listener's
     (they decide the queues' arguments). Returns how many messages were moved back into the
     listener's queue. See the module docstring for the steps."""
@@ -97,29 +99,30 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
         raise BrokerFailure(f"no record of what {queue} is bound to (tcpulse.stale keeps one): run the listener "
                             "once with this version of tcpulse, stop it, then migrate")
     bindings = [Binding(exchange, pattern) for exchange, pattern in sorted(pairs)]
-    channel = connection.channel()
-    kombu.Exchange(new.exchange, type="direct", durable=True, channel=channel).declare()
-    for key, park in parking.items():
-        _declare(channel, park, queue_arguments(to), [(new.exchange, key)])
-    _bind(channel, parking["migrating"], bindings, new.exchange, unbind=False)
-    for source, old_args, new_args, key in _units(old, new):
-        if _state(connection, source, old_args, new_args) == "old":
-            if source == queue:  # from now on, what is published waits in the parking queue
-                _bind(connection.channel(), queue, bindings, new.exchange, unbind=True)
-            moved = _move(connection, source, new, key, moving=source in (queue, *old.holding_queues()))
-            connection.channel().queue_delete(source)
-            report(f"moved {moved} message(s) from {source} ({old_type}) to {parking[key]}")
-    _declare(channel, queue, new.queue_arguments(), [(b.exchange, b.routing_key_pattern) for b in bindings])
-    new.declare(channel)
-    _declare(channel, record_queue(queue), queue_arguments(to), [(new.exchange, RECORD_KEY)])
-    _bind(channel, parking["migrating"], bindings, new.exchange, unbind=True)
-    back = 0
-    for key, target_key, target in (("migrating", RETURN_KEY, queue), ("parked-dl", DEAD_LETTER_KEY, new.dead_letter_queue),
-                                    ("parked-rec", RECORD_KEY, record_queue(queue))):
-        count = _move(connection, parking[key], new, target_key, moving=key == "migrating")
-        connection.channel().queue_delete(parking[key])
-        back += count if key == "migrating" else 0
-        report(f"moved {count} message(s) from {parking[key]} back to {target} ({to})")
+    with _channel(connection) as channel:
+        kombu.Exchange(new.exchange, type="direct", durable=True, channel=channel).declare()
+        for key, park in parking.items():
+            _declare(channel, park, queue_arguments(to), [(new.exchange, key)])
+        _bind(channel, parking["migrating"], bindings, new.exchange, unbind=False)
+        for source, old_args, new_args, key in _units(old, new):
+            if _state(connection, source, old_args, new_args) == "old":
+                if source == queue:  # from now on, what is published waits in the parking queue
+                    _bind(channel, queue, bindings, new.exchange, unbind=True)
+                moved = _move(connection, source, new, key, moving=source in (queue, *old.holding_queues()))
+                channel.queue_delete(source)
+                report(f"moved {moved} message(s) from {source} ({old_type}) to {parking[key]}")
+        _declare(channel, queue, new.queue_arguments(), [(b.exchange, b.routing_key_pattern) for b in bindings])
+        new.declare(channel)
+        _declare(channel, record_queue(queue), queue_arguments(to), [(new.exchange, RECORD_KEY)])
+        _bind(channel, parking["migrating"], bindings, new.exchange, unbind=True)
+        back = 0
+        for key, target_key, target in (("migrating", RETURN_KEY, queue),
+                                        ("parked-dl", DEAD_LETTER_KEY, new.dead_letter_queue),
+                                        ("parked-rec", RECORD_KEY, record_queue(queue))):
+            count = _move(connection, parking[key], new, target_key, moving=key == "migrating")
+            channel.queue_delete(parking[key])
+            back += count if key == "migrating" else 0
+            report(f"moved {count} message(s) from {parking[key]} back to {target} ({to})")
     report(f"{queue} is a {to} queue now, with its {len(bindings)} binding(s), holding and dead-letter queues")
     return back
 
@@ -146,9 +149,10 @@ def _state(connection: kombu.Connection, queue: str, old_args: Dict[str, Any], n
         return "absent"
     for state, arguments in (("new", new_args), ("old", old_args)):
         try:
-            connection.channel().queue_declare(queue, durable=True, auto_delete=False, arguments=arguments)
+            with _channel(connection) as channel:
+                channel.queue_declare(queue, durable=True, auto_delete=False, arguments=arguments)
             return state
-        except PreconditionFailed:
+        except PreconditionFailed:  # the refusal closed that channel: the next try needs a new one
             continue
     raise BrokerFailure(f"{queue} exists with other arguments than this migration expects: pass the "
                         "--max-length, --delivery-limit and --retry-delays the listener uses")
@@ -159,25 +163,24 @@ def _move(connection: kombu.Connection, source: str, delivery: Delivery, key: st
     in batches, each acked (one multiple ack) only once the broker confirmed every copy in it.
     `moving`: a listener message, which keeps the exchange, key and attempt it would have
     dispatched as; otherwise (dead letters, records) it is copied unchanged."""
-    channel = connection.channel()
-    confirms = _Confirms(channel)
     moved = 0
-    while True:
-        batch = list(itertools.islice(iter(lambda: kombu.Queue(source, channel=channel).get(no_ack=False), None),
-                                      BATCH))
-        if not batch:
-            break
-        for message in batch:
-            headers = dict(message.headers or {})
-            if moving:
-                info = message.delivery_info
-                trusted = trusted_headers(headers, info["exchange"], delivery.exchange)
-                headers = Origin.of(trusted, info["exchange"], info["routing_key"]).moved_headers(headers)
-            confirms.publish(copy_of(message, headers), delivery.exchange, key)
-        confirms.wait(connection)
-        channel.basic_ack(batch[-1].delivery_tag, multiple=True)
-        moved += len(batch)
-    channel.close()
+    with _channel(connection) as channel:
+        confirms = _Confirms(channel)
+        queue = kombu.Queue(source, channel=channel)
+        while True:
+            batch = list(itertools.islice(iter(lambda: queue.get(no_ack=False), None), BATCH))
+            if not batch:
+                break
+            for message in batch:
+                headers = dict(message.headers or {})
+                if moving:
+                    info = message.delivery_info
+                    trusted = trusted_headers(headers, info["exchange"], delivery.exchange)
+                    headers = Origin.of(trusted, info["exchange"], info["routing_key"]).moved_headers(headers)
+                confirms.publish(copy_of(message, headers), delivery.exchange, key)
+            confirms.wait(connection)
+            channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+            moved += len(batch)
     return moved
 
 
@@ -233,49 +236,50 @@ def _record(connection: kombu.Connection, delivery: Delivery) -> Tuple[Set[_Pair
         count = _count(connection, queue)
         if not count:
             continue
-        channel = connection.channel()
-        held += list(iter(lambda: kombu.Queue(queue, channel=channel).get(no_ack=False), None))
-        channel.close()  # puts the record back
+        with _channel(connection) as channel:  # closing it puts the record back
+            source = kombu.Queue(queue, channel=channel)
+            held += list(iter(lambda: source.get(no_ack=False), None))
         _await_count(connection, queue, count)
     return _read(held, "the binding record")
 
 
 def _refuse_consumers(connection: kombu.Connection, queue: str, what: str) -> None:
-    channel = connection.channel()
-    try:
-        consumers = channel.queue_declare(queue, passive=True).consumer_count
-    except NotFound:
-        return
-    finally:
-        _close(channel)
+    with _channel(connection) as channel:
+        try:
+            consumers = channel.queue_declare(queue, passive=True).consumer_count
+        except NotFound:
+            return
     if consumers:
         raise BrokerFailure(f"{queue} has {consumers} consumer(s): stop every listener on it before you {what}")
 
 
 def _count(connection: kombu.Connection, queue: str) -> Optional[int]:
     """Messages ready in `queue`, or None when there is no such queue."""
-    channel = connection.channel()
-    try:
-        return channel.queue_declare(queue, passive=True).message_count
-    except NotFound:
-        return None
-    finally:
-        _close(channel)
+    with _channel(connection) as channel:
+        try:
+            return channel.queue_declare(queue, passive=True).message_count
+        except NotFound:
+            return None
 
 
 def _exchange_exists(connection: kombu.Connection, exchange: str) -> bool:
+    with _channel(connection) as channel:
+        try:
+            channel.exchange_declare(exchange, "direct", passive=True)
+            return True
+        except NotFound:
+            return False
+
+
+@contextlib.contextmanager
+def _channel(connection: kombu.Connection) -> Iterator[Any]:
+    """A channel of `connection`, closed on the way out (a connection keeps every channel left
+    open until it closes, and a migration opens several per queue)."""
     channel = connection.channel()
     try:
-        channel.exchange_declare(exchange, "direct", passive=True)
-        return True
-    except NotFound:
-        return False
+        yield channel
     finally:
-        _close(channel)
-
-
-def _close(channel: Any) -> None:
-    try:
-        channel.close()
-    except Exception:  # a refused passive declare closed it already
-        pass
+        try:
+            channel.close()
+        except Exception:  # a refused declaration closed it already
+            pass

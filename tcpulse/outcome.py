@@ -24,6 +24,7 @@ DEFAULT_MAX_BODY = 1024 * 1024  # bytes; Taskcluster's messages are a few kB at 
 # Levels of JSON nesting a body may have: far more than any Taskcluster message, far fewer than
 # the ~1000 frames at which json, repr and logging die of RecursionError on it later.
 MAX_DEPTH = 100
+DEFAULT_RETRY_DELAYS = (5, 30, 120, 600)  # seconds; also what names a listener's holding queues
 TOO_DEEP = f"body is JSON nested more than {MAX_DEPTH} levels deep"
 
 # Headers a retried or dead-lettered copy carries (never "CC": the broker would route on it).
@@ -52,7 +53,7 @@ class RetryPolicy:
     """
 
     max_attempts: int = 5
-    retry_delays: Tuple[float, ...] = (5, 30, 120, 600)
+    retry_delays: Tuple[float, ...] = DEFAULT_RETRY_DELAYS
     jitter: float = 0.25
 
     def __post_init__(self) -> None:

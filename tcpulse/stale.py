@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Sequence, Set, Tuple
 
 from .connection import BrokerAddress
 from .exchanges import Binding
-from .topology import queue_arguments, raise_refusal
+from .topology import queue_arguments, translating
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -96,11 +96,8 @@ def _read(held: List[Any], where: str) -> Tuple[Set[_Pair], Dict[str, Dict[str, 
 
 
 def _unbind(channel: Any, queue: str, exchange: str, pattern: str, address: BrokerAddress) -> None:
-    try:
-        channel.queue_unbind(queue=queue, exchange=exchange, routing_key=pattern)
-    except Exception as exc:
-        raise_refusal(exc, f"unbind {queue!r} from {exchange!r} with {pattern!r}", address)
-        raise
+    translating(channel.queue_unbind, f"unbind {queue!r} from {exchange!r} with {pattern!r}", address,
+                queue=queue, exchange=exchange, routing_key=pattern)
     log.info("removed the binding of %s to %s with %r: no handler declares it any more",
              queue, exchange, pattern)
 

@@ -184,11 +184,11 @@ def declare_listener_queue(channel: Any, address: BrokerAddress, queue: str, *, 
     """Declare the exchanges `bindings` name, then `queue` with `arguments`, then each binding."""
     for exchange in dict.fromkeys(b.exchange for b in bindings):
         declare_exchange(channel, address, exchange, passive=not declare_exchanges)
-    _translating(channel.queue_declare, f"declare queue {queue!r}", address, queue=queue, durable=named,
-                 exclusive=not named, auto_delete=not named, arguments=arguments)
+    translating(channel.queue_declare, f"declare queue {queue!r}", address, queue=queue, durable=named,
+                exclusive=not named, auto_delete=not named, arguments=arguments)
     for b in bindings:
-        _translating(channel.queue_bind, f"bind {queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
-                     address, queue=queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
+        translating(channel.queue_bind, f"bind {queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
+                    address, queue=queue, exchange=b.exchange, routing_key=b.routing_key_pattern)
 
 
 class MissingExchange(BrokerFailure):
@@ -217,7 +217,9 @@ def declare_exchange(channel: Any, address: BrokerAddress, exchange: str, passiv
         raise
 
 
-def _translating(call: Callable[..., Any], what: str, address: BrokerAddress, **kwargs: Any) -> Any:
+def translating(call: Callable[..., Any], what: str, address: BrokerAddress, **kwargs: Any) -> Any:
+    """`call(**kwargs)`, a permission or argument refusal of it raised as the one-line error
+    for `what` (see `raise_refusal`)."""
     try:
         return call(**kwargs)
     except Exception as exc:
@@ -232,10 +234,62 @@ def raise_refusal(exc: Exception, what: str, address: BrokerAddress) -> None:
                             f"(Pulse users may only create queue/{address.user}/... and "
                             f"exchange/{address.user}/...): {exc}") from None
     if refusal_text(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
-        from .delivery import QueueConflict, conflict_message
         raise QueueConflict(conflict_message(str(exc))) from None
 
 
 def refusal_text(exc: Exception, code: str, class_name: str) -> bool:
     """Whether `exc` is the broker's refusal `code` (py-amqp's class, or the memory broker's text)."""
     return type(exc).__name__ == class_name or code in str(exc)
+
+
+class QueueConflict(BrokerFailure):
+    """A queue exists with other arguments than the ones we declare (PRECONDITION_FAILED).
+
+    Example:
+        >>> issubclass(QueueConflict, BrokerFailure)
+        True
+    """
+
+
+class explain_conflicts:
+    """Turn the broker's PRECONDITION_FAILED about a queue into one line naming the queue and
+    the remedy.
+
+    Example:
+        >>> with explain_conflicts():
+        ...     pass
+    """
+
+    def __enter__(self) -> "explain_conflicts":
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if exc is not None and refusal_text(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
+            raise QueueConflict(conflict_message(str(exc))) from None
+        return False
+
+
+def conflict_message(broker_text: str) -> str:
+    """One line from RabbitMQ's 'inequivalent arg' complaint.
+
+    Example:
+        >>> conflict_message("Queue.declare: (406) PRECONDITION_FAILED - inequivalent arg "
+        ...     "'x-max-length' for queue 'queue/u/w' in vhost '/': received '10' but current is none")
+        "queue 'queue/u/w' already exists with a different 'x-max-length' (received '10' but current is none); delete it (rabbitmqctl delete_queue 'queue/u/w', or from the Pulse web UI; its messages are lost) or start the listener with the options it was created with"
+    """
+    text = broker_text.split("PRECONDITION_FAILED - ", 1)[-1]
+    kind = "exchange" if "for exchange '" in text else "queue"
+    name = _between(text, f"for {kind} '", "'") or "?"
+    arg = _between(text, "inequivalent arg '", "'")
+    detail = text.split(": ", 1)[1] if ": " in text else text
+    what = f"a different {arg!r}" if arg else "different arguments"
+    tool = f"rabbitmqctl delete_queue {name!r}" if kind == "queue" else f"rabbitmqadmin delete exchange name={name!r}"
+    return (f"{kind} {name!r} already exists with {what} ({detail}); delete it "
+            f"({tool}, or from the Pulse web UI; its messages are lost) "
+            "or start the listener with the options it was created with")
+
+
+def _between(text: str, start: str, end: str) -> Optional[str]:
+    if start not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0]

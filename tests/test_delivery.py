@@ -11,11 +11,10 @@ from amqp.exceptions import AccessRefused
 
 from tcpulse import Listener, QueueEvents
 from tcpulse.connection import resolve_broker
-from tcpulse.delivery import (
-    Delivery, QueueConflict, explain_conflicts, list_dead_letters, requeue_dead_letters,
-)
+from tcpulse.delivery import Delivery, list_dead_letters, requeue_dead_letters
 from tcpulse.errors import BrokerFailure
 from tcpulse.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
+from tcpulse.topology import QueueConflict, explain_conflicts
 from listenerkit import running, task_key
 from listenerkit import wait_for as wait_until
 

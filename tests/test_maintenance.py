@@ -11,6 +11,7 @@ from faultkit import ListenerProcess, show
 from listenerkit import Publisher, queue_name, running, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 from tcpulse import Listener, QueueEvents
 from tcpulse.connection import resolve_broker
+from tcpulse.maintenance import delete_listener, migrate
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -72,6 +73,21 @@ def test_delete_removes_the_listeners_queues_and_exchange_and_keeps_dead_letters
     assert again.stderr == (f"tcpulse: error: nothing to delete: user {pulse_user.name!r} has no queue {queue!r} "
                             f"nor anything else listener {unique_name!r} declares on {resolve_broker(url).redacted}\n")
     assert pulse_user.password not in again.stderr
+
+
+def test_migrate_and_delete_leave_no_channel_open_on_the_connection_they_are_given(
+        pulse_user, taskcluster_exchanges, unique_name):
+    run_once_with_a_dead_letter(pulse_user, unique_name, "classic")
+    address = resolve_broker(pulse_user.url, environ={})
+    with address.connection() as conn:
+        open_channels = lambda: sorted(conn.connection.channels)  # noqa: E731 - py-amqp's open channels, by id
+        before = open_channels()
+        moved = migrate(conn, address, unique_name, "quorum", retry_delays=(0.2,), report=lambda line: None)
+        assert (moved, open_channels()) == (0, before)
+        removed = delete_listener(conn, address, unique_name, include_dead_letters=True, retry_delays=(0.2,),
+                                  report=lambda line: None)
+        assert f"queue/{pulse_user.name}/{unique_name}/dead-letter" in removed
+        assert open_channels() == before
 
 
 def test_delete_refuses_while_a_listener_consumes_the_queue(pulse_user, taskcluster_exchanges, queue_name):

@@ -14,11 +14,10 @@ Example:
 import argparse
 from typing import Any
 
+from ..outcome import DEFAULT_RETRY_DELAYS
 from .base import EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, guarded
 from .brokers import outside_broker
 from .listen import _positive_int, parse_delays
-
-DEFAULT_DELAYS = (5.0, 30.0, 120.0, 600.0)  # the listener's default retry_delays
 
 
 def add_commands(subparsers: Any) -> None:
@@ -51,7 +50,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _retry_delays_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--retry-delays", type=parse_delays, default=DEFAULT_DELAYS, metavar="S,S,...",
+    parser.add_argument("--retry-delays", type=parse_delays, default=DEFAULT_RETRY_DELAYS, metavar="S,S,...",
                         help="the listener's retry_delays, which name its holding queues (default 5,30,120,600)")
 
 
