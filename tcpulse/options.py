@@ -18,12 +18,9 @@ from typing import Any, Dict, Mapping, Optional
 
 from .auth import HiddenSecrets
 from .errors import ClientUsageError
-from .exchanges import _did_you_mean
+from .exchanges import CLIENT_OPTIONS, unknown_option
 
 DEFAULT_OPTIONS: Dict[str, Any] = {"maxRetries": 5, "signedUrlExpiration": 15 * 60, "timeout": 30.0}
-# exchangePrefix is accepted (and unused here) so one options dict can serve *Events classes too.
-OPTION_NAMES = ("rootUrl", "baseUrl", "credentials", "authorizedScopes", "maxRetries",
-                "signedUrlExpiration", "timeout", "exchangePrefix")
 _ENVIRONMENT_CREDENTIALS = {"clientId": "TASKCLUSTER_CLIENT_ID", "accessToken": "TASKCLUSTER_ACCESS_TOKEN",
                             "certificate": "TASKCLUSTER_CERTIFICATE"}
 
@@ -77,9 +74,8 @@ def check_options(options: Mapping[str, Any]) -> None:
         unknown client option 'rootURL'. Did you mean 'rootUrl'?
     """
     for name in options:
-        if name not in OPTION_NAMES:
-            raise ClientUsageError(f"unknown client option {name!r}.{_did_you_mean(name, OPTION_NAMES)} "
-                                   f"Valid options: {', '.join(OPTION_NAMES)}")
+        if name not in CLIENT_OPTIONS:
+            raise ClientUsageError(unknown_option(name, "client"))
     retries = options.get("maxRetries")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ClientUsageError(f"option 'maxRetries' must be an int >= 0 (got {retries!r})")
