@@ -33,7 +33,6 @@ from .utils import calculateSleepTime
 log = logging.getLogger("tcpulse.download")
 CHUNK_SIZE = 64 * 1024
 MAX_REDIRECTS = 10
-TIMEOUT = 60.0  # seconds without a byte (connect or read), not for the whole download
 
 # The hashes the object service's schemas accept; at least one must be present and match.
 ACCEPTABLE_HASHES = ("sha256", "sha512")
@@ -232,7 +231,7 @@ def object_options(queue_options: Mapping[str, Any], credentials: Any, maxRetrie
         raise ClientUsageError("downloading an object artifact needs the Queue client's options['rootUrl'] "
                                "(the Object service lives under the same rootUrl)")
     return {"rootUrl": root, "maxRetries": maxRetries, "credentials": credentials,
-            "timeout": queue_options.get("timeout", TIMEOUT)}
+            "timeout": queue_options["timeout"]}
 
 
 class HashingWriter:
