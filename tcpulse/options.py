@@ -1,13 +1,14 @@
 """REST client options: defaults, checks, the environment, and the service URL they give.
 
-Owns: `DEFAULT_OPTIONS`, `optionsFromEnvironment` (the official client's merge: the environment
+Owns: `DEFAULT_OPTIONS`, `HiddenSecrets` (the credentials option as a dict whose repr hides
+the secrets), `optionsFromEnvironment` (the official client's merge: the environment
 wins, credentials key by key, the rootUrl's trailing slashes stripped), `client_options` (what
 a client built with given or no options uses), `check_options`, and `service_url` (today's
 taskcluster-urls rule: `<rootUrl>/api/<service>/<version>`, for every rootUrl, the retired
 `https://taskcluster.net` included).
 
-Transport-independent: shared by the requests-based client and the async one. Imports auth
-(for the credentials option's safe repr); never requests or kombu.
+Transport-independent: shared by the requests-based client and the async one. Never imports
+auth (hence mohawk), requests or kombu: `tcpulse.optionsFromEnvironment` stays cheap.
 
 Example:
     >>> service_url({"rootUrl": "https://tc.example.com/"}, "queue", "v1")
@@ -16,13 +17,27 @@ Example:
 import os
 from typing import Any, Dict, Mapping, Optional
 
-from .auth import HiddenSecrets
 from .errors import ClientUsageError
 from .exchanges import CLIENT_OPTIONS, unknown_option
 
 DEFAULT_OPTIONS: Dict[str, Any] = {"maxRetries": 5, "signedUrlExpiration": 15 * 60, "timeout": 30.0}
 _ENVIRONMENT_CREDENTIALS = {"clientId": "TASKCLUSTER_CLIENT_ID", "accessToken": "TASKCLUSTER_ACCESS_TOKEN",
                             "certificate": "TASKCLUSTER_CERTIFICATE"}
+
+
+class HiddenSecrets(dict):
+    """The `credentials` option as given (a plain dict to read), whose repr hides the secrets.
+
+    Example:
+        >>> HiddenSecrets({"clientId": "me", "accessToken": "secret"})
+        {'clientId': 'me', 'accessToken': '<hidden>'}
+    """
+
+    def __repr__(self) -> str:
+        shown = {key: value if key == "clientId" or value is None else "<hidden>" for key, value in self.items()}
+        return repr(shown)
+
+    __str__ = __repr__
 
 
 def optionsFromEnvironment(defaults: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
