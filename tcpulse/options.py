@@ -11,7 +11,7 @@ Transport-independent: shared by the requests-based client and the async one. Ne
 auth (hence mohawk), requests or kombu: `tcpulse.optionsFromEnvironment` stays cheap.
 
 Example:
-    >>> service_url({"rootUrl": "https://tc.example.com/"}, "queue", "v1")
+    >>> service_url(client_options({"rootUrl": "https://tc.example.com/"}), "queue", "v1")
     'https://tc.example.com/api/queue/v1'
 """
 import os
@@ -119,7 +119,7 @@ def is_seconds(value: Any) -> bool:
 
 def service_url(options: Mapping[str, Any], service_name: Optional[str], api_version: Optional[str]) -> Optional[str]:
     """The URL a service's routes hang from: `baseUrl` as given, else under `rootUrl` (for a named
-    service), else None.
+    service), else None. `options` are `client_options`' (whose rootUrl has no trailing slash).
 
     Example:
         >>> service_url({"rootUrl": "https://taskcluster.net"}, "queue", "v1")
@@ -127,7 +127,7 @@ def service_url(options: Mapping[str, Any], service_name: Optional[str], api_ver
     """
     if options.get("baseUrl"):
         return options["baseUrl"].rstrip("/")
-    root = (options.get("rootUrl") or "").rstrip("/")
+    root = options.get("rootUrl")
     return f"{root}/api/{service_name}/{api_version}" if root and service_name else None
 
 
