@@ -7,7 +7,7 @@ request and the reading of its answer (`GET_URL_REQUEST`, `get_url`), `Hashes` (
 sha512 over the decoded bytes, fed chunk by chunk) with the official client's verification rules,
 `content_type` (the official client's content type: the media type alone), and the pieces of a
 download that do not touch the network: `ObjectUrl` (a `getUrl` answer, renewed when expired
-before a retry), `redirect_target` (never from https to anything else), `without_query`
+before a retry), `redirect_target` (never from https to anything else: `downgrade_refusal`), `without_query`
 (errors name the object, not its signature), `Retriable` and `retry_delay` (what is retried and
 its log line), `object_options` (the Object client an object artifact is fetched through) and
 the writers (`HashingWriter`, `Buffer`, `file_writers`).
@@ -33,7 +33,6 @@ from .utils import calculateSleepTime
 log = logging.getLogger("tcpulse.download")
 CHUNK_SIZE = 64 * 1024
 MAX_REDIRECTS = 10
-TIMEOUT = 60.0  # seconds without a byte (connect or read), not for the whole download
 
 # The hashes the object service's schemas accept; at least one must be present and match.
 ACCEPTABLE_HASHES = ("sha256", "sha512")
@@ -184,18 +183,31 @@ def retry_delay(failure: Retriable, attempt: int, attempts: int) -> float:
 
 
 def redirect_target(url: str, location: str) -> str:
-    """Where a redirect from `url` leads; from https, only to https (the bytes must stay private
-    and intact on the way).
+    """Where a redirect from `url` leads; from https, only to https (`downgrade_refusal`).
 
     Example:
         >>> redirect_target("https://a.example/x?sig=1", "/y")
         'https://a.example/y'
     """
     target = urljoin(url, location)
-    if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
-        raise TaskclusterFailure(f"download of {without_query(url)}: refusing a redirect from https to "
-                                 f"{urlsplit(target).scheme} URL {without_query(target)}")
+    refusal = downgrade_refusal(url, target)
+    if refusal:
+        raise TaskclusterFailure(f"download of {without_query(url)}: {refusal}")
     return target
+
+
+def downgrade_refusal(url: str, target: str) -> Optional[str]:
+    """Why a redirect from `url` to absolute `target` must not be followed, else None: from https,
+    only https is allowed (what comes back must stay private and intact on the way).
+
+    Example:
+        >>> downgrade_refusal("https://a.example/x", "http://b.example/y?sig=1")
+        'refusing a redirect from https to http URL http://b.example/y'
+    """
+    scheme = urlsplit(target).scheme
+    if urlsplit(url).scheme == "https" and scheme != "https":
+        return f"refusing a redirect from https to {scheme} URL {without_query(target)}"
+    return None
 
 
 def without_query(url: str) -> str:
@@ -219,7 +231,7 @@ def object_options(queue_options: Mapping[str, Any], credentials: Any, maxRetrie
         raise ClientUsageError("downloading an object artifact needs the Queue client's options['rootUrl'] "
                                "(the Object service lives under the same rootUrl)")
     return {"rootUrl": root, "maxRetries": maxRetries, "credentials": credentials,
-            "timeout": queue_options.get("timeout", TIMEOUT)}
+            "timeout": queue_options["timeout"]}
 
 
 class HashingWriter:

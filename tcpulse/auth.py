@@ -1,7 +1,6 @@
 """Taskcluster credentials and Hawk: request signing, bewits and temporary credentials.
 
-Owns: `Credentials` (never shows its secrets), `HiddenSecrets` (the credentials option as a
-dict whose repr hides them), the Hawk `ext` encoding the official client
+Owns: `Credentials` (never shows its secrets), the Hawk `ext` encoding the official client
 uses (base64url of compact JSON with `certificate` and `authorizedScopes`), Hawk request
 headers and bewits (mohawk, sha256), and `createTemporaryCredentials`.
 
@@ -53,21 +52,6 @@ def _text(value: Any, what: str) -> str:
         # Hawk headers carry only ASCII; the official client refuses these when the client is built.
         raise TaskclusterAuthFailure(f"credentials: {what} must be ASCII text (it holds other characters)")
     return value
-
-
-class HiddenSecrets(dict):
-    """The `credentials` option as given (a plain dict to read), whose repr hides the secrets.
-
-    Example:
-        >>> HiddenSecrets({"clientId": "me", "accessToken": "secret"})
-        {'clientId': 'me', 'accessToken': '<hidden>'}
-    """
-
-    def __repr__(self) -> str:
-        shown = {key: value if key == "clientId" or value is None else "<hidden>" for key, value in self.items()}
-        return repr(shown)
-
-    __str__ = __repr__
 
 
 class Credentials:

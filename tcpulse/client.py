@@ -109,4 +109,4 @@ class BaseClient(ClientCore):
         settings = self.session.merge_environment_settings(url, {}, None, None, None)
         # Never follow a redirect: a 3xx is an answer (as in the official client), and following
         # one would carry the signed request and its body to wherever it points.
-        return self.session.send(prepared, timeout=self._timeout, allow_redirects=False, **settings)
+        return self.session.send(prepared, timeout=self.request_timeout, allow_redirects=False, **settings)

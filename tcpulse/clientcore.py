@@ -88,7 +88,8 @@ class ClientCore:
                      if self._credentials else None)
         self._base_url = service_url(self.options, self.serviceName, self.apiVersion)
         timeout = self.options["timeout"]
-        self._timeout = tuple(timeout) if isinstance(timeout, list) else timeout
+        # The timeout option as requests takes it (a (connect, read) pair must be a tuple).
+        self.request_timeout = tuple(timeout) if isinstance(timeout, list) else timeout
 
     def __repr__(self) -> str:
         client_id = self._credentials.clientId if self._credentials else None

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Optional, Tuple
 
 import requests
 
-from .artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, TIMEOUT, Buffer, Hashes, HashingWriter,
+from .artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
                         ObjectUrl, Retriable, Writer, WriterFactory, artifact_source, content_type, file_writers,
                         get_url, object_options, redirect_target, retry_delay, without_query)
 from .client import BaseClient, new_session
@@ -74,7 +74,7 @@ def downloadArtifact(*, taskId: str, name: str, queueService: BaseClient, writer
         artifact = queueService.artifact(taskId, runId, name)
     kind, where = artifact_source(artifact)
     if kind == "url":
-        return _fetch(where, writerFactory, maxRetries, timeout=_timeout_of(queueService))
+        return _fetch(where, writerFactory, maxRetries, timeout=queueService.request_timeout)
     object_name, credentials = where
     return download(name=object_name, maxRetries=maxRetries, writerFactory=writerFactory,
                     objectService=_object_service(queueService, credentials, maxRetries))
@@ -125,7 +125,7 @@ def download(*, name: str, objectService: BaseClient, writerFactory: WriterFacto
         hashes = Hashes()
         return HashingWriter(writerFactory(), hashes)
 
-    kind = _fetch(current_url, hashing_writer, maxRetries, timeout=_timeout_of(objectService))
+    kind = _fetch(current_url, hashing_writer, maxRetries, timeout=objectService.request_timeout)
     hashes.verify(url.answer.hashes)
     return kind
 
@@ -172,11 +172,6 @@ def _follow(http: requests.Session, url: str, timeout: Any) -> requests.Response
         response.close()
         url = redirect_target(url, location)
     raise TaskclusterFailure(f"download of {without_query(url)}: more than {MAX_REDIRECTS} redirects")
-
-
-def _timeout_of(client: BaseClient) -> Any:
-    timeout = client.options.get("timeout", TIMEOUT)
-    return tuple(timeout) if isinstance(timeout, list) else timeout  # requests takes (connect, read) as a tuple
 
 
 def _object_service(queue: BaseClient, credentials: Any, maxRetries: int) -> BaseClient:

@@ -4,7 +4,8 @@ Owns: turning each exchange reference (`tcpulse.references.Reference` with kind 
 into a generated class such as `QueueEvents` whose attributes are `Exchange` objects; building
 binding patterns (the official client's four call forms), concrete routing keys for publishing,
 and parsing a routing key back into its fields; the registry of every exchange of a reference
-set (the active one unless told).
+set (the active one unless told); and the option names every client and events class accepts
+(`CLIENT_OPTIONS`, `unknown_option`).
 
 Pure module: imports only the standard library, `tcpulse.references`, `tcpulse.binding` (whose
 `Binding` it re-exports) and `tcpulse.errors` (never kombu or requests), so routing keys cost
@@ -25,10 +26,22 @@ from .references import Reference, ReferenceSet, RoutingKeyField, active_set, ke
 
 # The word a publisher puts in place of an optional field it has no value for.
 ABSENT = "_"
-# Options the official client's constructor takes; events classes accept them so one options
-# dict can serve REST clients and events alike, but only exchangePrefix changes anything here.
-CLIENT_OPTIONS = ("exchangePrefix", "rootUrl", "credentials", "authorizedScopes", "maxRetries",
-                  "signedUrlExpiration", "baseUrl", "timeout")
+# Options the official client's constructor takes, for REST clients and events classes alike so
+# one options dict serves both: only exchangePrefix changes anything for events, and REST clients
+# accept (and ignore) exchangePrefix.
+CLIENT_OPTIONS = ("rootUrl", "baseUrl", "credentials", "authorizedScopes", "maxRetries",
+                  "signedUrlExpiration", "timeout", "exchangePrefix")
+
+
+def unknown_option(name: str, kind: str) -> str:
+    """The error text for an option name not in CLIENT_OPTIONS, given to a `kind` of object.
+
+    Example:
+        >>> unknown_option("rootURL", "client").split(" Valid")[0]
+        "unknown client option 'rootURL'. Did you mean 'rootUrl'?"
+    """
+    return (f"unknown {kind} option {name!r}.{_did_you_mean(name, CLIENT_OPTIONS)} "
+            f"Valid options: {', '.join(CLIENT_OPTIONS)}")
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
@@ -267,9 +280,7 @@ class BaseEvents(metaclass=_EventsType):
         merged = {**dict(options or {}), **kwoptions}
         for key in merged:
             if key not in CLIENT_OPTIONS:
-                raise TaskclusterTopicExchangeFailure(
-                    f"{key!r} is not an option of {type(self).__name__}.{_did_you_mean(str(key), list(CLIENT_OPTIONS))} "
-                    f"Valid options: {', '.join(CLIENT_OPTIONS)}")
+                raise TaskclusterTopicExchangeFailure(unknown_option(str(key), type(self).__name__))
         prefix = merged.get("exchangePrefix", self.reference.exchange_prefix)
         if not isinstance(prefix, str) or not prefix.strip("/"):
             raise TaskclusterTopicExchangeFailure(

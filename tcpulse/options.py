@@ -1,31 +1,43 @@
 """REST client options: defaults, checks, the environment, and the service URL they give.
 
-Owns: `DEFAULT_OPTIONS`, `optionsFromEnvironment` (the official client's merge: the environment
+Owns: `DEFAULT_OPTIONS`, `HiddenSecrets` (the credentials option as a dict whose repr hides
+the secrets), `optionsFromEnvironment` (the official client's merge: the environment
 wins, credentials key by key, the rootUrl's trailing slashes stripped), `client_options` (what
 a client built with given or no options uses), `check_options`, and `service_url` (today's
 taskcluster-urls rule: `<rootUrl>/api/<service>/<version>`, for every rootUrl, the retired
 `https://taskcluster.net` included).
 
-Transport-independent: shared by the requests-based client and the async one. Imports auth
-(for the credentials option's safe repr); never requests or kombu.
+Transport-independent: shared by the requests-based client and the async one. Never imports
+auth (hence mohawk), requests or kombu: `tcpulse.optionsFromEnvironment` stays cheap.
 
 Example:
-    >>> service_url({"rootUrl": "https://tc.example.com/"}, "queue", "v1")
+    >>> service_url(client_options({"rootUrl": "https://tc.example.com/"}), "queue", "v1")
     'https://tc.example.com/api/queue/v1'
 """
 import os
 from typing import Any, Dict, Mapping, Optional
 
-from .auth import HiddenSecrets
 from .errors import ClientUsageError
-from .exchanges import _did_you_mean
+from .exchanges import CLIENT_OPTIONS, unknown_option
 
 DEFAULT_OPTIONS: Dict[str, Any] = {"maxRetries": 5, "signedUrlExpiration": 15 * 60, "timeout": 30.0}
-# exchangePrefix is accepted (and unused here) so one options dict can serve *Events classes too.
-OPTION_NAMES = ("rootUrl", "baseUrl", "credentials", "authorizedScopes", "maxRetries",
-                "signedUrlExpiration", "timeout", "exchangePrefix")
 _ENVIRONMENT_CREDENTIALS = {"clientId": "TASKCLUSTER_CLIENT_ID", "accessToken": "TASKCLUSTER_ACCESS_TOKEN",
                             "certificate": "TASKCLUSTER_CERTIFICATE"}
+
+
+class HiddenSecrets(dict):
+    """The `credentials` option as given (a plain dict to read), whose repr hides the secrets.
+
+    Example:
+        >>> HiddenSecrets({"clientId": "me", "accessToken": "secret"})
+        {'clientId': 'me', 'accessToken': '<hidden>'}
+    """
+
+    def __repr__(self) -> str:
+        shown = {key: value if key == "clientId" or value is None else "<hidden>" for key, value in self.items()}
+        return repr(shown)
+
+    __str__ = __repr__
 
 
 def optionsFromEnvironment(defaults: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -77,9 +89,8 @@ def check_options(options: Mapping[str, Any]) -> None:
         unknown client option 'rootURL'. Did you mean 'rootUrl'?
     """
     for name in options:
-        if name not in OPTION_NAMES:
-            raise ClientUsageError(f"unknown client option {name!r}.{_did_you_mean(name, OPTION_NAMES)} "
-                                   f"Valid options: {', '.join(OPTION_NAMES)}")
+        if name not in CLIENT_OPTIONS:
+            raise ClientUsageError(unknown_option(name, "client"))
     retries = options.get("maxRetries")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ClientUsageError(f"option 'maxRetries' must be an int >= 0 (got {retries!r})")
@@ -108,7 +119,7 @@ def is_seconds(value: Any) -> bool:
 
 def service_url(options: Mapping[str, Any], service_name: Optional[str], api_version: Optional[str]) -> Optional[str]:
     """The URL a service's routes hang from: `baseUrl` as given, else under `rootUrl` (for a named
-    service), else None.
+    service), else None. `options` are `client_options`' (whose rootUrl has no trailing slash).
 
     Example:
         >>> service_url({"rootUrl": "https://taskcluster.net"}, "queue", "v1")
@@ -116,7 +127,7 @@ def service_url(options: Mapping[str, Any], service_name: Optional[str], api_ver
     """
     if options.get("baseUrl"):
         return options["baseUrl"].rstrip("/")
-    root = (options.get("rootUrl") or "").rstrip("/")
+    root = options.get("rootUrl")
     return f"{root}/api/{service_name}/{api_version}" if root and service_name else None
 
 

@@ -4,6 +4,7 @@ Each case runs in a fresh interpreter (from a temporary directory, so the instal
 what gets imported) and reports which of the heavy packages ended up in `sys.modules`.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -84,3 +85,16 @@ def test_import_tcpulse_loads_neither_aiohttp_nor_asyncio_as_importtime_shows(tm
     loaded = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     assert "tcpulse.exchanges" in loaded and "tcpulse.running" in loaded  # the check sees our own modules
     assert [m for m in loaded if m.split(".")[0] in ("asyncio", "aiohttp", "_asyncio")] == []
+
+
+def test_options_from_environment_does_not_load_mohawk(tmp_path):
+    code = """
+import os, sys
+os.environ["TASKCLUSTER_ROOT_URL"] = "https://tc.example.com/"
+import tcpulse
+assert tcpulse.optionsFromEnvironment() == {"rootUrl": "https://tc.example.com"}
+print("mohawk" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("TASKCLUSTER_")})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")

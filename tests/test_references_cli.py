@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Dict
 import pytest
 
 from tcpulse.references import BUNDLED, open_set
-from hawkserver import CLIENTS, server  # noqa: F401 - the fixture
+from hawkserver import CLIENTS, HawkServer, running, server  # noqa: F401 - the fixture
 
 TCPULSE = Path(sys.executable).parent / "tcpulse"
 PREFIX = "/tc/deployment"
@@ -150,6 +151,45 @@ def test_a_failed_pull_is_one_line_exit_1_and_leaves_the_previous_set_intact(dep
     assert tree(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no half-written set left beside it
     assert open_set(str(folder)).get("Queue").entries[-1].name == "teleportTaskGroup"
+
+
+@pytest.fixture
+def https_redirector(tmp_path):
+    """An https server on 127.0.0.1 (its certificate trusted through SSL_CERT_FILE, as a system
+    CA store would be) whose answers are scripted: here, redirects."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    srv = HawkServer()
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    srv.cert = cert
+    with running(srv):
+        yield srv
+
+
+def test_pull_refuses_a_redirect_from_https_to_http(deployment, https_redirector, tmp_path):
+    root_url = f"https://127.0.0.1:{https_redirector.server_address[1]}{PREFIX}"
+    https_redirector.responder = lambda seen: (302, b"", {"Location": deployment.url + seen.path})
+    done = run("references", "pull", "--root-url", root_url, "--dir", str(tmp_path / "set"),
+               SSL_CERT_FILE=str(https_redirector.cert))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"tcpulse: error: {root_url}/references/manifest.json: refusing a redirect from https to "
+                           f"http URL {deployment.root_url}/references/manifest.json\n")
+    assert [seen.path for seen in https_redirector.requests] == [f"{PREFIX}/references/manifest.json"]
+    assert deployment.requests == [] and not (tmp_path / "set").exists()
+
+
+def test_pull_follows_a_redirect_from_https_to_https(deployment, https_redirector, tmp_path):
+    root_url = f"https://127.0.0.1:{https_redirector.server_address[1]}"
+    https_redirector.responder = lambda seen: (
+        (302, b"", {"Location": PREFIX + seen.path}) if not seen.path.startswith(PREFIX) else deployment.responder(seen))
+    done = run("references", "pull", "--root-url", root_url, "--dir", str(tmp_path / "set"),
+               SSL_CERT_FILE=str(https_redirector.cert))
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert open_set(str(tmp_path / "set")).get("Queue").entries[-1].name == "teleportTaskGroup"
 
 
 def test_pull_refuses_to_replace_a_folder_that_is_not_a_reference_set(deployment, tmp_path):

@@ -52,7 +52,7 @@ class AsyncClient(ClientCore):
         super().__init__(options)
         self.session = session
         self._own_session = session is None
-        self._client_timeout = client_timeout(self._timeout)
+        self.aiohttp_timeout = client_timeout(self.request_timeout)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -115,7 +115,7 @@ class AsyncClient(ClientCore):
         # redirect: a 3xx is an answer, and following it would carry the signed request away.
         async with self._session().request(method.upper(), yarl.URL(url, encoded=True), data=body,
                                            headers=headers, allow_redirects=False,
-                                           timeout=self._client_timeout) as response:
+                                           timeout=self.aiohttp_timeout) as response:
             content = await response.read()
             return response.status, response.reason or "", content, response
 

@@ -25,11 +25,11 @@ from typing import Any, BinaryIO, Callable, Optional, Tuple
 
 import aiohttp
 
-from ..artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, TIMEOUT, Buffer, Hashes, HashingWriter,
+from ..artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
                          ObjectUrl, Retriable, Writer, artifact_source, content_type, file_writers, get_url,
                          object_options, redirect_target, retry_delay, without_query)
 from ..errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
-from .client import AsyncClient, client_timeout, new_session
+from .client import AsyncClient, new_session
 
 AnyWriterFactory = Callable[[], Any]  # returns a writer, or an awaitable of one
 
@@ -73,7 +73,7 @@ async def downloadArtifact(*, taskId: str, name: str, queueService: AsyncClient,
         artifact = await queueService.artifact(taskId, runId, name)
     kind, where = artifact_source(artifact)
     if kind == "url":
-        return await _fetch(where, writerFactory, maxRetries, _timeout_of(queueService))
+        return await _fetch(where, writerFactory, maxRetries, queueService.aiohttp_timeout)
     object_name, credentials = where
     from . import Object  # generated on first use, like every service class
 
@@ -127,7 +127,7 @@ async def download(*, name: str, objectService: AsyncClient, writerFactory: AnyW
         hashes = Hashes()
         return HashingWriter(await _maybe_await(writerFactory()), hashes)
 
-    kind = await _fetch(current_url, hashing_writer, maxRetries, _timeout_of(objectService))
+    kind = await _fetch(current_url, hashing_writer, maxRetries, objectService.aiohttp_timeout)
     hashes.verify(url.answer.hashes)
     return kind
 
@@ -174,5 +174,3 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def _timeout_of(client: AsyncClient) -> "aiohttp.ClientTimeout":
-    return client_timeout(client.options.get("timeout", TIMEOUT))

@@ -10,8 +10,8 @@ The folder is in the deployment's own layout (`references/manifest.json`,
 `references/<service>/<version>/api.json`, `schemas/...`), so `sets.ReferenceSet` reads it like
 the bundled set.
 
-Imports only the standard library (urllib for HTTP), `records`, `sets` and `tcpulse.errors`;
-only the command line imports it.
+Imports only the standard library (urllib for HTTP), `records`, `sets`, `tcpulse.errors` and
+`tcpulse.artifacts` (its redirect rule); only the command line imports it.
 """
 import dataclasses
 import datetime
@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Set
 
+from ..artifacts import downgrade_refusal
 from ..errors import InvalidReference, TaskclusterFailure
 from .records import Reference, parse_document
 from .sets import MANIFEST, manifest_paths, name_of_path
@@ -101,6 +102,7 @@ class _Fetcher:
     def __init__(self, root: str, timeout: float):
         self.root = root
         self.timeout = timeout
+        self.opener = urllib.request.build_opener(_NoDowngrade())
 
     def url(self, path: str) -> str:
         return self.root + path
@@ -110,7 +112,7 @@ class _Fetcher:
             raise PullError(f"{self.url(path)}: not a path under /references/ or /schemas/ that tcpulse can store")
         url = self.url(path)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+            with self.opener.open(url, timeout=self.timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             raise PullError(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from exc
@@ -127,6 +129,18 @@ class _Fetcher:
     def many(self, paths: Iterable[str]) -> List[Any]:
         with ThreadPoolExecutor(FETCHERS) as pool:
             return list(pool.map(self.json, paths))
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but never from https to anything else: the pulled set becomes code."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> Optional[urllib.request.Request]:
+        refusal = downgrade_refusal(req.full_url, newurl)
+        if refusal:
+            fp.close()
+            raise PullError(f"{req.full_url}: {refusal}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _checked(url: str, path: str, doc: Any) -> Reference:
