@@ -16,7 +16,8 @@ may hold one. The address is the first node's, and `nodes` lists them all in ord
 connects tries them in turn (each with its own TLS server name, which kombu's own failover
 would keep from the first). They must all name the same user: queue names depend on it.
 
-Imports kombu only inside `BrokerAddress.connection()`; never imports requests or the listener.
+Imports kombu only inside `BrokerAddress.connection()` and `broker_errors()`; never imports requests or
+the listener.
 
 Example:
     >>> a = resolve_broker("amqp://alice:s%2Fecret@127.0.0.1:5672//", environ={})
@@ -150,6 +151,19 @@ def lost_connection_errors() -> Tuple[type, ...]:
     import amqp.exceptions
 
     return (OSError, amqp.exceptions.RecoverableConnectionError)
+
+
+def broker_errors() -> Tuple[type, ...]:
+    """The exceptions a broker operation may raise (kombu and py-amqp load only when asked).
+
+    Example:
+        >>> OSError in broker_errors()
+        True
+    """
+    import amqp.exceptions
+    import kombu.exceptions
+
+    return (OSError, amqp.exceptions.AMQPError, kombu.exceptions.KombuError)
 
 
 def resolve_broker(broker: Union[str, BrokerAddress, None] = None,

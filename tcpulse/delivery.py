@@ -36,9 +36,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
 from amqp.exceptions import AMQPError, NotFound
-from kombu.exceptions import KombuError
 
-from .connection import connect_any
+from .connection import broker_errors, connect_any
 from .errors import BrokerFailure
 from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
                        explain_conflicts, holding_key, limit_key, limit_of_key, queue_arguments)
@@ -269,7 +268,7 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
     try:
         with connect_any(address) as connection:
             yield connection
-    except (OSError, KombuError, AMQPError) as exc:
+    except broker_errors() as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
 
 

@@ -6,7 +6,7 @@ retry delays as option values, and connecting to a broker.
 Owns: the command line's conventions. Exit codes: 0 ok, 1 runtime failure (e.g. broker
 unreachable), 2 usage error; an error is one line on stderr, never a traceback.
 
-Imports kombu only inside `connect` and `broker_errors`; never imports requests. Nothing in the
+Imports kombu only inside `connect` and `on_broker`; never imports requests. Nothing in the
 library imports `tcpulse.cli`.
 
 Example:
@@ -150,10 +150,11 @@ def script_bindings(path: str) -> List[Tuple[str, str]]:
     return [(b.exchange, b.routing_key_pattern) for b in listener.bindings()]
 
 
-def connect(broker: Any) -> Tuple[Any, Any]:
+def connect(broker: Any, confirm_each_publish: bool = True) -> Tuple[Any, Any]:
     """A connected kombu Connection for `broker` (resolved as the listener does), and the
     broker's address (its `redacted` form is safe to print); an unreachable broker is a
-    `RuntimeFailure` within seconds.
+    `RuntimeFailure` within seconds. `confirm_each_publish=False` for a caller that waits for
+    publisher confirms itself, a batch at a time (`tcpulse migrate`).
 
     Example:
         >>> conn, address = connect("memory://")
@@ -163,7 +164,7 @@ def connect(broker: Any) -> Tuple[Any, Any]:
     """
     address = broker_address(broker)
     options = {} if address.is_memory else {"connect_timeout": 5,
-                                             "transport_options": {"confirm_publish": True}}
+                                             "transport_options": {"confirm_publish": confirm_each_publish}}
     from ..connection import connect_any
 
     try:  # one try per node: a CLI user wants the error now
@@ -198,19 +199,6 @@ def reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def broker_errors() -> Tuple[type, ...]:
-    """The exceptions a broker operation may raise (kombu and py-amqp load only when asked).
-
-    Example:
-        >>> OSError in broker_errors()
-        True
-    """
-    import amqp.exceptions
-    import kombu.exceptions
-
-    return (OSError, amqp.exceptions.AMQPError, kombu.exceptions.KombuError)
-
-
 def on_broker(address: Any, action: Callable[[], Any]) -> Any:
     """Run `action`; a broker error becomes one `RuntimeFailure` naming the broker (redacted) and
     saying truthfully what happened: the connection was lost, or the broker refused.
@@ -219,7 +207,7 @@ def on_broker(address: Any, action: Callable[[], Any]) -> Any:
         >>> on_broker(None, lambda: 42)
         42
     """
-    from ..connection import lost_connection_errors
+    from ..connection import broker_errors, lost_connection_errors
 
     try:
         return action()

@@ -227,20 +227,21 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         >>> guarded(cmd_dead_letters)(argparse.Namespace(name="nobody", broker="memory://", requeue=False, limit=None))
         2
     """
-    from ..delivery import broker_connection, list_dead_letters, requeue_dead_letters
+    from ..delivery import list_dead_letters, requeue_dead_letters
     from ..errors import BrokerFailure
     from ..topology import ListenerNames
 
-    address = outside_broker(args.broker, "dead-letters")
+    connection, address = connect(outside_broker(args.broker, "dead-letters"))
     names = ListenerNames.of(address.user, args.name)
     queue = names.queue
     try:
-        with broker_connection(address) as connection:
+        with connection:
             if args.requeue:
-                sent = requeue_dead_letters(connection, queue, args.limit)
+                sent = on_broker(address, lambda: requeue_dead_letters(connection, queue, args.limit))
                 print(f"requeued {sent} dead letter(s) from {names.dead_letter_queue} to {queue}", file=sys.stderr)
                 return EXIT_OK
-            records = list_dead_letters(connection, queue, 100 if args.limit is None else args.limit)
+            records = on_broker(address, lambda: list_dead_letters(connection, queue,
+                                                                   100 if args.limit is None else args.limit))
     except BrokerFailure as exc:
         raise RuntimeFailure(str(exc)) from None
     for record in records:

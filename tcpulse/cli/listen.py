@@ -21,11 +21,12 @@ import threading
 import time
 from typing import Any, List, Optional, Tuple
 
+from ..connection import broker_errors
 from ..errors import BrokerFailure
 from ..logsetup import LOG_FORMAT
 from ..topology import MissingExchange
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_errors, broker_option, connect,
-                   guarded, parse_delays, positive_int)
+from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
+                   parse_delays, positive_int)
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import argparse
 from typing import Any
 
 from ..outcome import DEFAULT_RETRY_DELAYS
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, guarded, parse_delays,
-                   positive_int)
+from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, connect, guarded, on_broker,
+                   parse_delays, positive_int)
 from .brokers import outside_broker
 
 
@@ -71,13 +71,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, action: Any) -> None:
-    from ..delivery import broker_connection
     from ..errors import BrokerFailure
 
-    address = outside_broker(args.broker, args.command)
+    connection, address = connect(outside_broker(args.broker, args.command), confirm_each_publish=False)
     try:
-        with broker_connection(address) as connection:
-            action(connection, address)
+        with connection:
+            on_broker(address, lambda: action(connection, address))
     except BrokerFailure as exc:
         raise RuntimeFailure(str(exc)) from None
     except ValueError as exc:
