@@ -79,3 +79,24 @@ def test_recorded_messages_replayed_into_a_listener_give_the_same_handler_calls(
     assert replayed.stdout.splitlines() == live_calls + live_summary
     assert live_summary == ["received 5 messages; handled: task_group_watcher.completed 3, "
                             "task_group_watcher.failed 2; unmatched 0, retried 0, dead-lettered 0"]
+
+
+def test_an_error_the_replay_raises_just_after_the_listener_stopped_still_fails_the_command(monkeypatch, capsys):
+    import argparse
+    import time
+
+    import tcpulse
+    from tcpulse.cli import listen
+    from tcpulse.cli.base import RuntimeFailure
+
+    def replay_failing_late(listener, messages):
+        listener.stop()
+        time.sleep(0.5)  # the run has returned by now: only a join of this thread sees the error
+        raise RuntimeFailure("replaying into memory:// failed: late")
+
+    monkeypatch.setattr(listen, "_replay", replay_failing_late)
+    app = tcpulse.Listener(broker="memory://")
+    app.on(tcpulse.QueueEvents.taskFailed)(print)
+    with pytest.raises(RuntimeFailure, match="^replaying into memory:// failed: late$"):
+        listen.run_listen(app, argparse.Namespace(replay=GROUP_FILE, exit_when_idle=False, idle_seconds=1.0))
+    assert capsys.readouterr().out.startswith("received ")

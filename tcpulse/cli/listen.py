@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL = 0.05  # seconds between idle checks on the embedded broker
 REMOTE_POLL = 0.2  # ... and on a real one, where each check costs a round trip per queue
+ASSIST_JOIN_TIMEOUT = 10.0  # seconds the replay/idle thread gets to finish once the listener stopped
 
 
 def add_commands(subparsers: Any) -> None:
@@ -137,6 +138,7 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
         listener.configure(declare_exchanges=True)
     errors: List[BaseException] = []
     finished = threading.Event()
+    helper = None
     if messages is not None or getattr(args, "exit_when_idle", False):
         helper = threading.Thread(target=_assist, args=(listener, args, messages, errors, finished),
                                   name="tcpulse-listen-assist", daemon=True)
@@ -145,6 +147,8 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
         listener.run()
     finally:
         finished.set()
+        if helper is not None:  # an error it raises as the listener stops must still be seen below
+            helper.join(ASSIST_JOIN_TIMEOUT)
     print(listener.metrics.summary(), flush=True)
     if errors:
         raise errors[0]
