@@ -18,7 +18,6 @@ Example:
     >>> [m.cc for m in read_lines(io.StringIO(line + "\\n"))]
     [['route.r.1']]
 """
-import difflib
 import json
 import reprlib
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import TaskclusterFailure
+from .exchanges import _did_you_mean
 from .outcome import MAX_DEPTH, Poison, decode_body, header_strings, too_deep
 
 REQUIRED = ("exchange", "routing_key", "body")
@@ -183,8 +183,8 @@ def parse_line(line: str, where: str) -> Recorded:
 def _check_required(data: Dict[str, Any], where: str) -> None:
     for name in REQUIRED:
         if name not in data:
-            close = difflib.get_close_matches(name, [k for k in data if k not in REQUIRED], n=1)
-            hint = f" Did you mean {name!r} instead of {close[0]!r}?" if close else ""
+            stray = next((key for key in data if key not in REQUIRED and _did_you_mean(key, [name])), None)
+            hint = f" It has {stray!r}.{_did_you_mean(stray, [name])}" if stray is not None else ""
             raise RecordingError(f"{where}: field {name!r} is missing (each line needs "
                                  f"{', '.join(REQUIRED)}).{hint}")
     for name, kind, label in (("exchange", str, "a string"), ("routing_key", str, "a string"),

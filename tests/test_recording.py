@@ -37,7 +37,7 @@ def test_routes_are_optional_and_blank_lines_are_skipped():
     ("{not json", "m.jsonl line 2: not valid JSON (Expecting property name"),
     ("[1, 2]", "m.jsonl line 2: expected a JSON object with exchange, routing_key, body (got list)"),
     (line(routing_key=...), "m.jsonl line 2: field 'routing_key' is missing (each line needs exchange, routing_key, body)."),
-    (line(routing_key=..., routingKey=KEY), "Did you mean 'routing_key' instead of 'routingKey'?"),
+    (line(routing_key=..., routingKey=KEY), "(each line needs exchange, routing_key, body). It has 'routingKey'. Did you mean 'routing_key'?"),
     (line(body="text"), "m.jsonl line 2: 'body' must be a JSON object (got 'text')"),
     (line(routes="index.a"), "m.jsonl line 2: 'routes' must be a list of strings (got 'index.a')"),
     (line(exchange=""), "m.jsonl line 2: 'exchange' must not be empty"),
