@@ -138,7 +138,7 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
         listener.configure(declare_exchanges=True)
     errors: List[BaseException] = []
     finished = threading.Event()
-    helper = None
+    helper: Optional[threading.Thread] = None
     if messages is not None or getattr(args, "exit_when_idle", False):
         helper = threading.Thread(target=_assist, args=(listener, args, messages, errors, finished),
                                   name="tcpulse-listen-assist", daemon=True)
