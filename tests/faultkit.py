@@ -12,6 +12,7 @@ and its console script.
 import collections
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,10 +34,32 @@ EXCHANGE = "exchange/taskcluster-queue/v1/task-completed"
 ROUTING_KEY = "primary.{id}.0.wg.wid.prov.wtype.sched.group.fault._"
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out for bind(0) or for an
+# outgoing connection can be taken again between our pick and a broker node's own bind, which a
+# busy test run did (a node failed with could_not_start_listener).
+PORT_RANGE = (20000, 32000)
+
+
+def free_ports(count: int) -> List[int]:
+    """`count` distinct ports on 127.0.0.1 that nothing is bound to, each held until all are picked."""
+    held: List[socket.socket] = []
+    try:
+        while len(held) < count:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", random.randrange(*PORT_RANGE)))
+            except OSError:  # taken: pick another
+                sock.close()
+                continue
+            held.append(sock)
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class PrivateRabbit(Node):
@@ -47,7 +70,7 @@ class PrivateRabbit(Node):
         base = Path(tempfile.mkdtemp(prefix="tcpulse-fault-"))
         new_cookie(base / "home")
         super().__init__(base, base / "home", f"tcpfault{os.getpid()}x{uuid.uuid4().hex[:4]}@localhost",
-                         free_port(), free_port())
+                         *free_ports(2))
         self.prepare()
 
     def stop_app(self) -> None:

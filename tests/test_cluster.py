@@ -20,7 +20,7 @@ from typing import Iterable
 import pytest
 
 import faultkit
-from faultkit import Cluster, Ledger, ListenerProcess, add_pulse_user, counter, free_port, show, wait_for
+from faultkit import Cluster, Ledger, ListenerProcess, add_pulse_user, counter, free_ports, show, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -37,9 +37,8 @@ def rabbit_cluster():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    ports = [free_port() for _ in range(3)]
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="tcpulse-cluster-")), ports,
-                      dist_ports=[free_port() for _ in range(3)]).start()
+    ports = free_ports(6)  # three AMQP and three distribution ports, all different
+    cluster = Cluster(Path(tempfile.mkdtemp(prefix="tcpulse-cluster-")), ports[:3], dist_ports=ports[3:]).start()
     yield cluster
     cluster.stop()
 
