@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import tcpulse
+from fixtures.official_client.probes import utils_answers
 from hawkserver import server  # noqa: F401 - the fixture
 
 HERE = Path(__file__).parent / "fixtures" / "official_client"
@@ -64,16 +65,7 @@ def test_the_official_utilities_answer_the_same():
     expected = OBSERVED["utils"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        observed = {
-            "dumpJson": tcpulse.dumpJson({"a": [1, 2], "b": "x"}),
-            "toStr": [tcpulse.toStr(b"abc"), tcpulse.toStr(5)],
-            "encodeStringForB64Header": tcpulse.encodeStringForB64Header("{\"certificate\":1}" * 10).decode(),
-            "makeB64UrlSafe": tcpulse.makeB64UrlSafe("a+b/c=").decode(),
-            "makeB64UrlUnsafe": tcpulse.makeB64UrlUnsafe("a-b_c=").decode(),
-            "isExpired": [tcpulse.isExpired({"expiry": 0}), tcpulse.isExpired('{"expiry": 32503680000000}')],
-            "calculateSleepTime": [tcpulse.calculateSleepTime(0), tcpulse.calculateSleepTime(-1)],
-            "createSession": type(tcpulse.createSession()).__name__,
-        }
+        observed = utils_answers(tcpulse)
     assert observed == expected
 
 
