@@ -91,7 +91,8 @@ class Node:
                                   capture_output=True, text=True, timeout=60, env=self.env())
             if done.returncode == 0:
                 return self
-            if time.monotonic() > deadline:
+            pid = self.pid()  # written once the VM is up: gone again means the boot failed
+            if time.monotonic() > deadline or (pid is not None and not _alive(pid)):
                 raise RuntimeError(f"RabbitMQ node {self.node} did not start: {done.stderr.strip()}\n"
                                    f"log dir: {self.base / 'log'}")
             time.sleep(0.5)
@@ -169,11 +170,17 @@ class Cluster:
         return [node.guest_url for node in self.nodes]
 
     def start(self) -> "Cluster":
+        """Start and join the nodes; if any step fails, stop what started (an Erlang VM left
+        behind would outlive the caller and hold its ports), then raise."""
         new_cookie(self.directory / "home")
-        for node in self.nodes:
-            node.prepare().start()
-        for node in self.nodes[1:]:
-            node.join(self.nodes[0])
+        try:
+            for node in self.nodes:
+                node.prepare().start()
+            for node in self.nodes[1:]:
+                node.join(self.nodes[0])
+        except BaseException:
+            self.stop()
+            raise
         self.save()
         return self
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -212,3 +213,16 @@ def _recording_node(cluster: Cluster, user: str):
 
 def _recorded(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_cluster_that_fails_to_start_leaves_no_node_running():
+    ports = free_ports(6)
+    with socket.socket() as taken:  # the second node's AMQP port is in use: that node cannot start
+        taken.bind(("127.0.0.1", ports[1]))
+        taken.listen()
+        cluster = Cluster(Path(tempfile.mkdtemp(prefix="tcpulse-cluster-")), ports[:3], dist_ports=ports[3:])
+        with pytest.raises(RuntimeError, match="did not start"):
+            cluster.start()
+    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True, timeout=30).stdout
+    assert not [node.node for node in cluster.nodes if node.node.split("@")[0] in names.split()], names
+    assert not cluster.directory.exists()
