@@ -44,7 +44,9 @@ from kombu.mixins import ConsumerMixin
 from .acks import AckWindow
 from .connection import BrokerAddress
 from .errors import BrokerFailure
+from .delivery import PublishRefused
 from .metrics import Metrics
+from .unsettled import Settling
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -88,7 +90,9 @@ class Consumer(ConsumerMixin):
         self.address = address
         self._node = 0  # index in address.nodes of the node we connect to
         self.connection = address.nodes[0].connection()
-        self._declare, self._settle = declare, settle
+        self._declare = declare
+        # settle then ack; a copy the broker refuses keeps its message unacked for a later try
+        self._settling = Settling(settle, self.ack)
         self._prefetch, self._grace = prefetch, grace
         self.metrics = metrics
         self._stop = stop
@@ -129,7 +133,7 @@ class Consumer(ConsumerMixin):
                 try:
                     for _ in self.consume():
                         pass
-                except recoverable as exc:
+                except (*recoverable, PublishRefused) as exc:  # refused: the binding record's publish
                     self._lost(exc)
                 except _Stopped:
                     break
@@ -220,6 +224,9 @@ class Consumer(ConsumerMixin):
                         "by Pulse for growing too large) and the messages it held are LOST; redeclaring "
                         "it with all its bindings and resuming", self._queue_name)
             return
+        if isinstance(exc, PublishRefused):
+            log.warning("%s while setting up %s; reconnecting to try again", exc, self._queue_name)
+            return
         log.warning("lost the connection to %s (%s: %s); reconnecting; messages in flight (%d) "
                     "will be redelivered by the broker", self.node, type(exc).__name__, exc, in_flight)
 
@@ -273,6 +280,7 @@ class Consumer(ConsumerMixin):
         self.pool.set_epoch(self._epoch)
         self._acks.reset()
         self._inbox.clear()
+        self._settling.forget()
         if self._ever_connected:
             self.metrics.inc("reconnects")
         self._ever_connected = True
@@ -300,6 +308,7 @@ class Consumer(ConsumerMixin):
         if self._inbox:
             self._hand_over()
         self._settle_done()
+        self._settling.poll()
         self._flush_acks()
         if self.backlog is not None and self._channel is not None and self.ready:
             self.backlog.poll(self._channel)
@@ -342,8 +351,7 @@ class Consumer(ConsumerMixin):
         while done:
             epoch, message, (event, failures) = done.popleft()
             if epoch == self._epoch:  # else its channel is gone and the broker redelivers it
-                self._settle(message, event, failures)
-                self.ack(message)
+                self._settling.settle(message, event, failures)
 
     def ack(self, message: Any) -> None:
         """Acknowledge `message` (soon, possibly together with others)."""

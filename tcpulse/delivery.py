@@ -35,7 +35,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
-from amqp.exceptions import AMQPError, NotFound
+from amqp.exceptions import MessageNacked, NotFound
 
 from .connection import broker_errors, connect_any
 from .errors import BrokerFailure
@@ -163,15 +163,19 @@ class Delivery:
 
     def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
                  expiration: Optional[float] = None) -> None:
+        """Publish a copy of `message` through the delivery exchange, confirmed. A copy the
+        broker refuses once is sent again after declaring the delivery topology (a holding or
+        dead-letter queue deleted under us comes back); refused again, `PublishRefused` is raised
+        and the caller leaves the original unacked (`tcpulse.unsettled`)."""
         channel = message.channel
         copy = copy_of(message, headers, expiration)
         try:
             publish_confirmed(channel, copy, self.exchange, routing_key)
-        except AMQPError as exc:
-            log.warning("could not hand a message to %s with key %r (%s); reconnecting to redeclare "
-                        "the retry and dead-letter queues; the message stays unacked and comes back",
-                        self.exchange, routing_key, exc)
-            raise
+            return
+        except PublishRefused as exc:
+            log.warning("%s; declaring the retry and dead-letter queues of %s again and resending", exc, self.queue)
+        self.declare(channel)
+        publish_confirmed(channel, copy, self.exchange, routing_key)
 
 
 def copy_of(message: Any, headers: Dict[str, Any], expiration: Optional[float] = None) -> Any:
@@ -188,12 +192,45 @@ def copy_of(message: Any, headers: Dict[str, Any], expiration: Optional[float] =
                                            headers=headers, properties=properties)
 
 
+class PublishRefused(Exception):
+    """The broker did not take a copy published through a listener's delivery exchange: it
+    nacked it (a queue it routes to refused it: full with `reject-publish`, or unavailable) or
+    returned it (no queue is bound there for its key). The text names the cause and the key,
+    never the exchange (its name is the listener's secret, see `tcpulse.topology`).
+
+    Example:
+        >>> str(PublishRefused("retry-5s", "nacked"))
+        "the broker nacked a copy sent with key 'retry-5s' through the listener's delivery exchange"
+    """
+
+    def __init__(self, routing_key: str, cause: str) -> None:
+        super().__init__(f"the broker {cause} a copy sent with key {routing_key!r} through the listener's "
+                         "delivery exchange")
+        self.routing_key = routing_key
+
+
 def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: str) -> None:
-    """Publish a prepared `message` as mandatory and, on RabbitMQ, wait for the broker's confirm:
-    a message that reaches no queue (one deleted under us) fails here instead of vanishing, so
-    the caller never acks an original whose copy is lost."""
-    publish = getattr(channel, "basic_publish_confirm", None) or channel.basic_publish
-    publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+    """Publish a prepared `message` as mandatory and wait for the broker's confirm: a copy that
+    reaches no queue (returned) or that a queue refuses (nacked) raises `PublishRefused`
+    instead of vanishing, so the caller never acks an original whose copy is lost.
+
+    A return is caught by a handler of our own rather than py-amqp's default (which raises in the
+    middle of waiting for the confirm and leaves that confirm to be taken for the next publish's).
+    """
+    returned: List[str] = []
+
+    def on_return(exc: Exception, *args: Any) -> None:
+        returned.append(str(exc))
+
+    channel.events["basic_return"].add(on_return)
+    try:
+        channel.basic_publish_confirm(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+    except MessageNacked:
+        raise PublishRefused(routing_key, "nacked (a queue bound there refused it: full, or unavailable)") from None
+    finally:
+        channel.events["basic_return"].discard(on_return)
+    if returned:
+        raise PublishRefused(routing_key, f"returned ({returned[0]}: no queue is bound there for that key)")
 
 
 def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:
