@@ -29,7 +29,7 @@ MALFORMED = [
     f"amqp://alice:x;amqp://{SECRET}@127.0.0.1:notaport//",
 ]
 COMMANDS = {
-    "publish": ["publish", "QueueEvents.taskCompleted", "--routing-key", "primary.t", "--body", "{}"],
+    "publish": ["publish", "QueueEvents.taskCompleted", "--routing-key", "primary.t.0.wg.w.p.wt.s.g._", "--body", "{}"],
     "replay": ["replay", "examples/messages/task-group.jsonl"],
     "record": ["record", "QueueEvents.taskCompleted", "--out", os.devnull, "--timeout", "1"],
     "dead-letters": ["dead-letters", "watcher", "--list"],
