@@ -40,7 +40,7 @@ from amqp.exceptions import MessageNacked, NotFound
 from .connection import broker_errors, connect_any
 from .errors import BrokerFailure
 from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
-                       explain_conflicts, holding_key, limit_key, limit_of_key, queue_arguments)
+                       explain_conflicts, holding_key, limit_key, limit_of_key, new_secret, queue_arguments)
 from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
                       decode_body, header_strings, header_text, trusted_headers)
 
@@ -63,11 +63,11 @@ class Delivery:
     """
 
     def __init__(self, queue: str, policy: RetryPolicy, max_length: Optional[int] = None,
-                 exclusive: bool = False, queue_type: str = "classic", delivery_limit: Optional[int] = None) -> None:
+                 exclusive: bool = False, queue_type: str = "classic", delivery_limit: Optional[int] = None,
+                 secret: Optional[str] = None) -> None:
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be an integer >= 1 or None (got {max_length!r})")
         check_queue_type(queue_type, delivery_limit, named=not exclusive)
-        names = ListenerNames(queue)
         self.queue = queue
         self.policy = policy
         self.max_length = max_length
@@ -77,15 +77,25 @@ class Delivery:
         self.delivery_limit = delivery_limit
         if queue_type == "quorum" and delivery_limit is None:
             self.delivery_limit = DEFAULT_DELIVERY_LIMIT
-        self.names = names
-        self.exchange = names.exchange
-        self.dead_letter_queue = names.dead_letter_queue
+        # A named listener learns its secret from its binding record when it connects (`tcpulse.layout`);
+        # an anonymous one, whose queues die with its connection, makes its own.
+        self.names = ListenerNames(queue, secret=new_secret() if exclusive else secret)
+        self.dead_letter_queue = self.names.dead_letter_queue
+
+    @property
+    def exchange(self) -> str:
+        """The delivery exchange: retries, dead letters and the binding record go through it."""
+        return self.names.exchange
+
+    def use(self, secret: Optional[str]) -> None:
+        """Route through the delivery exchange of `secret` (None: the legacy, guessable one)."""
+        self.names = self.names.with_secret(secret)
 
     def origin(self, message: Any) -> Origin:
         """Where `message` (as delivered to the listener) first came from; its tcpulse headers
         count only when it came back through this exchange (`outcome.trusted_headers`)."""
         info = message.delivery_info
-        headers = trusted_headers(message.headers, header_text(info["exchange"]), self.exchange)
+        headers = trusted_headers(message.headers, header_text(info["exchange"]), self.names.own_exchanges)
         return Origin.of(headers, info["exchange"], info["routing_key"])
 
     def holding_queue(self, attempt: int) -> str:
