@@ -27,6 +27,7 @@ Example:
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -79,8 +80,8 @@ def write_record(channel: Any, delivery: Any, record: Record, bindings: Sequence
 
     secret = delivery.names.secret or record.secret
     channel.queue_bind(queue=record_queue(delivery.queue), exchange=delivery.exchange, routing_key=RECORD_KEY)
-    body = json.dumps({"bindings": sorted(bindings), "holding_queues": holding, "delivery_secret": secret},
-                      sort_keys=True)
+    body = json.dumps({"bindings": sorted(bindings), "holding_queues": holding, "delivery_secret": secret,
+                       "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True)
     message = channel.prepare_message(body.encode(), content_type="application/json",
                                       content_encoding="utf-8", properties={"delivery_mode": 2})
     publish_confirmed(channel, message, delivery.exchange, RECORD_KEY)
