@@ -2,9 +2,10 @@
 
 For a listener queue `queue/<user>/<name>` this module declares and uses:
 
-- `exchange/<user>/<name>/delivery`, a direct exchange of our own (a Pulse user may not publish
-  to the default exchange), routing `retry-<s>s` to a holding queue, `dead-letter` to the
-  dead-letter queue and `return` back to the listener's queue;
+- `exchange/<user>/<name>/delivery-<secret>`, a direct exchange of our own (a Pulse user may not
+  publish to the default exchange), routing `retry-<s>s` to a holding queue, `dead-letter` to the
+  dead-letter queue and `return` back to the listener's queue; the secret keeps other Pulse users,
+  who may bind to any exchange they can name, off it (`tcpulse.topology.ListenerNames`);
 - one holding queue `queue/<user>/<name>/retry-<s>s` per scheduled delay: nothing consumes it;
   its `x-message-ttl` (the delay plus the most jitter can add; each copy also carries its own
   jittered `expiration`) sends each copy back through the exchange with key `return`;
@@ -22,27 +23,28 @@ and never the listener.
 
 Example:
     >>> from tcpulse.outcome import RetryPolicy
-    >>> d = Delivery("queue/alice/watcher", RetryPolicy(retry_delays=(5, 30)))
+    >>> d = Delivery("queue/alice/watcher", RetryPolicy(retry_delays=(5, 30)), secret="s3cr3t")
     >>> d.exchange, d.holding_queue(2), d.dead_letter_queue
-    ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+    ('exchange/alice/watcher/delivery-s3cr3t', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+
+Every publish here is confirmed and mandatory, and a copy the broker refuses raises
+`PublishRefused` (never acked, see `tcpulse.unsettled`). Reading dead letters is
+`tcpulse.deadletters`.
 """
 import contextlib
 import datetime
-import json
 import logging
 import math
-import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
-from amqp.exceptions import MessageNacked, NotFound
+from amqp.exceptions import MessageNacked
 
 from .connection import broker_errors, connect_any
 from .errors import BrokerFailure
 from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
-                       explain_conflicts, holding_key, limit_key, limit_of_key, new_secret, queue_arguments)
-from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
-                      decode_body, header_strings, header_text, trusted_headers)
+                       explain_conflicts, holding_key, limit_key, new_secret, queue_arguments)
+from .outcome import DeadLetter, Origin, Retry, RetryPolicy, header_text, trusted_headers
 
 log = logging.getLogger(__name__)
 
@@ -243,62 +245,6 @@ def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: st
         raise PublishRefused(routing_key, f"returned ({returned[0]}: no queue is bound there for that key)")
 
 
-def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:
-    """Up to `limit` dead letters of listener queue `queue`, oldest first, left in place.
-
-    Example:
-        >>> with kombu.Connection("memory:///doc-list", transport="tcpulse.broker:Transport") as conn:
-        ...     channel = conn.channel()
-        ...     _ = channel.queue_declare("queue/alice/watcher")
-        ...     Delivery("queue/alice/watcher", RetryPolicy()).declare(channel)
-        ...     list_dead_letters(conn, "queue/alice/watcher")
-        []
-    """
-    delivery = Delivery(queue, RetryPolicy())
-    with _dead_letter_channel(connection, delivery) as letters:
-        # Closing the channel without acking puts every message back where it was.
-        records = [dead_letter_record(message, delivery.exchange) for message in letters.take(limit)]
-    await_count(connection, letters.name, letters.count)
-    return records
-
-
-def await_count(connection: kombu.Connection, queue: str, count: int, timeout: float = 2.0) -> None:
-    """Wait (at most `timeout` seconds) until `queue` holds `count` messages again after a channel
-    that held them unacked closed."""
-    # A quorum queue takes back a closed channel's unacked messages asynchronously: wait until
-    # they are there again, so that whatever looks next (a second listing) sees them.
-    deadline = time.monotonic() + timeout
-    channel = connection.channel()
-    try:
-        while channel.queue_declare(queue, passive=True)[1] < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        channel.close()
-
-
-def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Optional[int] = None) -> int:
-    """Send the dead letters of `queue` (at most `limit`) back to it as a fresh first attempt
-    of the handlers that failed; return how many were sent. Run it after fixing the cause.
-
-    Example:
-        >>> with kombu.Connection("memory:///doc-requeue", transport="tcpulse.broker:Transport") as conn:
-        ...     channel = conn.channel()
-        ...     _ = channel.queue_declare("queue/alice/watcher")
-        ...     Delivery("queue/alice/watcher", RetryPolicy()).declare(channel)
-        ...     requeue_dead_letters(conn, "queue/alice/watcher")
-        0
-    """
-    delivery = Delivery(queue, RetryPolicy())
-    sent = 0
-    with _dead_letter_channel(connection, delivery) as letters:
-        for message in letters.take(limit):
-            headers = _dead_letter_headers(message, delivery.exchange)
-            delivery._publish(message, RETURN_KEY, _origin_of_dead_letter(message, headers).requeue_headers(headers))
-            message.ack()
-            sent += 1
-    return sent
-
-
 @contextlib.contextmanager
 def broker_connection(address: Any) -> Iterator[kombu.Connection]:
     """A connection to `address` (a `tcpulse.connection.BrokerAddress`) for a short errand;
@@ -317,88 +263,6 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
             yield connection
     except broker_errors() as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
-
-
-class _dead_letter_channel:
-    def __init__(self, connection: kombu.Connection, delivery: Delivery) -> None:
-        self.connection, self.name = connection, delivery.dead_letter_queue
-
-    def __enter__(self) -> "_dead_letter_channel":
-        self.channel = self.connection.channel()
-        try:
-            _, self.count, _ = self.channel.queue_declare(self.name, passive=True)
-        except NotFound:
-            raise BrokerFailure(f"there is no dead-letter queue {self.name!r} on this broker for this "
-                                "user (has the listener run here under this name?)") from None
-        return self
-
-    def take(self, limit: Optional[int]) -> Iterator[Any]:
-        """The dead letters, oldest first, at most `limit` (None: all). Only what is there now:
-        letters dead-lettered meanwhile wait for the next call."""
-        queue = kombu.Queue(self.name, channel=self.channel)
-        for _ in range(self.count if limit is None else min(self.count, limit)):
-            message = queue.get()
-            if message is None:
-                return
-            yield message
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.channel.close()
-
-
-def dead_letter_record(message: Any, own_exchange: str) -> Dict[str, Any]:
-    """What an operator needs to know about one dead letter, as plain data (see
-    `list_dead_letters`, whose records these are); `own_exchange` is the listener's delivery
-    exchange."""
-    headers = _dead_letter_headers(message, own_exchange)
-    origin = _origin_of_dead_letter(message, headers)
-    record = {"exchange": origin.exchange, "routing_key": origin.routing_key,
-              "routes": [r[len("route."):] for r in origin.cc if r.startswith("route.")],
-              "attempts": origin.attempt,
-              "reason": _reason(headers, message.delivery_info.get("routing_key") or ""),
-              "failures": json.loads(headers.get(H_FAILURES) or "{}"),
-              "dead_lettered_at": headers.get(H_DEAD_AT)}
-    try:
-        record["body"] = decode_body(message.body)
-    except Poison:
-        body = message.body  # py-amqp hands over text when the declared encoding decodes it
-        record["body_text"] = (body if isinstance(body, str) else bytes(body).decode("utf-8", "replace"))[:1000]
-    return record
-
-
-def _dead_letter_headers(message: Any, own_exchange: str) -> Dict[str, Any]:
-    # A dead letter we parked came through our exchange and carries no x-death (we drop it);
-    # one the broker dropped (overflow, delivery limit) has x-death naming where it was
-    # published, and only a retried copy, published by us, had tcpulse headers to believe.
-    headers = message.headers or {}
-    death = _first_death(headers)
-    delivered_by = death.get("exchange") if death else message.delivery_info.get("exchange", "")
-    return trusted_headers(headers, header_text(delivered_by or ""), own_exchange)
-
-
-def _origin_of_dead_letter(message: Any, headers: Dict[str, Any]) -> Origin:
-    death = _first_death(headers)
-    keys = header_strings(death.get("routing-keys")) or (header_text(message.delivery_info.get("routing_key", "")),)
-    # A message the broker dropped (overflow) kept its publish keys only in x-death: key, then CCs.
-    return Origin.of({"CC": list(keys[1:]), **headers}, header_text(death.get("exchange", "")), keys[0])
-
-
-def _reason(headers: Dict[str, Any], routing_key: str) -> str:
-    if headers.get(H_REASON):
-        return header_text(headers[H_REASON])
-    death = _first_death(headers)
-    if header_text(death.get("reason", "")) == "delivery_limit":
-        # The broker resets the delivery count when it dead-letters; the key carries the limit.
-        limit = limit_of_key(routing_key) or "?"
-        return (f"delivered {limit} times without an ack (delivery_limit {limit}): the process handling it "
-                f"exited or lost its connection each time, so {header_text(death.get('queue', '?'))} dead-lettered it")
-    return f"dropped by the broker from {header_text(death.get('queue', '?'))} ({header_text(death.get('reason', '?'))})"
-
-
-def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:
-    deaths = headers.get("x-death")  # the broker puts the latest first; a publisher may send anything
-    first = deaths[0] if isinstance(deaths, list) and deaths else None
-    return first if isinstance(first, dict) else {}
 
 
 def _utc_now() -> str:

@@ -30,10 +30,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from amqp.exceptions import NotFound, PreconditionFailed
 
-from .delivery import Delivery, list_dead_letters
-from .maintenance import _channel, peek_records
+from .deadletters import list_dead_letters
+from .delivery import Delivery
+from .layout import channel_on as _channel
+from .layout import layout_lock, peek_record
 from .outcome import RetryPolicy
-from .stale import read_records, record_queue
+from .stale import record_queue
 from .topology import ListenerNames, queue_arguments
 
 NEWEST_REASONS = 3  # dead-letter reasons shown
@@ -49,8 +51,9 @@ def listener_status(connection: Any, user: str, name: str) -> Dict[str, Any]:
     found = _depth(connection, delivery.queue)
     if found is None:
         raise LookupError(f"user {user!r} has no queue {delivery.queue!r} (has listener {name!r} run on this broker?)")
-    held = peek_records(connection, delivery)
-    pairs, recorded_holding = read_records(held, "the binding record")
+    with layout_lock(connection, delivery.names):
+        record = peek_record(connection, delivery.names)
+    held, pairs, recorded_holding = record.held, record.pairs, record.holding
     holding = []
     for queue in sorted(set(delivery.holding_queues()) | set(recorded_holding)):
         depth = _depth(connection, queue)

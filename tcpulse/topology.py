@@ -127,7 +127,7 @@ class ListenerNames:
             >>> ListenerNames("queue/u/" + "x" * 240).check_lengths((600,))
             Traceback (most recent call last):
             ...
-            ValueError: exchange name 'exchange/u/xxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxx/delivery-<22 random characters>' is 283 bytes, 28 over RabbitMQ's limit of 255: shorten the listener name by at least 28 bytes
+            ValueError: exchange name 'exchange/u/xxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxx/delivery-<22 random characters>' is 283 bytes, 28 over RabbitMQ's limit of 255: shorten the listener name by at least 28 bytes
         """
         name = max(self.all(retry_delays), key=lambda n: len(n.encode()))
         size = len(name.encode())

@@ -10,7 +10,7 @@ import pytest
 import faultkit
 from faultkit import Ledger, ListenerProcess, wait_for
 from tcpulse.connection import resolve_broker
-from tcpulse.delivery import list_dead_letters
+from tcpulse.deadletters import list_dead_letters
 
 pytestmark = pytest.mark.rabbitmq
 

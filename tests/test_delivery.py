@@ -11,7 +11,8 @@ from amqp.exceptions import AccessRefused
 
 from tcpulse import Listener, QueueEvents
 from tcpulse.connection import resolve_broker
-from tcpulse.delivery import Delivery, list_dead_letters, requeue_dead_letters
+from tcpulse.deadletters import list_dead_letters, requeue_dead_letters
+from tcpulse.delivery import Delivery
 from tcpulse.errors import BrokerFailure
 from tcpulse.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
 from tcpulse.topology import QueueConflict, explain_conflicts
@@ -194,7 +195,10 @@ def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_qu
         records = list_dead_letters(conn, queue)
         assert [r["body"]["i"] for r in records] == [0, 1]
         assert records[0]["reason"] == f"dropped by the broker from {queue} (maxlen)"
-        assert [(r["routing_key"], r["routes"]) for r in records] == [("primary.0", ["r.0"]), ("primary.1", ["r.1"])]
+        # Dropped straight from a bound exchange: the origin is only what x-death says, which a
+        # publisher can write itself, so it is shown as a claim and not requeued.
+        assert [(r["origin_verified"], r["exchange"], r["claimed_origin"]) for r in records] == [
+            (False, None, {"exchange": source.name, "routing_key": f"primary.{i}", "routes": [f"r.{i}"]}) for i in (0, 1)]
         assert channel.queue_declare(queue, passive=True).message_count == 3
 
 
@@ -286,11 +290,12 @@ def test_bad_delivery_options_are_refused_when_the_listener_is_made(options, mes
 def test_the_docstring_examples_run(monkeypatch):
     import doctest
 
+    import tcpulse.deadletters
     import tcpulse.delivery
 
     monkeypatch.delenv("PULSE_URL", raising=False)
-    failures, tried = doctest.testmod(tcpulse.delivery)
-    assert tried > 10 and failures == 0
+    results = [doctest.testmod(module) for module in (tcpulse.delivery, tcpulse.deadletters)]
+    assert sum(tried for _, tried in results) > 10 and sum(failures for failures, _ in results) == 0
 
 
 def test_a_message_never_acked_is_dead_lettered_after_delivery_limit_deliveries_with_that_reason(
@@ -313,7 +318,8 @@ def test_a_message_never_acked_is_dead_lettered_after_delivery_limit_deliveries_
         assert counts == [0, 1, 2]
         assert record["reason"] == (f"delivered 3 times without an ack (delivery_limit 3): the process handling "
                                     f"it exited or lost its connection each time, so {queue} dead-lettered it")
-        assert (record["routing_key"], record["routes"], record["body"]) == ("primary.crash", ["r.c"], {"status": "ok"})
+        assert record["claimed_origin"] == {"exchange": source.name, "routing_key": "primary.crash", "routes": ["r.c"]}
+        assert (record["origin_verified"], record["body"]) == (False, {"status": "ok"})
         assert channel.queue_declare(queue, passive=True).message_count == 0
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tcpulse import Listener, QueueEvents
 from tcpulse.connection import resolve_broker
-from tcpulse.delivery import list_dead_letters
+from tcpulse.deadletters import list_dead_letters
 from listenerkit import GUEST, queued, running, task_key, wait_for
 
 pytestmark = pytest.mark.rabbitmq

@@ -12,10 +12,11 @@ import pytest
 
 from tcpulse import Listener, PermanentFailure, QueueEvents, TaskclusterRestFailure
 from tcpulse.connection import resolve_broker
-from tcpulse.delivery import Delivery, list_dead_letters
+from tcpulse.deadletters import list_dead_letters
+from tcpulse.delivery import Delivery
 from tcpulse.outcome import RetryPolicy
 from conftest import rabbitmqctl
-from listenerkit import Publisher, queued, running, task_key, wait_for
+from listenerkit import Publisher, delete_delivery_exchange, queued, running, task_key, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -23,11 +24,10 @@ COMPLETED = QueueEvents.taskCompleted
 
 
 @pytest.fixture(autouse=True)
-def delete_delivery_exchange(pulse_user, unique_name):
+def cleanup_delivery_exchange(pulse_user, unique_name):
     """Exchanges outlive their user; the queues go when the session's user is cleaned up."""
     yield
-    with pulse_connection(pulse_user) as conn:
-        conn.channel().exchange_delete(f"exchange/{pulse_user.name}/{unique_name}/delivery")
+    delete_delivery_exchange(pulse_user.url, f"queue/{pulse_user.name}/{unique_name}")
 
 
 def pulse_connection(pulse_user):
@@ -293,7 +293,7 @@ def test_an_unnamed_listener_retries_through_queues_that_vanish_with_it(pulse_us
             with pytest.raises(Exception, match="NOT_FOUND"):
                 conn.channel().queue_declare(queue, passive=True)
         with pytest.raises(Exception, match="NOT_FOUND"):
-            conn.channel().exchange_declare("exchange/" + app.queue[len("queue/"):] + "/delivery", "direct", passive=True)
+            conn.channel().exchange_declare(app._delivery.exchange, "direct", passive=True)
 
 
 def test_an_unnamed_quorum_listener_is_refused_in_one_line():
