@@ -175,17 +175,21 @@ class Delivery:
 
     def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
                  expiration: Optional[float] = None) -> None:
-        """Publish a copy of `message` through the delivery exchange, confirmed. A copy the
-        broker refuses once is sent again after declaring the delivery topology (a holding or
-        dead-letter queue deleted under us comes back); refused again, `PublishRefused` is raised
-        and the caller leaves the original unacked (`tcpulse.unsettled`)."""
+        """Publish a copy of `message` through the delivery exchange, confirmed. A copy returned
+        for want of a queue is sent again after declaring the delivery topology (a holding or
+        dead-letter queue deleted under us comes back); a copy still refused raises
+        `PublishRefused`, and the caller leaves the original unacked (`tcpulse.unsettled`). A
+        nacked copy is not sent again here: each key routes to one queue of ours, which refused
+        it, and declaring it again would not change its mind."""
         channel = message.channel
         copy = copy_of(message, headers, expiration)
         try:
             publish_confirmed(channel, copy, self.exchange, routing_key)
             return
         except PublishRefused as exc:
-            log.warning("%s; declaring the retry and dead-letter queues of %s again and resending", exc, self.queue)
+            if not exc.returned:
+                raise
+            log.info("%s; declaring the retry and dead-letter queues of %s again and resending", exc, self.queue)
         self.declare(channel)
         publish_confirmed(channel, copy, self.exchange, routing_key)
 
@@ -211,14 +215,14 @@ class PublishRefused(Exception):
     never the exchange (its name is the listener's secret, see `tcpulse.topology`).
 
     Example:
-        >>> str(PublishRefused("retry-5s", "nacked"))
-        "the broker nacked a copy sent with key 'retry-5s' through the listener's delivery exchange"
+        >>> str(PublishRefused("retry-5s", "nacked", "a queue bound there refused it"))
+        "the broker nacked a copy sent with key 'retry-5s' through the listener's delivery exchange (a queue bound there refused it)"
     """
 
-    def __init__(self, routing_key: str, cause: str) -> None:
-        super().__init__(f"the broker {cause} a copy sent with key {routing_key!r} through the listener's "
-                         "delivery exchange")
-        self.routing_key = routing_key
+    def __init__(self, routing_key: str, verb: str, why: str) -> None:
+        super().__init__(f"the broker {verb} a copy sent with key {routing_key!r} through the listener's "
+                         f"delivery exchange ({why})")
+        self.routing_key, self.returned = routing_key, verb == "returned"
 
 
 def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: str) -> None:
@@ -238,11 +242,11 @@ def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: st
     try:
         channel.basic_publish_confirm(message, exchange=exchange, routing_key=routing_key, mandatory=True)
     except MessageNacked:
-        raise PublishRefused(routing_key, "nacked (a queue bound there refused it: full, or unavailable)") from None
+        raise PublishRefused(routing_key, "nacked", "a queue bound there refused it: full, or unavailable") from None
     finally:
         channel.events["basic_return"].discard(on_return)
     if returned:
-        raise PublishRefused(routing_key, f"returned ({returned[0]}: no queue is bound there for that key)")
+        raise PublishRefused(routing_key, "returned", f"{returned[0]}: no queue is bound there for that key")
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ Pure of kombu and requests: it calls the `settle` and `ack` it is given, on the 
 
 Example:
     >>> from tcpulse.delivery import PublishRefused
-    >>> acked, outcomes = [], iter([PublishRefused("retry-5s", "nacked"), None])
+    >>> acked, outcomes = [], iter([PublishRefused("retry-5s", "nacked", "full"), None])
     >>> def settle(message, event, failures):
     ...     outcome = next(outcomes)
     ...     if outcome: raise outcome

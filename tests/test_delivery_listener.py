@@ -270,8 +270,9 @@ def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, task
     # The copy found no queue: the listener declared its retry queues again and resent it, before
     # acking the original, without reconnecting or running the handler again.
     assert seen == [(1, False), (2, False)] and app.metrics.get("reconnects") == 0
-    assert any(r.getMessage().startswith("the broker returned (Basic.return: (312) NO_ROUTE: no queue is bound "
-                                         "there for that key) a copy sent with key 'retry-0.2s'")
+    assert any(r.getMessage().startswith("the broker returned a copy sent with key 'retry-0.2s' through the "
+                                         "listener's delivery exchange (Basic.return: (312) NO_ROUTE: no queue is "
+                                         "bound there for that key); declaring the retry and dead-letter queues")
                for r in caplog.records)
 
 

@@ -1,0 +1,174 @@
+"""Issue 18, item 3: a listener's delivery path (retries, dead letters, binding record) is private
+to it, and a copy the broker refuses never ends `run()` nor loses its message.
+
+Each test replays an attack by a second Pulse user (`attacker`, Pulse's permissions: it may bind
+a queue of its own to any `exchange/...` it can name, as Pulse allows) on the victim
+(`pulse_user`) on the real RabbitMQ; the refusal and the move also run on memory://."""
+import contextlib
+import logging
+import subprocess
+
+import kombu
+import pytest
+from amqp.exceptions import NotFound
+
+import tcpulse.unsettled
+from tcpulse import Listener, PermanentFailure, QueueEvents
+from tcpulse.connection import resolve_broker
+from tcpulse.layout import locate
+from tcpulse.topology import ListenerNames
+from conftest import create_pulse_user
+from listenerkit import Publisher, delete_listener_topology, queued, running, task_key, wait_for
+
+COMPLETED = QueueEvents.taskCompleted
+REJECTING = {"x-max-length": 0, "x-overflow": "reject-publish"}
+KEYS = ("retry-0.2s", "dead-letter", "bindings", "return")
+
+
+@pytest.fixture(scope="module")
+def attacker(rabbitmq):
+    user = create_pulse_user("tcpulse-attacker")
+    yield user
+    user.delete_own_objects()
+    subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def victim(pulse_user, taskcluster_exchanges, unique_name):
+    yield pulse_user
+    delete_listener_topology(pulse_user.url, pulse_user.name, unique_name, retry_delays=(0.2,))
+
+
+def spy(attacker, exchange, name, arguments=None):
+    """As `attacker`: declare queue/<attacker>/<name> and bind it to `exchange` with every key the
+    delivery path uses. Returns whether the broker let it bind (False: no such exchange)."""
+    with resolve_broker(attacker.url, environ={}).connection() as conn:
+        channel = conn.channel()
+        channel.queue_declare(f"queue/{attacker.name}/{name}", durable=False, auto_delete=False,
+                              arguments=arguments or {})
+        try:
+            for key in KEYS:
+                channel.queue_bind(f"queue/{attacker.name}/{name}", exchange, key)
+        except NotFound:
+            return False
+    return True
+
+
+def failing_listener(victim, name):
+    """A listener whose handler fails once (a retry), then for good on the second message (a
+    dead letter); `seen` records (body id, attempt)."""
+    app = Listener(name, broker=victim.url, retry_delays=(0.2,), max_attempts=3)
+    seen = []
+
+    @app.on(COMPLETED, taskGroupId=name)
+    def flaky(event):
+        seen.append((event.body["id"], event.attempt))
+        if event.body["id"] == "doomed":
+            raise PermanentFailure("never")
+        if event.attempt == 1:
+            raise ConnectionError("once")
+    return app, seen
+
+
+def run_retry_and_dead_letter(app, seen, name):
+    with running(app), Publisher() as pub:
+        for body in ({"id": "flaky"}, {"id": "doomed"}):
+            pub.publish(COMPLETED.exchange, task_key(taskGroupId=name), body)
+        wait_for(lambda: ("flaky", 2) in seen and app.metrics.get("dead_lettered") == 1,
+                 what="the retry and the dead letter")
+        assert app.is_ready()
+
+
+@pytest.mark.rabbitmq
+def test_another_pulse_user_cannot_block_the_delivery_path_with_a_rejecting_queue(victim, attacker, unique_name):
+    """Attack: bind `x-max-length: 0, reject-publish` to exchange/<victim>/<name>/delivery, so that
+    every confirmed publish through it is nacked (the listener could not start: the binding
+    record's publish failed; or it died on the first failed handler)."""
+    with running(failing_listener(victim, unique_name)[0]):
+        pass  # the listener's first start: its whole topology exists from now on
+    app, seen = failing_listener(victim, unique_name)
+    guessed = ListenerNames.of(victim.name, unique_name).legacy_exchange
+    assert not spy(attacker, guessed, f"{unique_name}-block", REJECTING), "the guessable exchange must not exist"
+    run_retry_and_dead_letter(app, seen, unique_name)
+    assert seen == [("flaky", 1), ("doomed", 1), ("flaky", 2)]
+    [letter] = app.dead_letters()
+    assert letter["reason"].startswith("permanent failure in") and letter["origin_verified"]
+
+
+@pytest.mark.rabbitmq
+def test_another_pulse_user_cannot_read_retries_dead_letters_or_the_binding_record(victim, attacker, unique_name,
+                                                                                  caplog):
+    """Attack: bind a plain queue to exchange/<victim>/<name>/delivery and read every retry, dead
+    letter (with its failure text) and the binding record. The secret part of the exchange's
+    name is nowhere the attacker can look, nor in the listener's log."""
+    caplog.set_level(logging.DEBUG)
+    app, seen = failing_listener(victim, unique_name)
+    guessed = ListenerNames.of(victim.name, unique_name).legacy_exchange
+    assert not spy(attacker, guessed, f"{unique_name}-read")
+    run_retry_and_dead_letter(app, seen, unique_name)
+    assert not spy(attacker, guessed, f"{unique_name}-read")
+    assert queued(attacker.url, f"queue/{attacker.name}/{unique_name}-read") == 0
+    exchange = locate_as(victim, app.queue)
+    assert exchange.startswith(guessed + "-") and len(exchange) == len(guessed) + 23
+    assert not any(exchange[len(guessed) + 1:] in r.getMessage() for r in caplog.records)
+    # Only the victim finds it: the attacker cannot read the victim's binding record.
+    with pytest.raises(Exception, match="ACCESS_REFUSED"):
+        locate_as(attacker, app.queue)
+
+
+def locate_as(user, queue):
+    with resolve_broker(user.url, environ={}).connection() as conn:
+        return locate(conn, ListenerNames(queue)).exchange
+
+
+class Victim:
+    """The victim on memory://, where there are no users."""
+
+    def __init__(self, url):
+        self.url = url
+
+
+@pytest.fixture(params=[pytest.param("rabbitmq", marks=pytest.mark.rabbitmq), "memory"])
+def victim_anywhere(request, unique_name):
+    if request.param == "memory":
+        yield Victim(f"memory:///{unique_name}")
+    else:
+        yield request.getfixturevalue("victim")
+
+
+@contextlib.contextmanager
+def service_publisher(url):
+    """Publishes as a Taskcluster service: as guest on RabbitMQ, in-process on memory://."""
+    if not url.startswith("memory"):
+        with Publisher() as pub:
+            yield pub.publish
+        return
+    with resolve_broker(url, environ={}).connection() as conn:
+        producer = kombu.Producer(conn.channel(), auto_declare=False)
+        yield lambda exchange, key, body: producer.publish(body, exchange=exchange, routing_key=key)
+
+
+def test_a_copy_the_broker_nacks_never_ends_run_and_its_message_waits_unacked_until_it_goes_through(
+        victim_anywhere, unique_name, monkeypatch, caplog):
+    """Whatever makes the broker refuse a retry copy (here a queue of the victim's own that
+    rejects every message, as the attacker's did), the listener keeps running, the message stays
+    unacked, and its copy is sent again later until the broker takes it."""
+    monkeypatch.setattr(tcpulse.unsettled, "FIRST_WAIT", 0.3)
+    app, seen = failing_listener(victim_anywhere, unique_name)
+    with running(app), service_publisher(victim_anywhere.url) as publish, \
+            resolve_broker(victim_anywhere.url, environ={}).connection() as conn:
+        channel = conn.channel()
+        blocker, exchange = f"{app.queue}/blocker", app._delivery.exchange
+        channel.queue_declare(blocker, durable=False, auto_delete=False, arguments=REJECTING)
+        channel.queue_unbind(app._delivery.holding_queue(2), exchange, "retry-0.2s")
+        channel.queue_bind(blocker, exchange, "retry-0.2s")
+        publish(COMPLETED.exchange, task_key(taskGroupId=unique_name), {"id": "flaky"})
+        refused = ("the broker nacked a copy sent with key 'retry-0.2s' through the listener's delivery exchange (a "
+                   "queue bound there refused it: full, or unavailable); the message stays unacked and its copy is "
+                   "sent again in ")
+        wait_for(lambda: sum(r.getMessage().startswith(refused) for r in caplog.records) >= 2, what="two refusals")
+        assert seen == [("flaky", 1)] and app.is_ready() and app.metrics.get("acked") == 0
+        channel.queue_delete(blocker)  # now returned for want of a queue: the listener binds its own again
+        wait_for(lambda: seen == [("flaky", 1), ("flaky", 2)], what="the retry, once the copy went through")
+        wait_for(lambda: app.metrics.get("acked") == 2, what="both deliveries acked")
+    assert app.metrics.get("reconnects") == 0
