@@ -5,6 +5,7 @@ Each test replays an attack by a second Pulse user (`attacker`, Pulse's permissi
 a queue of its own to any `exchange/...` it can name, as Pulse allows) on the victim
 (`pulse_user`) on the real RabbitMQ; the refusal and the move also run on memory://."""
 import contextlib
+import json
 import logging
 import subprocess
 
@@ -172,3 +173,86 @@ def test_a_copy_the_broker_nacks_never_ends_run_and_its_message_waits_unacked_un
         wait_for(lambda: seen == [("flaky", 1), ("flaky", 2)], what="the retry, once the copy went through")
         wait_for(lambda: app.metrics.get("acked") == 2, what="both deliveries acked")
     assert app.metrics.get("reconnects") == 0
+
+
+def build_legacy_layout(url, name, handler):
+    """As the victim, lay out listener `name` as tcpulse did before the private exchange: its
+    queue (bound to COMPLETED, and to FAILED by a handler since removed), exchange/<user>/<name>/delivery,
+    a retry waiting 30 s in a holding queue, a dead letter of `handler`, a message in the queue
+    and a binding record without a secret. Returns the listener's queue and old exchange."""
+    from tcpulse.delivery import Delivery
+    from tcpulse.outcome import RetryPolicy
+
+    address = resolve_broker(url, environ={})
+    queue = ListenerNames.of(address.user, name).queue
+    old = Delivery(queue, RetryPolicy(retry_delays=(30,)))  # no secret: the legacy names
+    key = task_key(taskGroupId=name)
+    origin = {"tcpulse-exchange": COMPLETED.exchange, "tcpulse-routing-key": key, "tcpulse-cc": []}
+    with address.connection() as conn:
+        channel = conn.channel()
+        channel.queue_declare(queue, durable=True, auto_delete=False, arguments=old.queue_arguments())
+        for exchange in (COMPLETED, QueueEvents.taskFailed):
+            channel.queue_bind(queue, exchange.exchange, exchange(taskGroupId=name).routing_key_pattern)
+        old.declare(channel)
+        channel.queue_declare(f"{queue}/bindings", durable=True, auto_delete=False)
+        channel.queue_bind(f"{queue}/bindings", old.exchange, "bindings")
+
+        def publish(body, routing_key, headers=None, expiration=None):
+            message = channel.prepare_message(json.dumps(body).encode(), content_type="application/json",
+                                              content_encoding="utf-8", headers=headers or {},
+                                              properties={"delivery_mode": 2, **({"expiration": expiration}
+                                                                                  if expiration else {})})
+            channel.basic_publish(message, exchange=old.exchange, routing_key=routing_key)
+
+        publish({"id": "waiting"}, "return", origin)
+        publish({"id": "retried"}, "retry-30s", {**origin, "tcpulse-attempt": 2}, expiration="30000")
+        publish({"id": "parked"}, "dead-letter", {**origin, "tcpulse-attempt": 3, "tcpulse-reason": "failed 3 of 3",
+                                                  "tcpulse-failures": json.dumps({handler: {"type": "E", "message": "m"}})})
+        publish({"bindings": [[e.exchange, e(taskGroupId=name).routing_key_pattern]
+                              for e in (COMPLETED, QueueEvents.taskFailed)],
+                 "holding_queues": old.holding_queues()}, "bindings")
+    return queue, old.exchange
+
+
+def test_a_listener_on_the_old_layout_moves_to_the_private_exchange_on_start_with_nothing_lost(
+        victim_anywhere, attacker_anywhere, unique_name, caplog):
+    """Attack in place before the upgrade: the attacker's queue is bound to the old, guessable
+    exchange. On start the listener moves: the message waiting in its queue and the retry
+    waiting in a holding queue are handled, the dead letter stays (and requeues to its handler),
+    the binding record keeps working (the removed handler's binding goes), and the old exchange,
+    with the attacker's binding, is gone."""
+    caplog.set_level(logging.INFO, logger="tcpulse.listener")
+    app = Listener(unique_name, broker=victim_anywhere.url, retry_delays=(30,))
+    seen = []
+    handler = app.add_handler(lambda event: seen.append((event.body["id"], event.attempt)), COMPLETED,
+                              taskGroupId=unique_name)
+    queue, legacy = build_legacy_layout(victim_anywhere.url, unique_name, handler.name)
+    if attacker_anywhere is not None:
+        assert spy(attacker_anywhere, legacy, f"{unique_name}-old")
+    with running(app):
+        wait_for(lambda: sorted(seen) == [("retried", 2), ("waiting", 1)], what="the waiting and the held message")
+        assert app._delivery.exchange.startswith(legacy + "-")
+        [letter] = app.dead_letters()
+        assert (letter["exchange"], letter["routing_key"], letter["attempts"], letter["origin_verified"]) == (
+            COMPLETED.exchange, task_key(taskGroupId=unique_name), 3, True)
+        assert app.requeue_dead_letters() == 1
+        wait_for(lambda: ("parked", 1) in seen, what="the requeued dead letter")
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"moving {queue} off {legacy}, which any Pulse user can bind to (and so read or block its retries, " \
+           "dead letters and binding record), to a private delivery exchange; what waits in its queue and retry " \
+           "queues comes back to its queue" in messages
+    assert any(m.startswith(f"moved {queue} to its private delivery exchange (2 message(s) back in its queue)")
+               for m in messages)
+    assert any(m.startswith(f"removed the binding of {queue} to {QueueEvents.taskFailed.exchange}") for m in messages)
+    with resolve_broker(victim_anywhere.url, environ={}).connection() as conn:
+        with pytest.raises(NotFound):
+            conn.channel().exchange_declare(legacy, "direct", passive=True)
+        assert locate(conn, ListenerNames(queue)).exchange == app._delivery.exchange
+    if attacker_anywhere is not None:
+        assert queued(attacker_anywhere.url, f"queue/{attacker_anywhere.name}/{unique_name}-old") == 0
+
+
+@pytest.fixture
+def attacker_anywhere(victim_anywhere, request):
+    """The attacker where there are users (RabbitMQ); none on memory://."""
+    return None if victim_anywhere.url.startswith("memory") else request.getfixturevalue("attacker")
