@@ -109,6 +109,10 @@ class Hashes:
         for digest in self._hashes.values():
             digest.update(chunk)
 
+    def hexdigests(self) -> Dict[str, str]:
+        """The hashes as the Object service takes them (`finishUpload`'s `hashes`)."""
+        return {name: digest.hexdigest() for name, digest in self._hashes.items()}
+
     def verify(self, expected: Mapping[str, str]) -> None:
         """Raise ObjectHashVerificationError unless every expected hash we compute matches and at
         least one acceptable hash was there to check (the official client's rules)."""
@@ -172,13 +176,13 @@ class Retriable(Exception):
         self.error = error
 
 
-def retry_delay(failure: Retriable, attempt: int, attempts: int) -> float:
-    """Seconds to wait before the next attempt, logged with why; after the last attempt, raise
-    the failure's error."""
+def retry_delay(failure: Retriable, attempt: int, attempts: int, logger: logging.Logger = log) -> float:
+    """Seconds to wait before the next attempt, logged with why (on `logger`); after the last
+    attempt, raise the failure's error."""
     if attempt >= attempts:
         raise failure.error from failure.error.superExc
     delay = calculateSleepTime(attempt)
-    log.warning("%s; retrying in %.2f s (attempt %d of %d)", failure.error, delay, attempt + 1, attempts)
+    logger.warning("%s; retrying in %.2f s (attempt %d of %d)", failure.error, delay, attempt + 1, attempts)
     return delay
 
 

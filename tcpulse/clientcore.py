@@ -17,7 +17,6 @@ Example:
     >>> queue.buildUrl("task", "abc")
     'https://tc.example.com/api/queue/v1/task/abc'
 """
-import json
 import logging
 import os
 import time
@@ -30,7 +29,7 @@ from .errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterConnect
 from .exchanges import _did_you_mean
 from .options import client_options, is_seconds, no_root_url, service_url
 from .references import FunctionEntry, Reference
-from .utils import calculateSleepTime
+from .utils import calculateSleepTime, dumpJson
 
 log = logging.getLogger("tcpulse.client")
 if os.environ.get("DEBUG_TASKCLUSTER_CLIENT"):
@@ -152,7 +151,8 @@ class ClientCore:
         before anything is sent)."""
         label = self._label(entry)
         bound = bind_arguments(label, entry, args, kwargs)
-        body = None if bound.payload is None else json.dumps(bound.payload, separators=(",", ":")).encode()
+        # dumpJson, as the official client: datetimes in a payload (e.g. `expires`) become stringDate text.
+        body = None if bound.payload is None else dumpJson(bound.payload).encode()
         query = dict(bound.query)
         if bound.pagination_limit and "limit" in entry.query:
             query["limit"] = bound.pagination_limit
