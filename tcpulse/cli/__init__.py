@@ -19,7 +19,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import brokers, listen, queues, references, routing
+from tcpulse.cli import brokers, listen, queues, references, routing
 
 COMMAND_GROUPS = (listen, routing, brokers, queues, references)
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Protocol, Tuple
 from urllib.parse import urljoin, urlsplit
 
-from .errors import ClientUsageError, ObjectHashVerificationError, TaskclusterArtifactError, TaskclusterFailure
-from .utils import calculateSleepTime
+from tcpulse.errors import ClientUsageError, ObjectHashVerificationError, TaskclusterArtifactError, TaskclusterFailure
+from tcpulse.utils import calculateSleepTime
 
 log = logging.getLogger("tcpulse.download")
 CHUNK_SIZE = 64 * 1024

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote, urlencode
 
-from .errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterRestFailure
-from .exchanges import _did_you_mean
-from .references import FunctionEntry
+from tcpulse.errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterRestFailure
+from tcpulse._api.hints import did_you_mean
+from tcpulse.references import FunctionEntry
 
 CALL_KEYWORDS = ("payload", "query", "params", "paginationHandler", "paginationLimit")
 _MISSING: Any = object()
@@ -79,7 +79,7 @@ def _named_route_args(label: str, entry: FunctionEntry, kwargs: Mapping[str, Any
             if name not in entry.args:
                 valid = ", ".join(entry.args) or "none"
                 raise ClientUsageError(
-                    f"{label}() got an unexpected route argument {name!r}.{_did_you_mean(name, entry.args)} "
+                    f"{label}() got an unexpected route argument {name!r}.{did_you_mean(name, entry.args)} "
                     f"Route arguments: {valid}; keywords: {', '.join(CALL_KEYWORDS)}")
     both = set(flat) & set(params or {})
     if both:
@@ -129,7 +129,7 @@ def _check_query(label: str, entry: FunctionEntry, query: Any) -> Dict[str, Any]
     for key in query:
         if key not in entry.query:
             valid = ", ".join(entry.query) if entry.query else f"{label} takes no query arguments"
-            raise ClientUsageError(f"{label}(): unknown query argument {key!r}.{_did_you_mean(key, entry.query)} "
+            raise ClientUsageError(f"{label}(): unknown query argument {key!r}.{did_you_mean(key, entry.query)} "
                                    f"Valid: {valid}")
     # None means "not given", so query={'continuationToken': page.get('continuationToken')} works.
     return {key: value for key, value in query.items() if value is not None}

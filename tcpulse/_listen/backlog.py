@@ -11,7 +11,7 @@ Must not import kombu or requests: the channel is anything with `queue_declare(q
 passive=True)` returning (name, message_count, consumer_count), as kombu's channels do.
 
 Example:
-    >>> from tcpulse.metrics import Metrics
+    >>> from tcpulse._ops.metrics import Metrics
     >>> watch = BacklogWatch("queue/me/app", threshold=100, metrics=Metrics())
     >>> watch.observe(250)
     True

@@ -18,15 +18,15 @@ Example:
 """
 from typing import Any, Callable, Dict, List, Optional
 
-from .calls import CALL_KEYWORDS
-from .errors import InvalidReference
-from .references import FunctionEntry, Reference
+from tcpulse._rest.calls import CALL_KEYWORDS
+from tcpulse.errors import InvalidReference
+from tcpulse.references import FunctionEntry, Reference
 
 
 def client_class(reference: Reference, base: Optional[type] = None) -> type:
     """The client class for an API reference (`kind == 'api'`), a subclass of `base`."""
     if base is None:
-        from .client import BaseClient as base
+        from tcpulse.client import BaseClient as base
     if reference.kind != "api":
         raise InvalidReference(f"{reference.path}: {reference.name} is not an API reference (kind {reference.kind!r})")
     attributes: Dict[str, Any] = {
@@ -49,7 +49,7 @@ def generated_class(module: str, name: str, asynchronous: bool = False) -> type:
     built) exist for API references only; sync ones for events references too. A name absent
     here but shipped in another set gets that set's hint in the AttributeError.
     """
-    from .references import active_set, why_missing
+    from tcpulse.references import active_set, why_missing
 
     missing = f"module {module!r} has no attribute {name!r}"
     # Class names only: lookups such as '__wrapped__' by inspect or pytest must not fix the set.
@@ -62,11 +62,11 @@ def generated_class(module: str, name: str, asynchronous: bool = False) -> type:
     if reference.kind == "exchanges":
         if asynchronous:
             raise AttributeError(missing)
-        from .exchanges import events_class
+        from tcpulse._api.exchanges import events_class
         return events_class(reference)
     base: Optional[type] = None
     if asynchronous:
-        from .aio.client import AsyncClient as base
+        from tcpulse.aio.client import AsyncClient as base
     cls = client_class(reference, base)
     cls.__module__ = module
     return cls
@@ -74,7 +74,7 @@ def generated_class(module: str, name: str, asynchronous: bool = False) -> type:
 
 def generated_names(api_only: bool = False) -> List[str]:
     """The class names `generated_class` can build from the active set, without reading references."""
-    from .references import active_set
+    from tcpulse.references import active_set
 
     return active_set().names("api" if api_only else None)
 

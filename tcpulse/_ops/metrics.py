@@ -31,7 +31,7 @@ COUNTERS = {
     "loop_blocked": "Times an async handler kept the event loop from running for over 0.5 s.",
 }
 
-# name -> help text; gauges appear once first set (e.g. by tcpulse.backlog.BacklogWatch).
+# name -> help text; gauges appear once first set (e.g. by tcpulse._listen.backlog.BacklogWatch).
 GAUGES = {
     "queue_messages": "Messages waiting in the listener's queue at the last backlog poll.",
 }

@@ -5,14 +5,14 @@ Owns a small threaded HTTP server bound to 127.0.0.1 by default, so that an orch
 how it is doing.
 
 Must not import kombu, requests or the listener: it only needs an object with `is_ready()`
-and a `metrics` attribute (a `tcpulse.metrics.Metrics`), so it stays cheap and testable.
+and a `metrics` attribute (a `tcpulse._ops.metrics.Metrics`), so it stays cheap and testable.
 
 - `/live`    200 while the process serves requests at all.
 - `/ready`   200 only while the listener is connected and consuming, else 503.
 - `/metrics` the listener's counters in Prometheus' text exposition format.
 
 Example:
-    >>> from tcpulse.metrics import Metrics
+    >>> from tcpulse._ops.metrics import Metrics
     >>> class Idle:
     ...     metrics = Metrics()
     ...     def is_ready(self): return False
@@ -30,7 +30,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional, Protocol, Tuple
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tcpulse.health")
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_HOST = "127.0.0.1"
@@ -48,7 +48,7 @@ class HealthServer:
     """Serve `/live`, `/ready` and `/metrics` for `listener` on `host:port` (port 0: any free).
 
     Example:
-        >>> from tcpulse.metrics import Metrics
+        >>> from tcpulse._ops.metrics import Metrics
         >>> class Busy:
         ...     metrics = Metrics()
         ...     def is_ready(self): return True

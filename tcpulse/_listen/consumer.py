@@ -2,9 +2,9 @@
 handler threads, and settle their results, always on this thread.
 
 Owns: the consume loop (built on kombu's `ConsumerMixin` hooks), reconnecting with backoff and
-jitter, heartbeats while handlers run, feeding the handler pool (`tcpulse.pool`), batched acks,
+jitter, heartbeats while handlers run, feeding the handler pool (`tcpulse._listen.pool`), batched acks,
 and the bounded drain on shutdown. What a message's result means (ack, retry, dead letter) is decided by the
-`settle` callable it is given (`tcpulse.messages.MessageHandling.settle`), which publishes any
+`settle` callable it is given (`tcpulse._listen.messages.MessageHandling.settle`), which publishes any
 copy before this thread acks the message; what to declare by `declare`; which pool runs messages
 (threads, or an event loop for async handlers) by `pool`.
 
@@ -20,7 +20,7 @@ starting with the first; every failed connection attempt moves on to the next no
 node in use goes away the listener is consuming from another one after one refused attempt (the
 backoff applies between attempts as with one node). A quorum queue is served by every node.
 
-Acks are batched (`tcpulse.acks.AckWindow`) where the transport honours multiple acks, and
+Acks are batched (`tcpulse._listen.acks.AckWindow`) where the transport honours multiple acks, and
 flushed whenever this thread is about to wait. Messages of a lost connection are never acked on
 the next one (delivery tags belong to a channel); the broker redelivers them.
 
@@ -41,10 +41,10 @@ from typing import Any, Callable, Dict, Iterator, List
 
 from kombu.mixins import ConsumerMixin
 
-from .acks import AckWindow
-from .connection import BrokerAddress
-from .errors import BrokerFailure
-from .metrics import Metrics
+from tcpulse._listen.acks import AckWindow
+from tcpulse._broker.connection import BrokerAddress
+from tcpulse.errors import BrokerFailure
+from tcpulse._ops.metrics import Metrics
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -56,7 +56,7 @@ BACKOFF_CAP = 30.0
 READ_AHEAD = 64 * 1024  # bytes asked of the broker socket per recv (many messages at a time)
 
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
-# notify -> the pool that runs messages (`tcpulse.pool.WorkerPool` or `tcpulse.looppool.LoopPool`);
+# notify -> the pool that runs messages (`tcpulse._listen.pool.WorkerPool` or `tcpulse._listen.looppool.LoopPool`);
 # the pool calls notify when a result is ready to settle.
 PoolFactory = Callable[[Callable[[], None]], Any]
 
@@ -64,7 +64,7 @@ PoolFactory = Callable[[Callable[[], None]], Any]
 class _WithoutKombuConnectedLine(logging.Filter):
     """Drops the 'Connected to <uri>' line kombu's ConsumerMixin logs on every connect: the
     consumer logs its own, with the redacted address (kombu's reads
-    'tcpulse.broker:Transport://:**@localhost//' on memory://)."""
+    'tcpulse._broker.broker:Transport://:**@localhost//' on memory://)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.msg != "Connected to %s"
@@ -114,7 +114,7 @@ class Consumer(ConsumerMixin):
         self._acks = AckWindow(lambda tag, multiple: self._channel.basic_ack(tag, multiple=multiple))
         self._last_heartbeat = 0.0
         self._inbox: List[Any] = []  # delivered, not yet handed to the pool
-        self.backlog: Any = None  # a tcpulse.backlog.BacklogWatch, polled from this thread
+        self.backlog: Any = None  # a tcpulse._listen.backlog.BacklogWatch, polled from this thread
 
     @property
     def should_stop(self) -> bool:  # type: ignore[override]

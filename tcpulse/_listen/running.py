@@ -9,12 +9,12 @@ failure's log line); and the slow-handler watch: a handler still running after
 `slow_after` seconds is warned about once per handler and message, with its name, the
 message's key and how long it has run.
 
-Imports only the standard library and `tcpulse.metrics`; asyncio only when an awaitable is
+Imports only the standard library and `tcpulse._ops.metrics`; asyncio only when an awaitable is
 met (a listener with sync handlers never loads it). Never imports kombu or requests.
 
 Example:
-    >>> from tcpulse.dispatch import Event, Handler
-    >>> from tcpulse.metrics import Metrics
+    >>> from tcpulse._listen.dispatch import Event, Handler
+    >>> from tcpulse._ops.metrics import Metrics
     >>> runs = HandlerRuns(Metrics())
     >>> async def fetch(event): raise ValueError("down")
     >>> failures = runs.run_sync([Handler(fetch, "app.fetch", ())], Event({}, "exchange/x", "k"))
@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Type
 
-from .metrics import Metrics
+from tcpulse._ops.metrics import Metrics
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -175,7 +175,7 @@ class Watchdog:
     has an event loop) for longer than LAG_WARNING seconds, once per episode.
 
     Example:
-        >>> from tcpulse.metrics import Metrics
+        >>> from tcpulse._ops.metrics import Metrics
         >>> Watchdog(HandlerRuns(Metrics()), pool=None).start().stop()
     """
 

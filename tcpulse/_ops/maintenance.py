@@ -11,7 +11,7 @@ How a migration goes, each step safe to repeat, so a run interrupted anywhere (e
 is finished by running it again:
 1. parking queues of the new type (`queue/<user>/<name>/migrating`, `.../parked-dl`,
    `.../parked-rec`) take what the old queues hold; the main one is bound like the listener's
-   queue (bindings from the listener's record, `tcpulse.stale`), so what is published meanwhile
+   queue (bindings from the listener's record, `tcpulse._listen.stale`), so what is published meanwhile
    waits there too;
 2. each old queue (listener's, holding, dead-letter, record) is unbound, emptied into its parking
    queue (every copy publisher-confirmed before its original is acked), deleted and declared
@@ -20,7 +20,7 @@ is finished by running it again:
 A message may be copied twice when a run is cut between a copy and its ack (at least once, as
 everywhere else); none is lost. Retries waiting in holding queues come back at once.
 
-Imports kombu through `tcpulse.delivery`; never requests or the listener.
+Imports kombu through `tcpulse._listen.delivery`; never requests or the listener.
 """
 import contextlib
 import itertools
@@ -29,13 +29,13 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 import kombu
 from amqp.exceptions import NotFound, PreconditionFailed
 
-from .connection import BrokerAddress
-from .delivery import Delivery, await_count, copy_of
-from .errors import BrokerFailure
-from .exchanges import Binding
-from .outcome import DEFAULT_RETRY_DELAYS, Origin, RetryPolicy, trusted_headers
-from .stale import RECORD_KEY, read_records, record_queue
-from .topology import DEAD_LETTER_KEY, QUEUE_TYPES, RETURN_KEY, ListenerNames, queue_arguments
+from tcpulse._broker.connection import BrokerAddress
+from tcpulse._listen.delivery import Delivery, await_count, copy_of
+from tcpulse.errors import BrokerFailure
+from tcpulse._api.exchanges import Binding
+from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS, Origin, RetryPolicy, trusted_headers
+from tcpulse._listen.stale import RECORD_KEY, read_records, record_queue
+from tcpulse._listen.topology import DEAD_LETTER_KEY, QUEUE_TYPES, RETURN_KEY, ListenerNames, queue_arguments
 
 Report = Callable[[str], None]
 BATCH = 500  # copies published before waiting for the broker's confirms
@@ -96,7 +96,7 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
                             f"(has listener {name!r} run there?)")
     pairs, _ = _record(connection, new)
     if not pairs and _count(connection, queue) is not None:
-        raise BrokerFailure(f"no record of what {queue} is bound to (tcpulse.stale keeps one): run the listener "
+        raise BrokerFailure(f"no record of what {queue} is bound to (tcpulse._listen.stale keeps one): run the listener "
                             "once with this version of tcpulse, stop it, then migrate")
     bindings = [Binding(exchange, pattern) for exchange, pattern in sorted(pairs)]
     with _channel(connection) as channel:

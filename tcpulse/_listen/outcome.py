@@ -3,8 +3,8 @@
 This module owns the decision (`decide`), the retry schedule (`RetryPolicy`), the check that a
 body is a JSON object (`decode_body`, raising `Poison`) and the header names that carry a retried
 message's original delivery (`Origin`). It is pure: it imports neither kombu nor requests, and
-it never touches a broker; `tcpulse.delivery` turns its verdicts into broker actions and
-`tcpulse.messages.MessageHandling.settle` is the one place that applies them.
+it never touches a broker; `tcpulse._listen.delivery` turns its verdicts into broker actions and
+`tcpulse._listen.messages.MessageHandling.settle` is the one place that applies them.
 
 Example:
     >>> policy = RetryPolicy(max_attempts=3, retry_delays=(5, 30))
@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import PermanentFailure, TaskclusterRestFailure
+from tcpulse.errors import PermanentFailure, TaskclusterRestFailure
 
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes; Taskcluster's messages are a few kB at most
 # Levels of JSON nesting a body may have: far more than any Taskcluster message, far fewer than
@@ -197,7 +197,7 @@ def decode_body(raw: Union[bytes, str], max_bytes: int = DEFAULT_MAX_BODY) -> Di
         >>> decode_body(b'[1]')
         Traceback (most recent call last):
         ...
-        tcpulse.outcome.Poison: body is JSON but not an object (got list)
+        tcpulse._listen.outcome.Poison: body is JSON but not an object (got list)
     """
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")

@@ -4,7 +4,7 @@ Owns: resolving the broker per the contract (an explicit URL, else PULSE_URL, el
 PULSE_USERNAME/PULSE_PASSWORD with PULSE_HOST over amqps on 5671, else the local guest broker),
 the Pulse user name that prefixes queue names, a redacted form of the URL for logs and reprs
 (`redact_url`, which also serves the error messages about URLs too malformed to parse), and building the kombu Connection (heartbeats on). `memory://` selects the embedded broker
-(`tcpulse.broker:Transport`).
+(`tcpulse._broker.broker:Transport`).
 
 Passwords may hold '/', '@' and '%': in a URL they may be percent-encoded, or given raw
 (the user part then ends at the last '@'). The password never appears in a repr, a log line or
@@ -31,7 +31,7 @@ from urllib.parse import unquote
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
 PULSE_HOST = "pulse.mozilla.org"
-MEMORY_TRANSPORT = "tcpulse.broker:Transport"
+MEMORY_TRANSPORT = "tcpulse._broker.broker:Transport"
 HEARTBEAT = 30  # seconds we ask for; the broker may negotiate lower
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 _URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)

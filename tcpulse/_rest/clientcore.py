@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
-from . import auth
-from .calls import BoundCall, bind_arguments, call_url
-from .errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterConnectionError
-from .exchanges import _did_you_mean
-from .options import client_options, is_seconds, no_root_url, service_url
-from .references import FunctionEntry, Reference
-from .utils import calculateSleepTime
+from tcpulse import auth
+from tcpulse._rest.calls import BoundCall, bind_arguments, call_url
+from tcpulse.errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterConnectionError
+from tcpulse._api.hints import did_you_mean
+from tcpulse._rest.options import client_options, is_seconds, no_root_url, service_url
+from tcpulse.references import FunctionEntry, Reference
+from tcpulse.utils import calculateSleepTime
 
 log = logging.getLogger("tcpulse.client")
 if os.environ.get("DEBUG_TASKCLUSTER_CLIENT"):
@@ -99,7 +99,7 @@ class ClientCore:
         entry = self.entries.get(method_name)
         if entry is None:
             raise ClientUsageError(f"{type(self).__name__} has no method {method_name!r}."
-                                   f"{_did_you_mean(method_name, list(self.entries))}")
+                                   f"{did_you_mean(method_name, list(self.entries))}")
         return entry
 
     def _label(self, entry: FunctionEntry) -> str:

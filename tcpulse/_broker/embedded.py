@@ -2,7 +2,7 @@
 
 Owns: `Broker`, one in-process virtual host (shared by every kombu Connection of the process
 through `broker_for`), with RabbitMQ's semantics: topic matching by
-`tcpulse.dispatch.topic_matches` (`#` matches zero words), routing by the primary key and every
+`tcpulse._listen.dispatch.topic_matches` (`#` matches zero words), routing by the primary key and every
 key of the `CC`/`BCC` headers (each queue reached at most once; BCC removed; a header that is not
 a list refused with RabbitMQ's PRECONDITION_FAILED, items that are not text ignored), `x-message-ttl`
 and per-message `expiration` (expiring at the head of a queue), dead-lettering on expiry,
@@ -13,7 +13,7 @@ more often than the limit is dead-lettered with reason `delivery_limit`; `x-deli
 counts the returns), and RabbitMQ's NOT_FOUND / PRECONDITION_FAILED errors. Every exchange of the shipped references
 exists from the start, as on Pulse, where the Taskcluster services have declared them.
 
-`tcpulse.broker` adapts this to kombu. Imports neither kombu nor requests (only py-amqp's
+`tcpulse._broker.broker` adapts this to kombu. Imports neither kombu nor requests (only py-amqp's
 exception classes, so that callers catch the same errors as on RabbitMQ).
 
 Example:
@@ -34,8 +34,8 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from amqp import exceptions as amqp_errors
 
-from .dispatch import topic_matches
-from .references import active_set
+from tcpulse._listen.dispatch import topic_matches
+from tcpulse.references import active_set
 
 Payload = Dict[str, Any]
 EXCHANGE_TYPES = ("topic", "direct", "fanout")

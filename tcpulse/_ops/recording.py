@@ -7,7 +7,7 @@ writing it, and moving messages between a broker and a file (`record_from`, `rep
 
 Files are streamed, never held whole: `read` checks every line in one pass (so that a bad line
 is reported before anything is published) and reads the file again for each use. An error quotes
-at most a short excerpt of the bad value; a body is held to `tcpulse.outcome`'s rules for bodies
+at most a short excerpt of the bad value; a body is held to `tcpulse._listen.outcome`'s rules for bodies
 (nesting at most MAX_DEPTH levels), as the listener would.
 
 Imports kombu only inside the broker-facing functions; never imports requests or the listener.
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .errors import TaskclusterFailure
-from .exchanges import _did_you_mean
-from .outcome import MAX_DEPTH, Poison, decode_body, header_strings, too_deep
+from tcpulse.errors import TaskclusterFailure
+from tcpulse._api.hints import did_you_mean
+from tcpulse._listen.outcome import MAX_DEPTH, Poison, decode_body, header_strings, too_deep
 
 REQUIRED = ("exchange", "routing_key", "body")
 ROUTE_PREFIX = "route."
@@ -49,7 +49,7 @@ class RecordingError(TaskclusterFailure, ValueError):
         >>> parse_line("[]", "m.jsonl line 7")
         Traceback (most recent call last):
         ...
-        tcpulse.recording.RecordingError: m.jsonl line 7: expected a JSON object with exchange, routing_key, body (got list)
+        tcpulse._ops.recording.RecordingError: m.jsonl line 7: expected a JSON object with exchange, routing_key, body (got list)
     """
 
 
@@ -95,7 +95,7 @@ def read(path: Union[str, Path]) -> "Recording":
         >>> read("/nonexistent.jsonl")
         Traceback (most recent call last):
         ...
-        tcpulse.recording.RecordingError: /nonexistent.jsonl: no such file
+        tcpulse._ops.recording.RecordingError: /nonexistent.jsonl: no such file
     """
     return Recording(path)
 
@@ -138,7 +138,7 @@ def read_lines(lines: Iterable[Union[str, bytes]], name: str = "<input>") -> Ite
         >>> list(read_lines([b'{"exchange": "\\xff"}'], "m.jsonl"))
         Traceback (most recent call last):
         ...
-        tcpulse.recording.RecordingError: m.jsonl line 1: not valid UTF-8 (byte 14)
+        tcpulse._ops.recording.RecordingError: m.jsonl line 1: not valid UTF-8 (byte 14)
     """
     for number, line in enumerate(lines, start=1):
         where = f"{name} line {number}"
@@ -183,8 +183,8 @@ def parse_line(line: str, where: str) -> Recorded:
 def _check_required(data: Dict[str, Any], where: str) -> None:
     for name in REQUIRED:
         if name not in data:
-            stray = next((key for key in data if key not in REQUIRED and _did_you_mean(key, [name])), None)
-            hint = f" It has {stray!r}.{_did_you_mean(stray, [name])}" if stray is not None else ""
+            stray = next((key for key in data if key not in REQUIRED and did_you_mean(key, [name])), None)
+            hint = f" It has {stray!r}.{did_you_mean(stray, [name])}" if stray is not None else ""
             raise RecordingError(f"{where}: field {name!r} is missing (each line needs "
                                  f"{', '.join(REQUIRED)}).{hint}")
     for name, kind, label in (("exchange", str, "a string"), ("routing_key", str, "a string"),
@@ -219,7 +219,7 @@ def replay_into(connection: Any, messages: Sequence[Recorded],
 
     Example:
         >>> import kombu
-        >>> with kombu.Connection("memory:///doc-replay", transport="tcpulse.broker:Transport") as conn:
+        >>> with kombu.Connection("memory:///doc-replay", transport="tcpulse._broker.broker:Transport") as conn:
         ...     replay_into(conn, [Recorded("exchange/taskcluster-queue/v1/task-failed", "primary.t", (), {})])
         1
     """
@@ -251,12 +251,12 @@ def record_from(connection: Any, queue_name: str, bindings: Sequence[Tuple[str, 
 
     Example:
         >>> import io, kombu
-        >>> with kombu.Connection("memory:///doc-record", transport="tcpulse.broker:Transport") as conn:
+        >>> with kombu.Connection("memory:///doc-record", transport="tcpulse._broker.broker:Transport") as conn:
         ...     record_from(conn, "queue/guest/doc", [("exchange/taskcluster-queue/v1/task-failed", "#")],
         ...                 io.StringIO(), timeout=0.1)
         0
     """
-    from .connection import lost_connection_errors
+    from tcpulse._broker.connection import lost_connection_errors
 
     writer = _Writer(out, count, progress)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -298,7 +298,7 @@ def _record_once(connection: Any, queue_name: str, bindings: Sequence[Tuple[str,
 def _reconnect(connection: Any, exc: BaseException, deadline: Optional[float]) -> bool:
     """Reconnect after `exc`, waiting longer between attempts; False when the
     recording's time ran out first."""
-    from .connection import lost_connection_errors
+    from tcpulse._broker.connection import lost_connection_errors
 
     print(f"lost the connection to the broker ({type(exc).__name__}: {exc}); reconnecting; the "
           "recording goes on", file=sys.stderr, flush=True)

@@ -17,11 +17,11 @@ the messages move between the listener's queue and the holding queues, they do n
 
 Only standard queue arguments are used (x-message-ttl, x-dead-letter-exchange,
 x-dead-letter-routing-key, x-max-length, x-overflow), so the embedded `memory://` broker works too.
-The decisions come from `tcpulse.outcome` (pure); this module imports kombu, never requests,
+The decisions come from `tcpulse._listen.outcome` (pure); this module imports kombu, never requests,
 and never the listener.
 
 Example:
-    >>> from tcpulse.outcome import RetryPolicy
+    >>> from tcpulse._listen.outcome import RetryPolicy
     >>> d = Delivery("queue/alice/watcher", RetryPolicy(retry_delays=(5, 30)))
     >>> d.exchange, d.holding_queue(2), d.dead_letter_queue
     ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
@@ -37,14 +37,14 @@ from typing import Any, Dict, Iterator, List, Optional
 import kombu
 from amqp.exceptions import AMQPError, NotFound
 
-from .connection import broker_errors, connect_any
-from .errors import BrokerFailure
-from .topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
+from tcpulse._broker.connection import broker_errors, connect_any
+from tcpulse.errors import BrokerFailure
+from tcpulse._listen.topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
                        explain_conflicts, holding_key, limit_key, limit_of_key, queue_arguments)
-from .outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
+from tcpulse._listen.outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
                       decode_body, header_strings, header_text, trusted_headers)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tcpulse.delivery")
 
 DEAD_LETTER_TTL = 7 * 24 * 3600  # seconds a dead letter is kept before the broker drops it
 DEAD_LETTER_MAX_LENGTH = 5_000  # beyond this the oldest dead letters are dropped
@@ -200,7 +200,7 @@ def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100
     """Up to `limit` dead letters of listener queue `queue`, oldest first, left in place.
 
     Example:
-        >>> with kombu.Connection("memory:///doc-list", transport="tcpulse.broker:Transport") as conn:
+        >>> with kombu.Connection("memory:///doc-list", transport="tcpulse._broker.broker:Transport") as conn:
         ...     channel = conn.channel()
         ...     _ = channel.queue_declare("queue/alice/watcher")
         ...     Delivery("queue/alice/watcher", RetryPolicy()).declare(channel)
@@ -234,7 +234,7 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
     of the handlers that failed; return how many were sent. Run it after fixing the cause.
 
     Example:
-        >>> with kombu.Connection("memory:///doc-requeue", transport="tcpulse.broker:Transport") as conn:
+        >>> with kombu.Connection("memory:///doc-requeue", transport="tcpulse._broker.broker:Transport") as conn:
         ...     channel = conn.channel()
         ...     _ = channel.queue_declare("queue/alice/watcher")
         ...     Delivery("queue/alice/watcher", RetryPolicy()).declare(channel)
@@ -254,11 +254,11 @@ def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Option
 
 @contextlib.contextmanager
 def broker_connection(address: Any) -> Iterator[kombu.Connection]:
-    """A connection to `address` (a `tcpulse.connection.BrokerAddress`) for a short errand;
+    """A connection to `address` (a `tcpulse._broker.connection.BrokerAddress`) for a short errand;
     any broker trouble becomes one `BrokerFailure` that never shows the password.
 
     Example:
-        >>> from tcpulse.connection import resolve_broker
+        >>> from tcpulse._broker.connection import resolve_broker
         >>> with broker_connection(resolve_broker("amqp://bob:secret@127.0.0.1:9//")) as conn:
         ...     pass
         Traceback (most recent call last):

@@ -1,21 +1,21 @@
 """A listener run's message path: from a delivered message to its verdict as broker actions.
 
 Owns: turning a broker message into an `Event` (its origin from the delivery headers, its body
-checked by `tcpulse.outcome.decode_body`), choosing its handlers from the registry, the pool
+checked by `tcpulse._listen.outcome.decode_body`), choosing its handlers from the registry, the pool
 that runs them (threads, or an event loop once any handler is `async def`) and running them
-through `tcpulse.running`, the rate-limited warning about messages no handler matches, and
+through `tcpulse._listen.running`, the rate-limited warning about messages no handler matches, and
 `settle`: the ONE place that applies the ack / retry / dead-letter decision of
-`tcpulse.outcome` (a retry or dead-letter copy published through `tcpulse.delivery`).
+`tcpulse._listen.outcome` (a retry or dead-letter copy published through `tcpulse._listen.delivery`).
 
 The listener builds one `MessageHandling` per run with what it needs and hands `new_pool` and
-`settle` to `tcpulse.consumer`, which acks each message once `settle` returns. Imports the pools
+`settle` to `tcpulse._listen.consumer`, which acks each message once `settle` returns. Imports the pools
 lazily (asyncio only for async handlers); never imports the listener, the consumer, kombu or
 requests.
 
 Example (a message as kombu would deliver it, run on the pool's thread):
     >>> from types import SimpleNamespace
     >>> from tcpulse import Listener, QueueEvents
-    >>> from tcpulse.delivery import Delivery
+    >>> from tcpulse._listen.delivery import Delivery
     >>> app = Listener("w", broker="memory://")
     >>> @app.on(QueueEvents.taskCompleted)
     ... def completed(event): print("completed", event.fields["taskId"])
@@ -36,9 +36,9 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from .dispatch import Event, Registry
-from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
-from .running import Failures, HandlerRuns
+from tcpulse._listen.dispatch import Event, Registry
+from tcpulse._listen.outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
+from tcpulse._listen.running import Failures, HandlerRuns
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -50,7 +50,7 @@ class MessageHandling:
     """Runs one listener's messages for one `run()`: `new_pool(notify)` makes the pool that
     processes them, `settle(message, event, failures)` publishes what their outcome asks for.
 
-    `delivery` is the run's `tcpulse.delivery.Delivery`; `runs` records handler runs (its
+    `delivery` is the run's `tcpulse._listen.delivery.Delivery`; `runs` records handler runs (its
     metrics are the listener's); `queue` and `name` only word log lines.
     """
 
@@ -70,10 +70,10 @@ class MessageHandling:
     def new_pool(self, notify: Callable[[], None]) -> Any:
         """Threads for a listener of sync handlers; an event loop once any handler is async."""
         if any(handler.is_async for handler in self._registry.handlers):
-            from .looppool import LoopPool
+            from tcpulse._listen.looppool import LoopPool
             self._pool = LoopPool(self._concurrency, self._process_async, notify)
         else:
-            from .pool import WorkerPool
+            from tcpulse._listen.pool import WorkerPool
             self._pool = WorkerPool(self._concurrency, self._process, notify)
         return self._pool
 
@@ -86,7 +86,7 @@ class MessageHandling:
         return event, self._runs.run_sync(handlers, event)
 
     async def _process_async(self, message: Any) -> tuple:
-        """`_process` on the pool's event loop (`tcpulse.looppool`)."""
+        """`_process` on the pool's event loop (`tcpulse._listen.looppool`)."""
         event, handlers = self._prepare(message)
         if event is None:
             return None, handlers
@@ -137,7 +137,7 @@ class MessageHandling:
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
         """Turn a message's result into broker actions, on the connection's thread, before the
         consumer acks it: the one place that applies the ack / retry / dead-letter decision of
-        `tcpulse.outcome`. A copy (retry or dead letter) is published before the original is
+        `tcpulse._listen.outcome`. A copy (retry or dead letter) is published before the original is
         acked on the same channel, so a lost connection can duplicate a message but never lose it."""
         if not failures:  # every handler succeeded or none matched: `decide` says Ack, whatever the attempt
             return

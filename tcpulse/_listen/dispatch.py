@@ -6,11 +6,11 @@ once, in registration order, on the primary key and every CC'd key), and the `Ev
 receives. The listener and the testing harness both dispatch through this module, so a message
 reaches the same handlers live and in tests.
 
-Pure module: imports only the standard library, `tcpulse.exchanges` and `tcpulse.errors`
+Pure module: imports only the standard library, `tcpulse._api.exchanges` and `tcpulse.errors`
 (never kombu or requests).
 
 Example:
-    >>> from tcpulse.exchanges import Binding
+    >>> from tcpulse._api.exchanges import Binding
     >>> registry = Registry()
     >>> h = registry.add(print, [Binding("exchange/x", "primary.#")])
     >>> [x.name for x in registry.select("exchange/x", "primary", ())]
@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .errors import TaskclusterTopicExchangeFailure
-from .exchanges import Binding, Exchange, exchange_named
+from tcpulse.errors import TaskclusterTopicExchangeFailure
+from tcpulse._api.exchanges import Binding, Exchange, exchange_named
 
 ROUTE_PREFIX = "route."
 
@@ -218,7 +218,7 @@ class Registry:
     """Handlers in registration order; selects the ones a message goes to.
 
     Example:
-        >>> from tcpulse.exchanges import Binding
+        >>> from tcpulse._api.exchanges import Binding
         >>> r = Registry()
         >>> _ = r.add(len, [Binding("exchange/x", "route.a.#")])
         >>> [h.name for h in r.select("exchange/x", "primary.k", ["route.a.b"])]
@@ -328,7 +328,7 @@ def bindings_for(targets: Sequence[Any], route: Any = None, fields: Optional[Map
     a `Binding`, or an official-client dict {'exchange', 'routingKeyPattern'}.
 
     Example:
-        >>> from tcpulse.exchanges import find_exchange
+        >>> from tcpulse._api.exchanges import find_exchange
         >>> [b.routing_key_pattern for b in bindings_for([find_exchange("QueueEvents.taskDefined")],
         ...                                              route="index.project.#")]
         ['route.index.project.#']

@@ -13,10 +13,10 @@ Example:
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional
 
-from .errors import TaskclusterTopicExchangeFailure
+from tcpulse.errors import TaskclusterTopicExchangeFailure
 
 if TYPE_CHECKING:
-    from .exchanges import Exchange
+    from tcpulse._api.exchanges import Exchange
 
 
 class Immutable:

@@ -34,9 +34,9 @@ Example:
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .connection import BrokerAddress
-from .errors import BrokerFailure
-from .exchanges import Binding
+from tcpulse._broker.connection import BrokerAddress
+from tcpulse.errors import BrokerFailure
+from tcpulse._api.exchanges import Binding
 
 QUEUE_TYPES = ("classic", "quorum")
 MAX_NAME_BYTES = 255  # RabbitMQ's and py-amqp's limit for queue and exchange names
@@ -140,9 +140,9 @@ def check_queue_type(queue_type: str, delivery_limit: Optional[int], named: bool
         ValueError: an unnamed Listener cannot use queue_type='quorum': its queue is exclusive and goes away with its connection, and quorum queues are durable; give the listener a name (Listener('my-listener', queue_type='quorum'), or tcpulse listen --queue NAME)
     """
     if queue_type not in QUEUE_TYPES:
-        from .exchanges import _did_you_mean
+        from tcpulse._api.hints import did_you_mean
         raise ValueError(f"queue_type must be one of {', '.join(QUEUE_TYPES)} (got {queue_type!r})."
-                         f"{_did_you_mean(str(queue_type), QUEUE_TYPES)}")
+                         f"{did_you_mean(str(queue_type), QUEUE_TYPES)}")
     if delivery_limit is not None and (not isinstance(delivery_limit, int) or isinstance(delivery_limit, bool)
                                        or delivery_limit < 1):
         raise ValueError(f"delivery_limit must be an integer >= 1 (got {delivery_limit!r})")

@@ -3,12 +3,12 @@
 Owns: the decorator registry (`Listener.on`, `add_handler`, module-level `on` on a default
 listener), the listener's options, its queue's name and declaration (durable
 `queue/<user>/<name>`, or an exclusive auto-delete queue when unnamed; what an earlier run bound
-and no handler declares now is removed by `tcpulse.stale`), exchanges declared passively (or
+and no handler declares now is removed by `tcpulse._listen.stale`), exchanges declared passively (or
 for real with `declare_exchanges=True`, for local development), wiring a run together (signals:
-`tcpulse.shutdown`), readiness and metrics for health checks.
+`tcpulse._listen.shutdown`), readiness and metrics for health checks.
 
-The consume loop itself lives in `tcpulse.consumer`; a message's path from broker message to
-handlers and back to broker actions in `tcpulse.messages`; dispatch rules in `tcpulse.dispatch`.
+The consume loop itself lives in `tcpulse._listen.consumer`; a message's path from broker message to
+handlers and back to broker actions in `tcpulse._listen.messages`; dispatch rules in `tcpulse._listen.dispatch`.
 Imports kombu (through the consumer) lazily at `run()`; never imports requests.
 
 Example:
@@ -25,18 +25,18 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
-from .backlog import DEFAULT_THRESHOLD, BacklogWatch
-from .connection import BrokerAddress, resolve_broker
-from .dispatch import Event, Handler, Registry, bindings_for
-from .outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
-from .exchanges import Binding
-from .metrics import Metrics
-from .logsetup import log_to_stderr_unless_configured
-from .messages import MessageHandling
-from .running import HandlerRuns, Watchdog
-from .shutdown import install_shutdown_signals
-from .stale import remove_stale
-from .topology import ListenerNames, check_queue_type, declare_listener_queue
+from tcpulse._listen.backlog import DEFAULT_THRESHOLD, BacklogWatch
+from tcpulse._broker.connection import BrokerAddress, resolve_broker
+from tcpulse._listen.dispatch import Event, Handler, Registry, bindings_for
+from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
+from tcpulse._api.exchanges import Binding
+from tcpulse._ops.metrics import Metrics
+from tcpulse._ops.logsetup import log_to_stderr_unless_configured
+from tcpulse._listen.messages import MessageHandling
+from tcpulse._listen.running import HandlerRuns, Watchdog
+from tcpulse._listen.shutdown import install_shutdown_signals
+from tcpulse._listen.stale import remove_stale
+from tcpulse._listen.topology import ListenerNames, check_queue_type, declare_listener_queue
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -58,7 +58,7 @@ class Listener:
       may send ahead (default max(10, 4 x concurrency)).
     - `declare_exchanges`: create the exchanges bound to (local development); by default they
       are only checked, as a Pulse user may not create them (memory:// creates them).
-    - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse.delivery`).
+    - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse._listen.delivery`).
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
       listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
       times without an ack (its process died on it each time) goes to the dead-letter queue.
@@ -207,7 +207,7 @@ class Listener:
         return sorted({delivery.holding_queue(a) for a in range(2, self._policy.max_attempts + 1)})
 
     def _new_delivery(self) -> Any:
-        from .delivery import Delivery
+        from tcpulse._listen.delivery import Delivery
 
         return Delivery(self.queue, self._policy, self.max_length, exclusive=self.name is None,
                         queue_type=self.queue_type, delivery_limit=self.delivery_limit)
@@ -260,7 +260,7 @@ class Listener:
         Example (needs a broker):
             >>> app.run()   # doctest: +SKIP
         """
-        from .consumer import Consumer
+        from tcpulse._listen.consumer import Consumer
 
         if not self._registry.handlers:
             raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
@@ -290,7 +290,7 @@ class Listener:
     def _start_health(self) -> Any:
         if self.health_port is None:
             return None
-        from .health import HealthServer
+        from tcpulse._ops.health import HealthServer
         return HealthServer(self, self.health_port).start()
 
     def stop(self) -> None:
@@ -321,7 +321,7 @@ class Listener:
             >>> [d["reason"] for d in Listener("task-watcher").dead_letters()]   # doctest: +SKIP
             ['failed 5 of 5 attempts']
         """
-        from .delivery import broker_connection, list_dead_letters
+        from tcpulse._listen.delivery import broker_connection, list_dead_letters
         with broker_connection(self._address) as connection:
             return list_dead_letters(connection, self.queue, limit)
 
@@ -333,7 +333,7 @@ class Listener:
             >>> Listener("task-watcher").requeue_dead_letters()   # doctest: +SKIP
             3
         """
-        from .delivery import broker_connection, requeue_dead_letters
+        from tcpulse._listen.delivery import broker_connection, requeue_dead_letters
         with broker_connection(self._address) as connection:
             return requeue_dead_letters(connection, self.queue, limit)
 

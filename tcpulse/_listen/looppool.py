@@ -2,10 +2,10 @@
 
 Owns: one asyncio event loop in a daemon thread of its own; at most `size` messages in flight
 on it (each one a task awaiting `work(message)`, in delivery order); the same interface and
-epoch rule as `tcpulse.pool.WorkerPool` (results land in `done` for the connection thread to
+epoch rule as `tcpulse._listen.pool.WorkerPool` (results land in `done` for the connection thread to
 settle; a message whose connection is gone, or that would start while stopping, is skipped,
 never started); daemon threads for the sync handlers of such a listener; `lag()`, how long the loop has
-been kept from running (`tcpulse.running.Watchdog` warns about a handler blocking it).
+been kept from running (`tcpulse._listen.running.Watchdog` warns about a handler blocking it).
 
 Why a loop of its own in its own thread: acks and heartbeats stay on the connection thread
 (kombu channels are not thread-safe), and one loop can keep hundreds of awaiting handlers in
@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Deque, Optional, Tuple
 
-from .pool import PoolState, internal_error
+from tcpulse._listen.pool import PoolState, internal_error
 
 log = logging.getLogger("tcpulse.listener")
 

@@ -17,8 +17,8 @@ Example:
 import os
 from typing import Any, Dict, Mapping, Optional
 
-from .errors import ClientUsageError
-from .exchanges import CLIENT_OPTIONS, unknown_option
+from tcpulse.errors import ClientUsageError
+from tcpulse._api.exchanges import CLIENT_OPTIONS, unknown_option
 
 DEFAULT_OPTIONS: Dict[str, Any] = {"maxRetries": 5, "signedUrlExpiration": 15 * 60, "timeout": 30.0}
 _ENVIRONMENT_CREDENTIALS = {"clientId": "TASKCLUSTER_CLIENT_ID", "accessToken": "TASKCLUSTER_ACCESS_TOKEN",

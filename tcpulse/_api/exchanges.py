@@ -7,12 +7,12 @@ and parsing a routing key back into its fields; the registry of every exchange o
 set (the active one unless told); and the option names every client and events class accepts
 (`CLIENT_OPTIONS`, `unknown_option`).
 
-Pure module: imports only the standard library, `tcpulse.references`, `tcpulse.binding` (whose
+Pure module: imports only the standard library, `tcpulse.references`, `tcpulse._api.binding` (whose
 `Binding` it re-exports) and `tcpulse.errors` (never kombu or requests), so routing keys cost
 nothing but `import tcpulse`.
 
 Example:
-    >>> from tcpulse.exchanges import find_exchange
+    >>> from tcpulse._api.exchanges import find_exchange
     >>> find_exchange("QueueEvents.taskCompleted")(taskGroupId="g")["routingKeyPattern"]
     'primary.*.*.*.*.*.*.*.g.#'
 """
@@ -20,9 +20,10 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .binding import Binding, Immutable
-from .errors import InvalidReference, TaskclusterTopicExchangeFailure
-from .references import Reference, ReferenceSet, RoutingKeyField, active_set, key_layout
+from tcpulse._api.binding import Binding, Immutable
+from tcpulse._api.hints import did_you_mean
+from tcpulse.errors import InvalidReference, TaskclusterTopicExchangeFailure
+from tcpulse.references import Reference, ReferenceSet, RoutingKeyField, active_set, key_layout
 
 # The word a publisher puts in place of an optional field it has no value for.
 ABSENT = "_"
@@ -40,16 +41,8 @@ def unknown_option(name: str, kind: str) -> str:
         >>> unknown_option("rootURL", "client").split(" Valid")[0]
         "unknown client option 'rootURL'. Did you mean 'rootUrl'?"
     """
-    return (f"unknown {kind} option {name!r}.{_did_you_mean(name, CLIENT_OPTIONS)} "
+    return (f"unknown {kind} option {name!r}.{did_you_mean(name, CLIENT_OPTIONS)} "
             f"Valid options: {', '.join(CLIENT_OPTIONS)}")
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """The " Did you mean ...?" hint naming the closest of `choices`, or "" when none is close."""
-    import difflib  # only on an error: keeps `import tcpulse` from loading it
-
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def full_exchange_name(prefix: str, suffix: str) -> str:
@@ -197,7 +190,7 @@ class Exchange(Immutable):
         for key in values:
             if key not in names:
                 raise TaskclusterTopicExchangeFailure(
-                    f"{key!r} is not a routing-key field of {self._label}.{_did_you_mean(str(key), names)} "
+                    f"{key!r} is not a routing-key field of {self._label}.{did_you_mean(str(key), names)} "
                     f"Valid fields: {', '.join(names)}")
         return {k: v for k, v in values.items() if v is not None}
 
@@ -251,7 +244,7 @@ class _ExchangeAttribute:
 def _no_exchange(events: type, name: str) -> AttributeError:
     """The AttributeError for a name that is not an exchange of `events` (a generated class)."""
     names = [entry.name for entry in events.reference.entries]
-    return AttributeError(f"{name!r} is not an exchange of {events.__name__}.{_did_you_mean(name, names)} "
+    return AttributeError(f"{name!r} is not an exchange of {events.__name__}.{did_you_mean(name, names)} "
                           f"Exchanges: {', '.join(names)}")
 
 
@@ -388,7 +381,7 @@ def find_exchange(text: str, refset: Optional[ReferenceSet] = None) -> Exchange:
     services = sorted({ex.service for ex in by_dotted.values()})
     raise TaskclusterTopicExchangeFailure(
         f"{text!r} is not a known exchange (give 'Service.name' such as 'QueueEvents.taskCompleted', "
-        f"or a full exchange name).{_did_you_mean(text, [*by_dotted, *by_full])} "
+        f"or a full exchange name).{did_you_mean(text, [*by_dotted, *by_full])} "
         f"Exchange classes: {', '.join(services)}")
 
 

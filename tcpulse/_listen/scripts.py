@@ -12,7 +12,7 @@ Example:
     >>> load_listener("no-such-script.py")
     Traceback (most recent call last):
     ...
-    tcpulse.scripts.ScriptError: no-such-script.py: no such file
+    tcpulse._listen.scripts.ScriptError: no-such-script.py: no such file
 """
 import importlib.util
 import sys
@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any, List
 
-from .errors import TaskclusterFailure
+from tcpulse.errors import TaskclusterFailure
 
 EXPECTED = ("a handler script registers functions with `@tcpulse.on(QueueEvents.taskCompleted, ...)`, "
             "or defines `app = tcpulse.Listener('name')` and uses `@app.on(...)`")
@@ -32,7 +32,7 @@ class ScriptError(TaskclusterFailure, ValueError):
 
 def load_listener(path: str) -> Any:
     """Import the script at `path` and return the `Listener` whose handlers it registers."""
-    from .listener import Listener, default_listener, reset_default_listener
+    from tcpulse._listen.listener import Listener, default_listener, reset_default_listener
 
     # A fresh default listener per load, so that loading several scripts in one process
     # (tests do) never mixes their module-level `tcpulse.on` handlers.

@@ -16,7 +16,7 @@ A listener that ran before records existed has none: nothing is removed on its f
 
 Anonymous listeners keep no record: their queue goes away with their connection.
 
-Imports kombu only through the channel it is given and `tcpulse.delivery`; never requests or
+Imports kombu only through the channel it is given and `tcpulse._listen.delivery`; never requests or
 the listener.
 
 Example:
@@ -27,9 +27,9 @@ import json
 import logging
 from typing import Any, Dict, List, Sequence, Set, Tuple
 
-from .connection import BrokerAddress
-from .exchanges import Binding
-from .topology import queue_arguments, translating
+from tcpulse._broker.connection import BrokerAddress
+from tcpulse._api.exchanges import Binding
+from tcpulse._listen.topology import queue_arguments, translating
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -45,10 +45,10 @@ def record_queue(queue: str) -> str:
 def remove_stale(channel: Any, delivery: Any, bindings: Sequence[Binding], address: BrokerAddress) -> None:
     """Unbind from `delivery.queue` what the record holds beyond `bindings`, delete holding queues
     `delivery` no longer uses once empty, and record what is bound now. `delivery` is the
-    listener's `tcpulse.delivery.Delivery`, already declared on `channel`."""
+    listener's `tcpulse._listen.delivery.Delivery`, already declared on `channel`."""
     import kombu
 
-    from .delivery import publish_confirmed
+    from tcpulse._listen.delivery import publish_confirmed
 
     name = record_queue(delivery.queue)
     # Of the listener's queue type: a classic record would make the listener depend on one node.

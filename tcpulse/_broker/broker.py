@@ -1,6 +1,6 @@
-"""The kombu transport behind `memory://` URLs: `transport="tcpulse.broker:Transport"`.
+"""The kombu transport behind `memory://` URLs: `transport="tcpulse._broker.broker:Transport"`.
 
-Owns: adapting kombu's virtual transport to the in-process `tcpulse.embedded.Broker`, so that
+Owns: adapting kombu's virtual transport to the in-process `tcpulse._broker.embedded.Broker`, so that
 a listener, a publisher and DELIVERY's retry topology all work in one process with RabbitMQ's
 routing (kombu's stock memory transport misses `primary` against `primary.#` and ignores CC
 headers): channels declare, bind, publish and get through the shared broker; a reject without
@@ -34,7 +34,7 @@ from kombu.exceptions import ChannelError
 from kombu.transport import virtual
 from kombu.transport.base import to_rabbitmq_queue_arguments
 
-from .embedded import EXCHANGE_TYPES, Broker, Payload, broker_for
+from tcpulse._broker.embedded import EXCHANGE_TYPES, Broker, Payload, broker_for
 
 class _QoS(virtual.QoS):
     """Acks release a message; a reject without requeue dead-letters it, as on RabbitMQ."""
@@ -147,11 +147,11 @@ class _Channel(virtual.Channel):
 
 
 class Transport(virtual.Transport):
-    """The kombu transport of `memory://` in tcpulse (`transport="tcpulse.broker:Transport"`).
+    """The kombu transport of `memory://` in tcpulse (`transport="tcpulse._broker.broker:Transport"`).
 
     Example:
         >>> import kombu
-        >>> kombu.Connection("memory://", transport="tcpulse.broker:Transport").transport.driver_name
+        >>> kombu.Connection("memory://", transport="tcpulse._broker.broker:Transport").transport.driver_name
         'tcpulse-memory'
     """
 
