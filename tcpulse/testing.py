@@ -175,7 +175,8 @@ def listener_of(target: Any) -> Any:
 
     Example:
         >>> import tcpulse.testing as me
-        >>> listener_of(me) is __import__("tcpulse").listener.default_listener()
+        >>> from tcpulse._listen.listener import default_listener
+        >>> listener_of(me) is default_listener()
         True
     """
     from tcpulse._listen.listener import Listener, default_listener
