@@ -4,7 +4,11 @@ Owns: resolving the broker per the contract (an explicit URL, else PULSE_URL, el
 PULSE_USERNAME/PULSE_PASSWORD with PULSE_HOST over amqps on 5671, else the local guest broker),
 the Pulse user name that prefixes queue names, a redacted form of the URL for logs and reprs
 (`redact_url`, which also serves the error messages about URLs too malformed to parse), and building the kombu Connection (heartbeats on). `memory://` selects the embedded broker
-(`tcpulse.broker:Transport`).
+(`tcpulse.broker:Transport`); its path names a virtual host of its own (`memory:///a` and
+`memory:///b` share nothing).
+
+Query parameters are read as kombu reads them from a URL (`tcpulse._broker.urlquery`):
+`amqp://u:p@pulse.mozilla.org:5671/?ssl=1`, Treeherder's documented PULSE_URL, is TLS to vhost '/'.
 
 Passwords may hold '/', '@' and '%': in a URL they may be percent-encoded, or given raw
 (the user part then ends at the last '@'). The password never appears in a repr, a log line or
@@ -29,6 +33,8 @@ import re
 from typing import Any, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote
 
+from .urlquery import UrlQuery
+
 DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
 PULSE_HOST = "pulse.mozilla.org"
 MEMORY_TRANSPORT = "tcpulse.broker:Transport"
@@ -40,6 +46,8 @@ _NEXT_URL = re.compile(r"\s*;\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 # A scheme and the slashes after it, however many a typo left ('amqp:/', 'amqp:///').
 _SCHEME_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]*:/+", re.IGNORECASE)
 _PORT_AND_PATH = re.compile(r"\d*(/.*)?", re.DOTALL)
+_SPLIT_HINT = ("; ';' followed by 'name://' separates broker URLs, so a password holding that must "
+               "percent-encode the ';' as %3B")
 
 
 class BrokerAddress:
@@ -51,16 +59,17 @@ class BrokerAddress:
         BrokerAddress('amqps://bob:***@pulse.mozilla.org:5671//')
     """
 
-    __slots__ = ("scheme", "host", "port", "vhost", "user", "password", "nodes")
+    __slots__ = ("scheme", "host", "port", "vhost", "user", "password", "nodes", "query")
 
     def __init__(self, scheme: str, host: str, port: Optional[int], vhost: str,
-                 user: str, password: str) -> None:
+                 user: str, password: str, query: Optional[UrlQuery] = None) -> None:
         self.scheme = scheme
         self.host = host
         self.port = port
         self.vhost = vhost
         self.user = user
         self.password = password
+        self.query = query or UrlQuery("")
         self.nodes: Tuple["BrokerAddress", ...] = (self,)
 
     @property
@@ -72,11 +81,16 @@ class BrokerAddress:
         """The URL (every node's, ';'-separated) with `***` for the password."""
         return ";".join(node._redacted_node() for node in self.nodes)
 
+    @property
+    def tls(self) -> bool:
+        """amqps://, or amqp:// with `?ssl=1` (or any `ssl_*` option), as kombu reads it."""
+        return self.scheme == "amqps" or self.query.tls
+
     def _redacted_node(self) -> str:
         if self.is_memory:
-            return "memory://"
+            return "memory://" if self.vhost == "/" else f"memory:///{self.vhost}"
         secret = ":***" if self.password else ""
-        return f"{self.scheme}://{self.user}{secret}@{self.host}:{self.port}/{self.vhost}"
+        return f"{self.scheme}://{self.user}{secret}@{self.host}:{self.port}/{self.vhost}{self.query.suffix}"
 
     def __repr__(self) -> str:
         return f"BrokerAddress({self.redacted!r})"
@@ -87,12 +101,12 @@ class BrokerAddress:
     def _tls(self) -> Any:
         # The server name gives SNI and turns on hostname checking against the certificate
         # (py-amqp checks neither with a bare ssl=True).
-        return {"server_hostname": self.host} if self.scheme == "amqps" else False
+        return self.query.ssl_options(self.host) if self.tls else False
 
     def _kombu_url(self) -> str:
         # For kombu's own failover list only (it decodes these): never printed or logged.
         return (f"{self.scheme}://{_quote(self.user)}:{_quote(self.password)}@{self.host}:{self.port}/"
-                f"{_quote(self.vhost)}")
+                f"{_quote(self.vhost)}{self.query.suffix}")
 
     def connection(self, heartbeat: Optional[int] = None, **options: Any) -> Any:
         """A new (not yet connected) kombu Connection to this broker; `heartbeat` seconds
@@ -101,11 +115,14 @@ class BrokerAddress:
 
         if self.is_memory:
             # A hostname keeps kombu from warning "No hostname was supplied" on every start.
-            return kombu.Connection("memory://localhost/", transport=MEMORY_TRANSPORT, **options)
+            return kombu.Connection("memory://localhost/", transport=MEMORY_TRANSPORT,
+                                    virtual_host=self.vhost, **options)
+        if heartbeat is None:
+            heartbeat = self.query.heartbeat if self.query.heartbeat is not None else HEARTBEAT
         return kombu.Connection(hostname=self.host, port=self.port, userid=self.user,
                                 password=self.password, virtual_host=self.vhost,
-                                ssl=self._tls(), transport="pyamqp",
-                                heartbeat=HEARTBEAT if heartbeat is None else heartbeat, **options)
+                                ssl=self._tls(), transport="pyamqp", heartbeat=heartbeat,
+                                **{**self.query.connection_options(), **options})
 
 
 def _quote(text: str) -> str:
@@ -220,50 +237,58 @@ def parse_urls(text: str) -> BrokerAddress:
         ('amqp://u:***@a:5672//;amqp://u:***@b:5673//', 'amqp://u:***@b:5673//', 'p;w')
     """
     urls = [url for url in _NEXT_URL.split(text) if url.strip()] or [text]
-    nodes = tuple(parse_url(url) for url in urls)
-    if len(nodes) == 1:
-        return nodes[0]
+    if len(urls) == 1:
+        return parse_url(text)
+    # A piece after the first may be the tail of a raw password holding ';name://': an error
+    # quotes the whole text redacted as one URL, never a piece of it.
+    shown = redact_url(text)
+    nodes = tuple(parse_url(url, shown=shown, hint=_SPLIT_HINT) for url in urls)
     if any(node.is_memory for node in nodes):
         raise ValueError("memory:// is one in-process broker: it cannot be one of several broker URLs "
                          f"(got {len(nodes)} URLs separated by ';')")
-    users = sorted({node.user for node in nodes})
+    users = {node.user for node in nodes}
     if len(users) > 1:
         raise ValueError(f"all broker URLs separated by ';' must name the same user, as queue names depend on it "
-                         f"(got users {', '.join(map(repr, users))})")
+                         f"(got {len(users)} different users){_SPLIT_HINT}")
     cluster = parse_url(urls[0])  # the first node's address, standing for them all
     cluster.nodes = nodes
     return cluster
 
 
-def parse_url(url: str) -> BrokerAddress:
-    """Parse an amqp://, amqps:// or memory:// URL whose password may be raw or percent-encoded.
+def parse_url(url: str, shown: Optional[str] = None, hint: str = "") -> BrokerAddress:
+    """Parse an amqp://, amqps:// or memory:// URL whose password may be raw or percent-encoded;
+    errors quote `shown` (default: the URL redacted) and end with `hint`.
 
     Example:
         >>> parse_url("amqp://u:p/@%aa@h:1/vh").password
         'p/@%aa'
+        >>> parse_url("amqp://u:p@pulse.mozilla.org:5671/?ssl=1").redacted
+        'amqp://u:***@pulse.mozilla.org:5671//?ssl=1'
         >>> parse_url("amqp//alice:pw@h:5672")
         Traceback (most recent call last):
         ...
         ValueError: broker URL must look like amqp://user:password@host:5672//, amqps://... or memory:// (got 'amqp//alice:***@h:5672')
     """
+    shown = redact_url(url) if shown is None else shown
     found = _URL.match(url.strip())
     if not found or found["scheme"].lower() not in (*DEFAULT_PORTS, "memory"):
         raise ValueError("broker URL must look like amqp://user:password@host:5672//, amqps://... "
-                         f"or memory:// (got {redact_url(url)!r})")
+                         f"or memory:// (got {shown!r}){hint}")
     scheme, rest = found["scheme"].lower(), found["rest"]
     if scheme == "memory":
-        return BrokerAddress("memory", "", None, "/", "guest", "")
+        return BrokerAddress("memory", "", None, unquote(rest.partition("/")[2]) or "/", "guest", "")
     userinfo, _, hostpart = rest.rpartition("@")
     user, _, password = userinfo.partition(":")
+    hostpart, _, query = hostpart.partition("?")
     hostport, _, vhost = hostpart.partition("/")
     host, _, port = hostport.partition(":")
     if port and not port.isdigit():
         # Without '@' the text after the colon may be a password whose host was left out.
-        hint = "" if userinfo else "; a password needs '@host' after it: amqp://user:password@host:5672//"
-        raise ValueError(f"broker URL port must be a number (got {redact_url(url)!r}){hint}")
+        hint = hint or ("" if userinfo else "; a password needs '@host' after it: amqp://user:password@host:5672//")
+        raise ValueError(f"broker URL port must be a number (got {shown!r}){hint}")
     return BrokerAddress(scheme, host or "localhost", int(port) if port else DEFAULT_PORTS[scheme],
                          unquote(vhost) or "/", _decode(user) or "guest",
-                         _decode(password) if userinfo else "guest")
+                         _decode(password) if userinfo else "guest", UrlQuery(query))
 
 
 def _decode(text: str) -> str:

@@ -231,6 +231,12 @@ def _bind(channel: Any, queue: str, bindings: Sequence[Binding], own_exchange: s
 def _record(connection: kombu.Connection, delivery: Delivery) -> Tuple[Set[_Pair], Dict[str, Dict[str, Any]]]:
     """What the listener's binding record says (read in place, from the record queue and from a
     migration's parking queue for it)."""
+    return read_records(peek_records(connection, delivery), "the binding record")
+
+
+def peek_records(connection: kombu.Connection, delivery: Delivery) -> List[Any]:
+    """The listener's binding record messages, read and left in place (from the record queue
+    and from a migration's parking queue for it)."""
     held: List[Any] = []
     for queue in (record_queue(delivery.queue), _parking(delivery)["parked-rec"]):
         count = _count(connection, queue)
@@ -240,7 +246,7 @@ def _record(connection: kombu.Connection, delivery: Delivery) -> Tuple[Set[_Pair
             source = kombu.Queue(queue, channel=channel)
             held += list(iter(lambda: source.get(no_ack=False), None))
         await_count(connection, queue, count)
-    return read_records(held, "the binding record")
+    return held
 
 
 def _refuse_consumers(connection: kombu.Connection, queue: str, what: str) -> None:

@@ -292,7 +292,7 @@ def _record_once(connection: Any, queue_name: str, bindings: Sequence[Tuple[str,
     with kombu.Consumer(channel, [queue], on_message=writer.on_message):
         if ready:
             ready()
-        _drain(connection, writer.full, deadline)
+        drain_until(connection, writer.full, deadline)
 
 
 def _reconnect(connection: Any, exc: BaseException, deadline: Optional[float]) -> bool:
@@ -352,7 +352,8 @@ class _Writer:
         message.ack()
 
 
-def _drain(connection: Any, done: Callable[[], bool], deadline: Optional[float]) -> None:
+def drain_until(connection: Any, done: Callable[[], bool], deadline: Optional[float]) -> None:
+    """Handle `connection`'s events until `done()` or the `deadline` (time.monotonic(); None: no end)."""
     import socket
 
     while not done():

@@ -25,6 +25,7 @@ Example:
 """
 import json
 import logging
+import time
 from typing import Any, Dict, List, Sequence, Set, Tuple
 
 from .connection import BrokerAddress
@@ -64,7 +65,8 @@ def remove_stale(channel: Any, delivery: Any, bindings: Sequence[Binding], addre
     for queue, arguments in sorted(recorded_holding.items()):
         if queue not in holding and not _delete_if_empty(channel, queue, arguments):
             holding[queue] = arguments  # still holds retries: try again on the next start
-    body = json.dumps({"bindings": sorted(current), "holding_queues": holding}, sort_keys=True)
+    body = json.dumps({"bindings": sorted(current), "holding_queues": holding,
+                       "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True)
     record = channel.prepare_message(body.encode(), content_type="application/json",
                                      content_encoding="utf-8", properties={"delivery_mode": 2})
     publish_confirmed(channel, record, delivery.exchange, RECORD_KEY)
