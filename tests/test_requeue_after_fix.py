@@ -164,25 +164,28 @@ def _memory_listener(name: str) -> Listener:
     return Listener(name, broker="memory://", retry_delays=(0.3,), max_attempts=3)
 
 
-def _publish_memory(task_id: str) -> None:
-    with kombu.Connection("memory://", transport=Transport) as conn:
-        kombu.Producer(conn.channel(), auto_declare=False).publish(
-            json.dumps({"status": {"taskId": task_id}}), exchange=QueueEvents.taskCompleted.exchange,
-            routing_key=task_key(taskId=task_id), content_type="application/json")
-
-
-def test_memory_a_dead_letter_requeued_after_a_rename_is_handled_by_the_new_handler():
-    name, handled = "rename-" + uuid.uuid4().hex[:6], []
+def _boom_on_memory(name: str, task_id: str, error: Exception, outcome: str) -> Listener:
+    """Listener `name` on memory:// whose handler `boom` raises `error` on message `task_id`, run
+    until the message is `outcome` ('dead_lettered' or 'retried'); then a fresh listener of that
+    name (the fixed version) for the test to register its handlers on."""
     old = _memory_listener(name)
 
     @old.on(QueueEvents.taskCompleted)
     def boom(event):
-        raise PermanentFailure("the bug")
+        raise error
 
     with running(old):
-        _publish_memory("t1")
-        wait_for(lambda: old.metrics.snapshot().get("dead_lettered"), 10, what="the dead letter")
-    new = _memory_listener(name)
+        with kombu.Connection("memory://", transport=Transport) as conn:
+            kombu.Producer(conn.channel(), auto_declare=False).publish(
+                json.dumps({"status": {"taskId": task_id}}), exchange=QueueEvents.taskCompleted.exchange,
+                routing_key=task_key(taskId=task_id), content_type="application/json")
+        wait_for(lambda: old.metrics.snapshot().get(outcome), 10, what=f"the message {outcome}")
+    return _memory_listener(name)
+
+
+def test_memory_a_dead_letter_requeued_after_a_rename_is_handled_by_the_new_handler():
+    handled = []
+    new = _boom_on_memory("rename-" + uuid.uuid4().hex[:6], "t1", PermanentFailure("the bug"), "dead_lettered")
     new.on(QueueEvents.taskCompleted)(lambda event: handled.append(event.fields["taskId"]))
     assert new.requeue_dead_letters() == 1
     with running(new):
@@ -191,17 +194,8 @@ def test_memory_a_dead_letter_requeued_after_a_rename_is_handled_by_the_new_hand
 
 
 def test_memory_a_retry_that_comes_back_after_a_rename_is_handled_by_the_new_handler():
-    name, handled = "retry-" + uuid.uuid4().hex[:6], []
-    old = _memory_listener(name)
-
-    @old.on(QueueEvents.taskCompleted)
-    def boom(event):
-        raise RuntimeError("transient")
-
-    with running(old):
-        _publish_memory("t2")
-        wait_for(lambda: old.metrics.snapshot().get("retried"), 10, what="the retry scheduled")
-    new = _memory_listener(name)
+    handled = []
+    new = _boom_on_memory("retry-" + uuid.uuid4().hex[:6], "t2", RuntimeError("transient"), "retried")
 
     @new.on(QueueEvents.taskCompleted)
     def completed(event):
@@ -213,20 +207,12 @@ def test_memory_a_retry_that_comes_back_after_a_rename_is_handled_by_the_new_han
 
 
 def test_memory_a_retry_no_handler_matches_any_more_is_dead_lettered_with_the_reason_not_acked():
-    name = "gone-" + uuid.uuid4().hex[:6]
-    old = _memory_listener(name)
-
-    @old.on(QueueEvents.taskCompleted)
-    def boom(event):
-        raise RuntimeError("transient")
-
-    with running(old):
-        _publish_memory("t3")
-        wait_for(lambda: old.metrics.snapshot().get("retried"), 10, what="the retry scheduled")
-    new = _memory_listener(name)
+    new = _boom_on_memory("gone-" + uuid.uuid4().hex[:6], "t3", RuntimeError("transient"), "retried")
     new.on(QueueEvents.taskCompleted, taskGroupId="another")(lambda event: None)
     with running(new):
         wait_for(lambda: new.metrics.snapshot().get("dead_lettered"), 10, what="the retry parked")
     [parked] = new.dead_letters()
     assert parked["body"] == {"status": {"taskId": "t3"}}
-    assert parked["reason"].startswith(f"no handler matches it now: it was for {boom.__module__}.")
+    assert parked["reason"] == ("no handler matches it now: it was for test_requeue_after_fix._boom_on_memory.<locals>"
+                                ".boom (test_requeue_after_fix._boom_on_memory.<locals>.boom no longer exists: "
+                                "renamed?); requeue it once a handler takes it")
