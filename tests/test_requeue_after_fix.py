@@ -22,9 +22,9 @@ import pytest
 
 from listenerkit import Publisher, running, task_key, wait_for
 from tcpulse import Listener, PermanentFailure, QueueEvents
-from tcpulse.broker import Transport
-from tcpulse.connection import resolve_broker
-from tcpulse.delivery import list_dead_letters
+from tcpulse._broker.broker import Transport
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.delivery import list_dead_letters
 
 TCPULSE = [sys.executable, "-m", "tcpulse"]
 
