@@ -20,7 +20,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import brokers, listen, operate, queues, references, routing
+from tcpulse.cli import brokers, listen, operate, queues, references, routing
 
 COMMAND_GROUPS = (listen, routing, brokers, operate, queues, references)
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["exchanges", "QueueEvents"]).service
         'QueueEvents'
     """
-    from .. import __version__
+    from tcpulse import __version__
 
     parser = argparse.ArgumentParser(prog="tcpulse", description="Listen to Taskcluster Pulse events and act on them.")
     parser.add_argument("--version", action="version", version=f"tcpulse {__version__}")
