@@ -5,8 +5,8 @@ import threading
 import time
 import urllib.request
 
-from tcpulse.health import IDLE_TIMEOUT, HealthServer
-from tcpulse.metrics import Metrics
+from tcpulse._ops.health import IDLE_TIMEOUT, HealthServer
+from tcpulse._ops.metrics import Metrics
 
 
 class Flag:

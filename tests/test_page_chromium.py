@@ -19,7 +19,7 @@ import kombu
 import pytest
 
 import tcpulse
-from tcpulse.connection import resolve_broker
+from tcpulse._broker.connection import resolve_broker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import pictures  # noqa: E402
@@ -103,8 +103,8 @@ def test_the_page_shows_each_handler_with_its_counts_in_chromium(chromium, pulse
 
 
 def test_the_page_json_and_refresh_rates_follow_the_counters():
-    from tcpulse.health import HealthServer
-    from tcpulse.metrics import Metrics
+    from tcpulse._ops.health import HealthServer
+    from tcpulse._ops.metrics import Metrics
 
     class Busy:
         name, queue, metrics = "w", "queue/u/w", Metrics()

@@ -111,7 +111,7 @@ class HealthServer:
 
 
 def _handler_for(listener: Watched, idle_timeout: float) -> type:
-    from .page import Page
+    from tcpulse._ops.page import Page
 
     class Handler(_HealthHandler):
         watched = listener

@@ -13,11 +13,11 @@ once at start), so they need no thread: the per-minute rate is the growth over t
 of samples, scaled up while fewer than 60 s of them exist.
 
 Reads the listener only through `metrics`, `name`, `queue`, `is_ready()` and, when running, its
-consumer's `node`; a supervisor of several processes (`tcpulse.supervisor`) hands over the
+consumer's `node`; a supervisor of several processes (`tcpulse._listen.supervisor`) hands over the
 children's snapshots instead (`page_snapshots()`). Imports only the standard library.
 
 Example:
-    >>> from tcpulse.metrics import Metrics
+    >>> from tcpulse._ops.metrics import Metrics
     >>> class Idle:
     ...     name, queue, metrics = "w", "queue/u/w", Metrics()
     ...     def is_ready(self): return False
@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
-from .metrics import HANDLER_SECONDS_BUCKETS
+from tcpulse._ops.metrics import HANDLER_SECONDS_BUCKETS
 
 REFRESH_SECONDS = 5
 RATE_WINDOW = 60.0  # seconds the per-minute rates look back
