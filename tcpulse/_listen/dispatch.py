@@ -28,6 +28,7 @@ from tcpulse.errors import TaskclusterTopicExchangeFailure
 from tcpulse._api.exchanges import Binding, Exchange, exchange_named
 
 ROUTE_PREFIX = "route."
+RESERVED = "reserved"  # the routing-key field Taskcluster keeps for later use
 
 
 def _words(text: str) -> Tuple[str, ...]:
@@ -66,18 +67,19 @@ def topic_matches(pattern: str, key: str) -> bool:
 class Event:
     """One message as a handler sees it.
 
-    `routes` are the CC'd routes without their 'route.' prefix; `fields` is the primary key
-    parsed with the exchange's reference (computed on first use; {} for an exchange tcpulse
-    has no reference for); `attempt` is 1 on the first delivery.
+    `cc` is every entry of the CC header as received; `routes` are those starting with 'route.',
+    without that prefix; `fields` is the primary key parsed with the exchange's reference
+    (computed on first use; {} for an exchange tcpulse has no reference for), without the
+    `reserved` words Taskcluster keeps for later; `attempt` is 1 on the first delivery.
 
     Example:
         >>> e = Event({"status": {}}, "exchange/taskcluster-queue/v1/task-completed",
-        ...           "primary.t1.0.w.p.wt.pr.s.g._", cc=["route.index.a"])
-        >>> e.routes, e.fields["taskId"], e.attempt
-        (['index.a'], 't1', 1)
+        ...           "primary.t1.0.w.p.wt.pr.s.g._", cc=["route.index.a", "other"])
+        >>> e.cc, e.routes, e.fields["taskId"], "reserved" in e.fields, e.attempt
+        (['route.index.a', 'other'], ['index.a'], 't1', False, 1)
     """
 
-    __slots__ = ("body", "exchange", "routing_key", "routes", "redelivered", "attempt",
+    __slots__ = ("body", "exchange", "routing_key", "cc", "routes", "redelivered", "attempt",
                  "headers", "_source", "_fields")
 
     def __init__(self, body: Any, exchange: str, routing_key: str, cc: Sequence[str] = (),
@@ -86,6 +88,7 @@ class Event:
         self.body = body
         self.exchange = exchange
         self.routing_key = routing_key
+        self.cc = list(cc)
         self.routes = [r[len(ROUTE_PREFIX):] for r in cc if r.startswith(ROUTE_PREFIX)]
         self.redelivered = redelivered
         self.attempt = attempt
@@ -97,7 +100,9 @@ class Event:
     def fields(self) -> Dict[str, Optional[str]]:
         if self._fields is None:
             source = self._source or exchange_named(self.exchange)
-            self._fields = source.parse(self.routing_key) if source is not None else {}
+            parsed = source.parse(self.routing_key) if source is not None else {}
+            # Taskcluster reserves the key's last words for later use; they are never a field to read.
+            self._fields = {name: value for name, value in parsed.items() if name != RESERVED}
         return self._fields
 
     def __repr__(self) -> str:
