@@ -77,6 +77,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     p.add_argument("--health-port", type=_port, metavar="P",
                    help="serve /live, /ready and /metrics (Prometheus) on 127.0.0.1:P")
+    p.add_argument("--processes", type=positive_int, default=1, metavar="N",
+                   help="run N processes of the listener on its queue (competing consumers, for CPU-bound "
+                        "handlers); a supervisor restarts those that die and serves one --health-port for all")
     p.add_argument("--replay", metavar="FILE",
                         help="publish this JSON Lines recording once the listener consumes "
                              "(with --broker memory:// nothing else needs to run)")
@@ -115,6 +118,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    if args.processes > 1:
+        return _supervise(listener, args)
     try:
         run_listen(listener, args)
     except MissingExchange as exc:
@@ -122,6 +127,49 @@ def cmd_listen(args: argparse.Namespace) -> int:
     except (BrokerFailure, OSError) as exc:  # OSError: e.g. the health port is taken
         raise RuntimeFailure(str(exc)) from None
     return EXIT_OK
+
+
+def _supervise(listener: Any, args: argparse.Namespace) -> int:
+    """`--processes N`: the checked listener runs in N children of a supervisor."""
+    from tcpulse._listen.supervisor import supervise
+
+    if listener.name is None:
+        raise UsageError("--processes needs a named listener, whose queue the processes share: give --queue NAME "
+                         "or Listener('name') in the script")
+    if listener.broker.is_memory:
+        raise UsageError("--processes needs a broker the processes can share; the embedded broker (memory://) "
+                         "lives inside one process")
+    if args.replay:
+        raise UsageError("--replay with --processes would publish the recording once per process; replay it "
+                         "with `tcpulse replay FILE` instead")
+    try:
+        return supervise(args.script, args.processes, *child_arguments(getattr(args, "argv", []), args.script),
+                         health_port=args.health_port)
+    except OSError as exc:  # the health port is taken
+        raise RuntimeFailure(str(exc)) from None
+
+
+def child_arguments(argv: List[str], script: str) -> List[str]:
+    """The options of `listen` that each child of `--processes` gets (SCRIPT apart): all but
+    `--processes` and `--health-port` (the supervisor picks each child's port).
+
+    Example:
+        >>> child_arguments(["listen", "--queue", "q", "app.py", "--processes=3", "--health-port", "9000"], "app.py")
+        ['--queue', 'q']
+    """
+    rest = argv[argv.index("listen") + 1:] if "listen" in argv else []
+    if script in rest:
+        rest.remove(script)
+    kept: List[str] = []
+    skip = False
+    for item in rest:
+        if skip:
+            skip = False
+        elif item in ("--processes", "--health-port"):
+            skip = True
+        elif not item.startswith(("--processes=", "--health-port=")):
+            kept.append(item)
+    return kept
 
 
 def run_listen(listener: Any, args: argparse.Namespace) -> None:
