@@ -295,7 +295,7 @@ class Registry:
         (the caller logs it, see `unknown`).
 
         Example:
-            >>> from tcpulse.exchanges import Binding
+            >>> from tcpulse._api.exchanges import Binding
             >>> r = Registry(); _ = r.add(len, [Binding("exchange/x", "#")]); _ = r.add(abs, [Binding("exchange/x", "#")])
             >>> [h.name for h in r.select("exchange/x", "k", only=["builtins.abs"])]
             ['builtins.abs']
@@ -347,7 +347,7 @@ def module_name(func: Any) -> str:
 
     Example:
         >>> module_name(print), module_name(module_name)
-        ('builtins', 'tcpulse.dispatch')
+        ('builtins', 'tcpulse._listen.dispatch')
     """
     module = getattr(func, "__module__", None)
     if module == "__main__":
