@@ -47,6 +47,7 @@ _LAZY = {
     "optionsFromEnvironment": "options", "BaseClient": "client",
     "Event": "dispatch",
     "Listener": "listener", "on": "listener",
+    "publish": "publishing", "Publisher": "publishing",
 }
 
 __all__ = [

@@ -55,7 +55,7 @@ def test_a_message_that_kills_its_process_is_dead_lettered_after_delivery_limit_
     ledger = Ledger(tmp_path)
 
     def start(run: int) -> ListenerProcess:
-        # prefetch 1: a dying process returns only the message it died on (see the README).
+        # prefetch 1: a dying process returns only the message it died on (see docs/brokers.md).
         return ListenerProcess(script, pulse_user.url, unique_name, ledger, f"run{run}",
                                ("--queue-type", "quorum", "--delivery-limit", str(LIMIT), "--prefetch", "1"))
 

@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["exchanges", "QueueEvents"]).service
         'QueueEvents'
     """
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="tcpulse", description="Listen to Taskcluster Pulse events and act on them.")
+    parser.add_argument("--version", action="version", version=f"tcpulse {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for group in COMMAND_GROUPS:

@@ -42,11 +42,13 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _add_publish(subparsers: Any) -> None:
-    p = command_parser(subparsers, "publish", "Publish one message (for local testing).",
+    p = command_parser(subparsers, "publish", "Publish one message (for local testing), waiting for the broker's confirm.",
                        "tcpulse publish QueueEvents.taskCompleted --routing-key primary.t1.0.wg.w1.p.wt.s.g1._ "
                        "--route index.project.a --body '{\"status\": {}}'")
     p.add_argument("exchange", help="'Service.name' such as QueueEvents.taskCompleted, or a full exchange name")
-    p.add_argument("--routing-key", required=True)
+    p.add_argument("fields", nargs="*", metavar="field=value",
+                   help="build the routing key from these fields (instead of --routing-key)")
+    p.add_argument("--routing-key", help="the concrete routing key; it must fit the exchange's layout")
     p.add_argument("--route", action="append", default=[], help="a CC'd route without 'route.' (repeatable)")
     body = p.add_mutually_exclusive_group()
     body.add_argument("--body", default="{}", help="the JSON object to send (default {})")
@@ -105,26 +107,29 @@ def outside_broker(broker: Any, command: str) -> Any:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """`tcpulse publish`: one message, its routes in the CC header.
+    """`tcpulse publish`: one message, its routes in the CC header, through `tcpulse.Publisher`.
 
     Example (needs a broker):
-        >>> cmd_publish(argparse.Namespace(exchange="QueueEvents.taskFailed", routing_key="primary.t",
+        >>> cmd_publish(argparse.Namespace(exchange="QueueEvents.taskFailed", fields=[], routing_key="primary.t",
         ...                                route=["index.a"], body="{}", body_file=None, broker=None))  # doctest: +SKIP
         published 1 message to exchange/taskcluster-queue/v1/task-failed with key primary.t and routes index.a
         0
     """
-    from ..exchanges import exchange_name_of
-    from ..recording import Recorded, replay_into
+    from ..errors import BrokerFailure
+    from ..publishing import Publisher, outgoing
 
-    exchange = exchange_name_of(args.exchange)
-    body = _load_body(args)
-    routes = [r[len("route."):] if r.startswith("route.") else r for r in args.route]
-    message = Recorded(exchange, args.routing_key, tuple(routes), body)
-    conn, address = connect(outside_broker(args.broker, "publish"))
-    with conn:
-        on_broker(address, lambda: replay_into(conn, [message]))
-    print(f"published 1 message to {exchange} with key {args.routing_key}"
-          + (f" and routes {', '.join(routes)}" if routes else ""))
+    fields = parse_fields(getattr(args, "fields", []))
+    if args.routing_key is None and not fields:
+        raise UsageError("give --routing-key KEY, or the key's fields as field=value words")
+    message = outgoing(args.exchange, _load_body(args), args.routing_key, args.route, **fields)
+    address = outside_broker(args.broker, "publish")
+    try:
+        with Publisher(address) as publisher:
+            publisher.send(message)
+    except BrokerFailure as exc:
+        raise RuntimeFailure(str(exc)) from None
+    print(f"published 1 message to {message.exchange} with key {message.routing_key}"
+          + (f" and routes {', '.join(message.routes)}" if message.routes else ""))
     return EXIT_OK
 
 
