@@ -30,6 +30,7 @@ from .errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterConnect
 from .exchanges import _did_you_mean
 from .options import client_options, is_seconds, no_root_url, service_url
 from .references import FunctionEntry, Reference
+from .schemas import check_call
 from .utils import calculateSleepTime
 
 log = logging.getLogger("tcpulse.client")
@@ -152,6 +153,8 @@ class ClientCore:
         before anything is sent)."""
         label = self._label(entry)
         bound = bind_arguments(label, entry, args, kwargs)
+        if self.options.get("validate"):
+            check_call(label, self.serviceName or "", entry, bound)
         body = None if bound.payload is None else json.dumps(bound.payload, separators=(",", ":")).encode()
         query = dict(bound.query)
         if bound.pagination_limit and "limit" in entry.query:

@@ -20,7 +20,7 @@ import functools
 import inspect
 import re
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from .errors import TaskclusterTopicExchangeFailure
 from .exchanges import Binding, Exchange, exchange_named
@@ -61,8 +61,12 @@ def topic_matches(pattern: str, key: str) -> bool:
     return reachable[len(words)]
 
 
-class Event:
-    """One message as a handler sees it.
+T = TypeVar("T")
+
+
+class Event(Generic[T]):
+    """One message as a handler sees it; `Event[T]` for type checkers, where T is the body's
+    TypedDict (`def completed(event: Event[TaskCompletedMessage])` gets `event.body` checked).
 
     `routes` are the CC'd routes without their 'route.' prefix; `fields` is the primary key
     parsed with the exchange's reference (computed on first use; {} for an exchange tcpulse
@@ -78,7 +82,9 @@ class Event:
     __slots__ = ("body", "exchange", "routing_key", "routes", "redelivered", "attempt",
                  "headers", "_source", "_fields")
 
-    def __init__(self, body: Any, exchange: str, routing_key: str, cc: Sequence[str] = (),
+    body: T
+
+    def __init__(self, body: T, exchange: str, routing_key: str, cc: Sequence[str] = (),
                  redelivered: bool = False, attempt: int = 1,
                  headers: Optional[Mapping] = None, source: Optional[Exchange] = None) -> None:
         self.body = body

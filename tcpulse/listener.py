@@ -23,9 +23,10 @@ Example:
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, TypeVar
 
 from .backlog import DEFAULT_THRESHOLD, BacklogWatch
+from .bodycheck import BodyValidation, check_mode
 from .connection import BrokerAddress, resolve_broker
 from .dispatch import Event, Handler, Registry, bindings_for
 from .outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
@@ -66,6 +67,9 @@ class Listener:
     - `shutdown_grace`: seconds running handlers get to finish after SIGTERM/SIGINT.
     - `slow_handler_warning`: seconds after which a handler still running on a message is
       warned about, once per handler and message (None: never).
+    - `validate`: check each body against its exchange's JSON schema (from the active reference
+      set): "off" (default), "warn" (log what does not match, handle it anyway) or "dead-letter"
+      (park it, the reason naming the JSON path and the rule).
 
     Example:
         >>> app = Listener(broker="memory://", concurrency=4)
@@ -79,7 +83,8 @@ class Listener:
                  retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, max_length: Optional[int] = None,
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
                  queue_type: str = "classic", delivery_limit: Optional[int] = None,
-                 slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER) -> None:
+                 slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER,
+                 validate: Literal["off", "warn", "dead-letter"] = "off") -> None:
         self.metrics = Metrics()
         self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
@@ -104,8 +109,10 @@ class Listener:
         self.queue_type = "classic"
         self.delivery_limit: Optional[int] = None
         self._address_or_error: Any = None
+        self.validate = "off"
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
-                       queue_type=queue_type, delivery_limit=delivery_limit, max_length=max_length)
+                       queue_type=queue_type, delivery_limit=delivery_limit, max_length=max_length,
+                       validate=validate)
 
     def configure(self, **options: Any) -> "Listener":
         """Change options before `run()` (the CLI applies its flags this way); `None` keeps
@@ -118,7 +125,7 @@ class Listener:
         self._check_not_running("change options")
         unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
                                   "health_port", "shutdown_grace", "queue_type", "delivery_limit",
-                                  "max_attempts", "retry_delays", "max_length"}
+                                  "max_attempts", "retry_delays", "max_length", "validate"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
         for key in ("name", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
@@ -129,6 +136,8 @@ class Listener:
             self.retry_delays = tuple(options["retry_delays"])
         if options.get("max_length") is not None:
             self.max_length = _positive("max_length", options["max_length"])
+        if options.get("validate") is not None:
+            self.validate = check_mode(options["validate"])
         self._policy = RetryPolicy(self.max_attempts, self.retry_delays)
         _check_name(self.name)
         check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None)
@@ -267,8 +276,10 @@ class Listener:
         self._check_not_running("run again")
         self._running = True
         self._delivery = self._new_delivery()
+        validation = BodyValidation(self.validate)
+        validation.prepare(self._registry.source(b.exchange) for b in self.bindings())
         handling = MessageHandling(self._registry, self._delivery, self._runs, self._policy, queue=self.queue,
-                                   name=self.name, concurrency=self.concurrency)
+                                   name=self.name, concurrency=self.concurrency, validation=validation)
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)

@@ -36,6 +36,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
+from .bodycheck import BodyValidation
 from .dispatch import Event, Registry
 from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from .running import Failures, HandlerRuns
@@ -55,7 +56,8 @@ class MessageHandling:
     """
 
     def __init__(self, registry: Registry, delivery: Any, runs: HandlerRuns, policy: RetryPolicy, *,
-                 queue: str, name: Optional[str], concurrency: int) -> None:
+                 queue: str, name: Optional[str], concurrency: int,
+                 validation: Optional[BodyValidation] = None) -> None:
         self._registry = registry
         self._delivery = delivery
         self._runs = runs
@@ -63,6 +65,7 @@ class MessageHandling:
         self._policy = policy
         self._queue, self._name = queue, name
         self._concurrency = concurrency
+        self._validation = validation or BodyValidation()
         self._pool: Any = None
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
         self._unmatched_lock = threading.Lock()
@@ -130,9 +133,12 @@ class MessageHandling:
                     "once every %g s", event.exchange, event.routing_key, self._queue, UNMATCHED_LOG_EVERY)
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
-        return Event(decode_body(message.body), origin.exchange, origin.routing_key, origin.cc,
+        body = decode_body(message.body)
+        source = self._registry.source(origin.exchange)
+        self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
+        return Event(body, origin.exchange, origin.routing_key, origin.cc,
                      redelivered=bool(message.delivery_info.get("redelivered")), attempt=origin.attempt,
-                     headers=message.headers, source=self._registry.source(origin.exchange))
+                     headers=message.headers, source=source)
 
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
         """Turn a message's result into broker actions, on the connection's thread, before the

@@ -5,7 +5,8 @@ method's `input`/`output`, such as 'v1/task.json#', under `/schemas/<serviceName
 from the set's own folder (so a pulled set is checked against its deployment's schemas),
 resolving its `$ref`s, and the compiled check of each schema (`checker`, cached per set).
 What is checked and how is `tcpulse.validator`'s business; what to do with a problem is the
-caller's (the listener dead-letters or warns, the client raises).
+caller's (the listener dead-letters or warns: `tcpulse.bodycheck`), except for the client option
+`validate`, whose error `check_call` raises.
 
 Pure module: imports only the standard library, `tcpulse.references`, `tcpulse.validator` and
 `tcpulse.errors`.
@@ -22,21 +23,10 @@ import posixpath
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from .errors import InvalidReference
-from .references import ReferenceSet
+from .errors import ClientUsageError, InvalidReference
+from .references import FunctionEntry, ReferenceSet, active_set
+from .typenames import schema_id
 from .validator import Check, Resolver, compile_schema
-
-
-def schema_id(service_name: str, relative: str) -> str:
-    """The absolute id of a schema a reference names relative to its service.
-
-    Example:
-        >>> schema_id("queue", "v1/task-completed-message.json#")
-        '/schemas/queue/v1/task-completed-message.json'
-    """
-    if relative.startswith("/"):
-        return relative.split("#")[0]
-    return f"/schemas/{service_name}/{relative.split('#')[0]}"
 
 
 class SchemaStore:
@@ -108,3 +98,25 @@ def exchange_schema(refset: ReferenceSet, service: str, name: str) -> Optional[s
     entry = next((e for e in reference.entries if e.name == name), None)
     relative = getattr(entry, "schema", None)
     return schema_id(reference.service_name, relative) if relative else None
+
+
+def check_call(label: str, service_name: str, entry: FunctionEntry, bound: Any) -> None:
+    """The client option `validate`: raise ClientUsageError, before anything is sent, when a
+    call's payload does not match the method's input schema (from the active set) or a query
+    value is neither a string nor an integer. The error names the property and the rule.
+
+    Example:
+        >>> from tcpulse.calls import BoundCall
+        >>> entry = next(e for e in active_set().get("Index").entries if e.name == "insertTask")
+        >>> check_call("Index.insertTask", "index", entry, BoundCall({"namespace": "a"}, payload={"rank": 0}))
+        Traceback (most recent call last):
+        ...
+        tcpulse.errors.ClientUsageError: Index.insertTask: payload does not match v1/insert-task-request.json#: $: required property 'taskId' is missing (rule: required)
+    """
+    for key, value in bound.query.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ClientUsageError(f"{label}: query argument {key!r} must be a string or an integer (got {value!r})")
+    if entry.input and bound.payload is not None:
+        problem = checker(active_set(), schema_id(service_name, entry.input))(bound.payload, ())
+        if problem is not None:
+            raise ClientUsageError(f"{label}: payload does not match {entry.input}: {problem}")

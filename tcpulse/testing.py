@@ -40,6 +40,7 @@ try:
 except ImportError:  # the plain functions work without pytest; only the fixture needs it
     pytest = None
 
+from .bodycheck import BodyValidation
 from .dispatch import ROUTE_PREFIX, Event
 from .outcome import TOO_DEEP, Ack, DeadLetter, Outcome, Poison, Retry, decide, decode_body
 
@@ -145,6 +146,8 @@ def deliver(listener: Any, exchange: Any, routing_key: str, body: Body, routes: 
     report = Delivered(_exchange_name(exchange), routing_key, tuple(routes))
     try:
         decoded = decode_body(body if isinstance(body, (bytes, str)) else json.dumps(body))
+        # As live: a body its exchange's schema rejects is dead-lettered (validate="dead-letter") or logged ("warn").
+        BodyValidation(getattr(listener, "validate", "off")).check(decoded, listener.registry.source(report.exchange))
     except (Poison, RecursionError) as exc:  # the live listener dead-letters it with the same reason
         # (a dict too deep for json.dumps is too deep to send at all)
         report.attempts.append(Attempt(1, (), {}, DeadLetter(str(exc) if isinstance(exc, Poison) else TOO_DEEP)))

@@ -13,9 +13,10 @@ the annotations are never evaluated), so it works on Python 3.9+ without typing_
 import json
 import keyword
 import posixpath
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from tcpulse.typenames import camel, type_module, type_name
 
 HEADER = '''"""Message, request and response bodies of the {title} service, one TypedDict per JSON schema.
 
@@ -34,25 +35,8 @@ elif TYPE_CHECKING:
 '''
 
 
-def camel(text: str) -> str:
-    """'task-completed-message' -> 'TaskCompletedMessage'; 'list-lastFires-response' -> 'ListLastFiresResponse'."""
-    words = [w for w in re.split(r"[^A-Za-z0-9]+", text) if w]
-    name = "".join(w[:1].upper() + w[1:] for w in words)
-    return name if name[:1].isalpha() else "T" + name
-
-
 def singular(name: str) -> str:
     return name[:-1] if name.endswith("s") and not name.endswith("ss") and len(name) > 3 else name
-
-
-def module_name(service_name: str) -> str:
-    """The module of a service: 'worker-manager' -> 'workermanager', as the official client names them."""
-    return service_name.replace("-", "")
-
-
-def type_name(schema_file: str) -> str:
-    """The TypedDict of a schema file: 'v1/task-completed-message.json#' -> 'TaskCompletedMessage'."""
-    return camel(posixpath.basename(schema_file.split("#")[0])[: -len(".json")])
 
 
 class ServiceTypes:
