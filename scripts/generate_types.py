@@ -27,7 +27,7 @@ def generated() -> Dict[Path, str]:
     import tcpulse
     import tcpulse.aio
     from tcpulse.references import open_set
-    from tcpulse.typenames import type_module
+    from tcpulse._api.typenames import type_module
 
     bundled = open_set("bundled")
     files: Dict[Path, str] = {}

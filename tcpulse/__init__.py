@@ -14,7 +14,7 @@ Example:
 import importlib as _importlib
 from typing import Any as _Any, List as _List
 
-from .errors import (
+from tcpulse.errors import (
     BrokerFailure,
     ClientUsageError,
     InvalidReference,
@@ -28,11 +28,8 @@ from .errors import (
     TaskclusterRestFailure,
     TaskclusterTopicExchangeFailure,
 )
-# Imported now (it is pure and cheap) so that the import system has already bound the
-# submodule when `exchanges` below rebinds the name to the function: a later
-# `import tcpulse.exchanges` then leaves `tcpulse.exchanges()` callable.
-from .exchanges import Binding, Exchange, exchanges
-from .references import use_references
+from tcpulse._api.exchanges import Binding, Exchange, exchanges
+from tcpulse.references import use_references
 
 __version__ = "0.1.0"
 
@@ -44,10 +41,10 @@ _LAZY = {
     "makeB64UrlSafe": "utils", "makeB64UrlUnsafe": "utils", "calculateSleepTime": "utils",
     "createSession": "utils",
     "createTemporaryCredentials": "auth",
-    "optionsFromEnvironment": "options", "BaseClient": "client",
-    "Event": "dispatch",
-    "Listener": "listener", "on": "listener",
-    "publish": "publishing", "Publisher": "publishing",
+    "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
+    "Event": "_listen.dispatch",
+    "Listener": "_listen.listener", "on": "_listen.listener",
+    "publish": "_broker.publishing", "Publisher": "_broker.publishing",
 }
 
 __all__ = [
@@ -63,7 +60,7 @@ def __getattr__(name: str) -> _Any:
     if name in _LAZY:
         value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
-        from .services import generated_class
+        from tcpulse._api.services import generated_class
         value = generated_class(__name__, name)
     globals()[name] = value
     return value
@@ -72,7 +69,7 @@ def __getattr__(name: str) -> _Any:
 def __dir__() -> _List[str]:
     """tcpulse's public names: `__all__`, the classes of the active reference set and the public
     submodules already imported (never the helpers this module itself imports)."""
-    from .services import generated_names
+    from tcpulse._api.services import generated_names
 
     modules = {name for name, value in globals().items()
                if not name.startswith("_") and type(value) is type(_importlib)}

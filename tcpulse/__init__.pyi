@@ -7,9 +7,9 @@ bundled references and the package's `__all__`: do not edit; rerun the script.
 
 from typing import Any, Callable, ClassVar, Mapping, Optional, TypedDict, Union, overload
 
-from tcpulse.exchanges import BaseEvents as _BaseEvents
-from tcpulse.exchanges import Binding as _Binding
-from tcpulse.exchanges import Exchange as _Exchange
+from tcpulse._api.exchanges import BaseEvents as _BaseEvents
+from tcpulse._api.exchanges import Binding as _Binding
+from tcpulse._api.exchanges import Exchange as _Exchange
 from tcpulse.types import ClientOptions as _ClientOptions
 
 _Word = Union[str, int]
@@ -31,16 +31,16 @@ from tcpulse.client import BaseClient as _Client
 
 
 from tcpulse.client import BaseClient as BaseClient
-from tcpulse.binding import Binding as Binding
+from tcpulse._api.binding import Binding as Binding
 from tcpulse.errors import BrokerFailure as BrokerFailure
 from tcpulse.errors import ClientUsageError as ClientUsageError
-from tcpulse.dispatch import Event as Event
-from tcpulse.exchanges import Exchange as Exchange
+from tcpulse._listen.dispatch import Event as Event
+from tcpulse._api.exchanges import Exchange as Exchange
 from tcpulse.errors import InvalidReference as InvalidReference
-from tcpulse.listener import Listener as Listener
+from tcpulse._listen.listener import Listener as Listener
 from tcpulse.errors import ObjectHashVerificationError as ObjectHashVerificationError
 from tcpulse.errors import PermanentFailure as PermanentFailure
-from tcpulse.publishing import Publisher as Publisher
+from tcpulse._broker.publishing import Publisher as Publisher
 from tcpulse.errors import ReferenceSetError as ReferenceSetError
 from tcpulse.errors import TaskclusterArtifactError as TaskclusterArtifactError
 from tcpulse.errors import TaskclusterAuthFailure as TaskclusterAuthFailure
@@ -53,15 +53,15 @@ from tcpulse.utils import createSession as createSession
 from tcpulse.auth import createTemporaryCredentials as createTemporaryCredentials
 from tcpulse.utils import dumpJson as dumpJson
 from tcpulse.utils import encodeStringForB64Header as encodeStringForB64Header
-from tcpulse.exchanges import exchanges as exchanges
+from tcpulse._api.exchanges import exchanges as exchanges
 from tcpulse.utils import fromNow as fromNow
 from tcpulse.utils import fromNowJSON as fromNowJSON
 from tcpulse.utils import isExpired as isExpired
 from tcpulse.utils import makeB64UrlSafe as makeB64UrlSafe
 from tcpulse.utils import makeB64UrlUnsafe as makeB64UrlUnsafe
-from tcpulse.listener import on as on
-from tcpulse.options import optionsFromEnvironment as optionsFromEnvironment
-from tcpulse.publishing import publish as publish
+from tcpulse._listen.listener import on as on
+from tcpulse._rest.options import optionsFromEnvironment as optionsFromEnvironment
+from tcpulse._broker.publishing import publish as publish
 from tcpulse.utils import scopeMatch as scopeMatch
 from tcpulse.utils import scope_match as scope_match
 from tcpulse.utils import slugId as slugId

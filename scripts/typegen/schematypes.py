@@ -16,7 +16,7 @@ import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from tcpulse.typenames import camel, type_module, type_name
+from tcpulse._api.typenames import camel, type_module, type_name
 
 HEADER = '''"""Message, request and response bodies of the {title} service, one TypedDict per JSON schema.
 

@@ -13,8 +13,8 @@ import keyword
 from typing import Any, List, Optional, Sequence
 
 from tcpulse.references import FunctionEntry, Reference, ReferenceSet
-from tcpulse.services import method_doc
-from tcpulse.typenames import schema_id, type_module, type_name
+from tcpulse._api.services import method_doc
+from tcpulse._api.typenames import schema_id, type_module, type_name
 
 HEADER = '''"""{doc}
 
@@ -24,9 +24,9 @@ bundled references and the package's `__all__`: do not edit; rerun the script.
 '''
 IMPORTS = '''from typing import Any, Callable, ClassVar, Mapping, Optional, TypedDict, Union, overload
 
-from tcpulse.exchanges import BaseEvents as _BaseEvents
-from tcpulse.exchanges import Binding as _Binding
-from tcpulse.exchanges import Exchange as _Exchange
+from tcpulse._api.exchanges import BaseEvents as _BaseEvents
+from tcpulse._api.exchanges import Binding as _Binding
+from tcpulse._api.exchanges import Exchange as _Exchange
 from tcpulse.types import ClientOptions as _ClientOptions
 
 _Word = Union[str, int]
@@ -124,7 +124,7 @@ class StubWriter:
 
     # -- events ------------------------------------------------------------------------------
     def events_class(self, reference: Reference) -> str:
-        from tcpulse.exchanges import events_class
+        from tcpulse._api.exchanges import events_class
 
         events = events_class(reference)
         helpers, attributes = [], []

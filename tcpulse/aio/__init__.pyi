@@ -7,9 +7,9 @@ bundled references and the package's `__all__`: do not edit; rerun the script.
 
 from typing import Any, Callable, ClassVar, Mapping, Optional, TypedDict, Union, overload
 
-from tcpulse.exchanges import BaseEvents as _BaseEvents
-from tcpulse.exchanges import Binding as _Binding
-from tcpulse.exchanges import Exchange as _Exchange
+from tcpulse._api.exchanges import BaseEvents as _BaseEvents
+from tcpulse._api.exchanges import Binding as _Binding
+from tcpulse._api.exchanges import Exchange as _Exchange
 from tcpulse.types import ClientOptions as _ClientOptions
 
 _Word = Union[str, int]

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, command_parser, connect,
+from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, command_parser, connect,
                    guarded, on_broker, parse_fields, script_bindings)
 
 PROGRESS_EVERY = 100
@@ -115,8 +115,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         published 1 message to exchange/taskcluster-queue/v1/task-failed with key primary.t and routes index.a
         0
     """
-    from ..errors import BrokerFailure
-    from ..publishing import Publisher, outgoing
+    from tcpulse.errors import BrokerFailure
+    from tcpulse._broker.publishing import Publisher, outgoing
 
     fields = parse_fields(getattr(args, "fields", []))
     if args.routing_key is None and not fields:
@@ -157,7 +157,7 @@ def _read_text(path: str) -> str:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """`tcpulse replay`: every message of a recording, in order (see the module example)."""
-    from ..recording import read, replay_into
+    from tcpulse._ops.recording import read, replay_into
 
     address = outside_broker(args.broker, "replay")
     messages = read(args.file)
@@ -186,7 +186,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     """
     import uuid
 
-    from ..recording import record_from
+    from tcpulse._ops.recording import record_from
 
     bindings = _record_bindings(args)
     conn, address = connect(outside_broker(args.broker, "record"))
@@ -232,9 +232,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         >>> guarded(cmd_dead_letters)(argparse.Namespace(name="nobody", broker="memory://", requeue=False, limit=None))
         2
     """
-    from ..delivery import list_dead_letters, requeue_dead_letters
-    from ..errors import BrokerFailure
-    from ..topology import ListenerNames
+    from tcpulse._listen.delivery import list_dead_letters, requeue_dead_letters
+    from tcpulse.errors import BrokerFailure
+    from tcpulse._listen.topology import ListenerNames
 
     connection, address = connect(outside_broker(args.broker, "dead-letters"))
     names = ListenerNames.of(address.user, args.name)
@@ -259,7 +259,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def _record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:
-    from ..exchanges import find_exchange
+    from tcpulse._api.exchanges import find_exchange
 
     if args.script and (args.exchange or args.fields):
         raise UsageError("give either EXCHANGE [field=value ...] or --script SCRIPT, not both")

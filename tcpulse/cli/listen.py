@@ -21,11 +21,11 @@ import threading
 import time
 from typing import Any, List, Optional, Tuple
 
-from ..connection import broker_errors
-from ..errors import BrokerFailure
-from ..logsetup import LOG_FORMAT
-from ..topology import MissingExchange
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
+from tcpulse._broker.connection import broker_errors
+from tcpulse.errors import BrokerFailure
+from tcpulse._ops.logsetup import LOG_FORMAT
+from tcpulse._listen.topology import MissingExchange
+from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
                    parse_delays, positive_int)
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,11 @@ def _port(text: str) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from ..scripts import ScriptError, load_listener
+    from tcpulse._listen.scripts import ScriptError, load_listener
 
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     if args.log_json:
-        from ..logsetup import JsonFormatter
+        from tcpulse._ops.logsetup import JsonFormatter
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
     try:
@@ -131,7 +131,7 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
         >>> run_listen(app, argparse.Namespace(replay=None, exit_when_idle=True, idle_seconds=0.1))
         received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0
     """
-    from ..recording import read
+    from tcpulse._ops.recording import read
 
     messages = read(args.replay) if getattr(args, "replay", None) else None
     if getattr(args, "declare_exchanges", False):
@@ -176,7 +176,7 @@ def _wait_ready(listener: Any, finished: threading.Event) -> bool:
 
 
 def _replay(listener: Any, messages: list) -> None:
-    from ..recording import replay_into
+    from tcpulse._ops.recording import replay_into
 
     conn, address = connect(listener.broker)
     with conn:
@@ -210,7 +210,7 @@ class _Waiting:
     time counts."""
 
     def __init__(self, listener: Any):
-        from ..connection import resolve_broker
+        from tcpulse._broker.connection import resolve_broker
 
         self.queues = [listener.queue, *listener.retry_queues()]
         self.address = resolve_broker(listener.broker)
@@ -222,7 +222,7 @@ class _Waiting:
 
     def count(self) -> int:
         if self.conn is None:
-            from ..embedded import broker_for
+            from tcpulse._broker.embedded import broker_for
 
             depths = broker_for(self.address.vhost).depths()
             return sum(depths.get(name, 0) for name in self.queues)
