@@ -54,10 +54,12 @@ def _fits(check: Callable[[Any, Any], Any], value: Any) -> bool:
 
 
 class _Sampler:
-    def __init__(self, resolve: Resolver, values: Mapping[str, Any], rnd: Optional[random.Random]) -> None:
+    def __init__(self, resolve: Resolver, values: Mapping[str, Any], rnd: Optional[random.Random],
+                 checks: Optional[Dict[int, Any]] = None) -> None:
         self.resolve = resolve
         self.values = values
         self.rnd = rnd
+        self.checks: Dict[int, Any] = {} if checks is None else checks  # id(schema) -> (schema, its check)
 
     def sample(self, schema: Any, name: str = "", depth: int = 0) -> Any:
         if depth > 30:
@@ -66,12 +68,19 @@ class _Sampler:
             return {}
         if "$ref" in schema:
             target, inner = self._deref(schema["$ref"])
-            return _Sampler(inner, self.values, self.rnd).sample(target, name, depth + 1)
-        check = compile_schema(schema, self.resolve)
+            return _Sampler(inner, self.values, self.rnd, self.checks).sample(target, name, depth + 1)
+        check = self._check(schema)
         for value in self._candidates(schema, name, depth):
             if _fits(check, value):
                 return value
         raise SampleError(f"no sample value fits the schema of {name or 'the body'!r}: {schema}")
+
+    def _check(self, schema: Any) -> Any:
+        # Compiled once per schema object and sampling run (the schema is kept, so its id stays its own).
+        found = self.checks.get(id(schema))
+        if found is None:
+            found = self.checks[id(schema)] = (schema, compile_schema(schema, self.resolve))
+        return found[1]
 
     def _deref(self, ref: str) -> Any:
         if self.resolve is None:
