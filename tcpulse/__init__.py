@@ -61,7 +61,7 @@ def __getattr__(name: str) -> _Any:
         value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
         from tcpulse._api.services import generated_class
-        value = generated_class(__name__, name)
+        value = generated_class(__name__, name, public=__all__)
     globals()[name] = value
     return value
 

@@ -17,7 +17,8 @@ def test_a_sample_of_every_bundled_exchange_validates_against_its_schema(exchang
     assert isinstance(event, Event)
     assert event.exchange == exchange.exchange and event.attempt == 1
     assert reference_errors(exchange.schema, event.body) == []
-    assert exchange.parse(event.routing_key) == event.fields
+    parsed = exchange.parse(event.routing_key)
+    assert {name: parsed[name] for name in event.fields} == event.fields
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES, ids=lambda ex: f"{ex.service}.{ex.name}")

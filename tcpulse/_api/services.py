@@ -16,7 +16,9 @@ Example:
     >>> Queue.listTaskGroup.__name__, Queue.__name__
     ('listTaskGroup', 'Queue')
 """
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from tcpulse._api.hints import did_you_mean
 
 from tcpulse._rest.calls import CALL_KEYWORDS
 from tcpulse.errors import InvalidReference
@@ -34,6 +36,7 @@ def client_class(reference: Reference, base: Optional[type] = None) -> type:
         "__module__": "tcpulse",
         "reference": reference,
         "entries": {entry.name: entry for entry in reference.entries},
+        "__getattr__": _missing_entry,
     }
     for entry in reference.entries:
         if hasattr(base, entry.name) or entry.name in CALL_KEYWORDS:
@@ -42,23 +45,27 @@ def client_class(reference: Reference, base: Optional[type] = None) -> type:
     return type(reference.name, (base,), attributes)
 
 
-def generated_class(module: str, name: str, asynchronous: bool = False) -> type:
+def generated_class(module: str, name: str, asynchronous: bool = False, public: Sequence[str] = ()) -> type:
     """The class `name` of package `module` from the active set, reading only its reference.
 
     Asynchronous classes (on `tcpulse.aio.client.AsyncClient`, loaded only once a class is
     built) exist for API references only; sync ones for events references too. A name absent
-    here but shipped in another set gets that set's hint in the AttributeError.
+    here but shipped in another set gets that set's hint in the AttributeError; any other
+    gets the closest of the set's classes and the module's other `public` names.
     """
     from tcpulse.references import active_set, why_missing
 
     missing = f"module {module!r} has no attribute {name!r}"
-    # Class names only: lookups such as '__wrapped__' by inspect or pytest must not fix the set.
-    if not name[:1].isupper():
+    if name.startswith("__"):  # '__wrapped__' and such, asked by inspect or pytest: no hint
         raise AttributeError(missing)
+    # Class names only: a lowercase lookup must not fix the set.
+    if not name[:1].isupper():
+        raise AttributeError(_hinted(missing, did_you_mean(name, public)))
     reference = active_set().get(name)
     if reference is None:
         why = why_missing(name)
-        raise AttributeError(f"{missing}: {why}" if why else missing)
+        raise AttributeError(f"{missing}: {why}" if why else
+                             _hinted(missing, did_you_mean(name, [*generated_names(api_only=asynchronous), *public])))
     if reference.kind == "exchanges":
         if asynchronous:
             raise AttributeError(missing)
@@ -79,7 +86,18 @@ def generated_names(api_only: bool = False) -> List[str]:
     return active_set().names("api" if api_only else None)
 
 
+def _missing_entry(self: Any, name: str) -> Any:
+    # Runs only once normal lookup failed: a misspelt method gets the closest entry's name.
+    hint = "" if name.startswith("_") else did_you_mean(name, list(type(self).entries))
+    raise AttributeError(_hinted(f"{type(self).__name__!r} object has no attribute {name!r}", hint))
+
+
+def _hinted(message: str, hint: str) -> str:
+    return f"{message}.{hint}" if hint else message
+
+
 def _method(class_name: str, entry: FunctionEntry, service_name: str) -> Callable[..., Any]:
+
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return self._call(entry, args, kwargs)
 

@@ -54,6 +54,7 @@ HEARTBEAT_EVERY = 1.0  # seconds between heartbeat checks while messages keep fl
 FIRST_CONNECT_ATTEMPTS = 3  # a broker unreachable at start is a configuration error, not an outage
 BACKOFF_CAP = 30.0
 READ_AHEAD = 64 * 1024  # bytes asked of the broker socket per recv (many messages at a time)
+UNLIMITED_WINDOW = 100  # deliveries taken (and acks batched) at a time under prefetch 0
 
 Settle = Callable[[Any, Any, Dict[str, BaseException]], None]
 # notify -> the pool that runs messages (`tcpulse._listen.pool.WorkerPool` or `tcpulse._listen.looppool.LoopPool`);
@@ -90,6 +91,9 @@ class Consumer(ConsumerMixin):
         self.connection = address.nodes[0].connection()
         self._declare, self._settle = declare, settle
         self._prefetch, self._grace = prefetch, grace
+        # How many deliveries to take in one go and to ack in one batch: with no limit (0), as
+        # many as a bounded window would.
+        self._window = prefetch or UNLIMITED_WINDOW
         self.metrics = metrics
         self._stop = stop
         # A socket pair, not os.pipe(): once closed, a late wake() fails cleanly instead of
@@ -177,7 +181,7 @@ class Consumer(ConsumerMixin):
         """Take every delivery already waiting, without blocking, so that they reach the pool
         together (one thread wake-up instead of one per message). Returns how many frames
         were handled."""
-        most = 3 * (self._prefetch + 1)  # a message is three frames: method, header, body
+        most = 3 * (self._window + 1)  # a message is three frames: method, header, body
         amqp = conn.connection if self._transport is not None else None
         for taken in range(most):
             if _whole_frame(self._transport):  # read ahead: no system call, nothing to wait for
@@ -293,7 +297,7 @@ class Consumer(ConsumerMixin):
             _read_ahead(self._transport)
         self.ready = True
         heartbeat = getattr(connection.connection, "heartbeat", None)  # None on memory://: nothing to beat
-        log.info("consuming from %s (prefetch %d%s)", self.node, self._prefetch,
+        log.info("consuming from %s (prefetch %s%s)", self.node, self._prefetch or "unlimited",
                  f", heartbeat {heartbeat:g} s" if heartbeat else "")
 
     def on_iteration(self) -> None:
@@ -357,7 +361,7 @@ class Consumer(ConsumerMixin):
         owed = self._acks.owed
         if not owed:
             return
-        if force or owed >= max(1, self._prefetch // 4) or time.monotonic() - self._acks.first_owed_at >= ACK_DELAY:
+        if force or owed >= max(1, self._window // 4) or time.monotonic() - self._acks.first_owed_at >= ACK_DELAY:
             self.metrics.inc("acked", self._acks.flush())
 
 

@@ -19,13 +19,16 @@ Example:
 import functools
 import inspect
 import re
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from tcpulse.errors import TaskclusterTopicExchangeFailure
 from tcpulse._api.exchanges import Binding, Exchange, exchange_named
 
 ROUTE_PREFIX = "route."
+RESERVED = "reserved"  # the routing-key field Taskcluster keeps for later use
 
 
 def _words(text: str) -> Tuple[str, ...]:
@@ -68,18 +71,19 @@ class Event(Generic[T]):
     """One message as a handler sees it; `Event[T]` for type checkers, where T is the body's
     TypedDict (`def completed(event: Event[TaskCompletedMessage])` gets `event.body` checked).
 
-    `routes` are the CC'd routes without their 'route.' prefix; `fields` is the primary key
-    parsed with the exchange's reference (computed on first use; {} for an exchange tcpulse
-    has no reference for); `attempt` is 1 on the first delivery.
+    `cc` is every entry of the CC header as received; `routes` are those starting with 'route.',
+    without that prefix; `fields` is the primary key parsed with the exchange's reference
+    (computed on first use; {} for an exchange tcpulse has no reference for), without the
+    `reserved` words Taskcluster keeps for later; `attempt` is 1 on the first delivery.
 
     Example:
         >>> e = Event({"status": {}}, "exchange/taskcluster-queue/v1/task-completed",
-        ...           "primary.t1.0.w.p.wt.pr.s.g._", cc=["route.index.a"])
-        >>> e.routes, e.fields["taskId"], e.attempt
-        (['index.a'], 't1', 1)
+        ...           "primary.t1.0.w.p.wt.pr.s.g._", cc=["route.index.a", "other"])
+        >>> e.cc, e.routes, e.fields["taskId"], "reserved" in e.fields, e.attempt
+        (['route.index.a', 'other'], ['index.a'], 't1', False, 1)
     """
 
-    __slots__ = ("body", "exchange", "routing_key", "routes", "redelivered", "attempt",
+    __slots__ = ("body", "exchange", "routing_key", "cc", "routes", "redelivered", "attempt",
                  "headers", "_source", "_fields")
 
     body: T
@@ -90,6 +94,7 @@ class Event(Generic[T]):
         self.body = body
         self.exchange = exchange
         self.routing_key = routing_key
+        self.cc = list(cc)
         self.routes = [r[len(ROUTE_PREFIX):] for r in cc if r.startswith(ROUTE_PREFIX)]
         self.redelivered = redelivered
         self.attempt = attempt
@@ -101,7 +106,9 @@ class Event(Generic[T]):
     def fields(self) -> Dict[str, Optional[str]]:
         if self._fields is None:
             source = self._source or exchange_named(self.exchange)
-            self._fields = source.parse(self.routing_key) if source is not None else {}
+            parsed = source.parse(self.routing_key) if source is not None else {}
+            # Taskcluster reserves the key's last words for later use; they are never a field to read.
+            self._fields = {name: value for name, value in parsed.items() if name != RESERVED}
         return self._fields
 
     def __repr__(self) -> str:
@@ -237,6 +244,7 @@ class Registry:
         self._tries: Dict[str, _Trie] = {}
         self._few: Dict[str, List[Tuple[Callable[[str], Any], int]]] = {}
         self._sources: Dict[str, Optional[Exchange]] = {}
+        self._names: frozenset = frozenset()
 
     def add(self, func: Callable[[Event], Any], bindings: Iterable[Binding]) -> Handler:
         """Register `func` for `bindings`; the same function registered again keeps its place
@@ -257,7 +265,7 @@ class Registry:
     def _unique_name(self, func: Callable) -> str:
         # Names travel in retry headers, so two functions must never share one; a clash (e.g.
         # closures made in a loop) gets a suffix that is stable for a stable registration order.
-        base = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', repr(func))}"
+        base = f"{module_name(func)}.{getattr(func, '__qualname__', repr(func))}"
         taken = {h.name for h in self.handlers}
         name, n = base, 1
         while name in taken:
@@ -267,6 +275,7 @@ class Registry:
 
     def _reindex(self) -> None:
         self._tries, self._few = {}, {}
+        self._names = frozenset(h.name for h in self.handlers)
         patterns: Dict[str, List[Tuple[str, int]]] = {}
         for position, handler in enumerate(self.handlers):
             for binding in handler.bindings:
@@ -286,7 +295,19 @@ class Registry:
     def select(self, exchange: str, routing_key: str, cc: Sequence[str] = (),
                only: Optional[Sequence[str]] = None) -> List[Handler]:
         """The handlers whose bindings match the primary key or any CC'd key, each once, in
-        registration order; `only` keeps just the handlers with those names (retries)."""
+        registration order. `only` keeps just the handlers with those names (a retry re-runs the
+        ones that failed), unless one of them is no longer registered (renamed, or its script
+        renamed): nothing tells which handler took over its work, so every matching handler runs
+        (the caller logs it, see `unknown`).
+
+        Example:
+            >>> from tcpulse._api.exchanges import Binding
+            >>> r = Registry(); _ = r.add(len, [Binding("exchange/x", "#")]); _ = r.add(abs, [Binding("exchange/x", "#")])
+            >>> [h.name for h in r.select("exchange/x", "k", only=["builtins.abs"])]
+            ['builtins.abs']
+            >>> [h.name for h in r.select("exchange/x", "k", only=["app.boom"])]
+            ['builtins.len', 'builtins.abs']
+        """
         few = self._few.get(exchange)
         if few is not None:
             dotted = ["." + key if key else "" for key in (routing_key, *cc)]
@@ -299,9 +320,18 @@ class Registry:
             for key in (routing_key, *cc):
                 trie.collect(key, found)
         chosen = [self.handlers[position] for position in sorted(found)]
-        if only is not None:
+        if only is not None and not self.unknown(only):
             chosen = [h for h in chosen if h.name in only]
         return chosen
+
+    def unknown(self, names: Sequence[str]) -> List[str]:
+        """The names among `names` (handlers a retry or dead letter recorded) no handler has now.
+
+        Example:
+            >>> Registry().unknown(["__main__.boom"])
+            ['__main__.boom']
+        """
+        return [name for name in names if name not in self._names]
 
     def bindings(self) -> List[Binding]:
         """Every (exchange, pattern) pair once, in registration order."""
@@ -313,6 +343,36 @@ class Registry:
         if exchange not in self._sources:
             self._sources[exchange] = exchange_named(exchange)
         return self._sources[exchange]
+
+
+def module_name(func: Any) -> str:
+    """The module part of a handler's name: its module's name, except for a script run as
+    `python app.py` (module `__main__`), which is named as `tcpulse listen app.py` imports it
+    (`script_module`), so that retries and dead letters recorded under one way of running it find
+    their handlers under the other.
+
+    Example:
+        >>> module_name(print), module_name(module_name)
+        ('builtins', 'tcpulse._listen.dispatch')
+    """
+    module = getattr(func, "__module__", None)
+    if module == "__main__":
+        file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if isinstance(file, str):
+            return script_module(file)
+    return str(module)
+
+
+def script_module(path: str) -> str:
+    """The module name a handler script at `path` runs as: its file's stem, or `handler_script`
+    when the stem is no Python identifier.
+
+    Example:
+        >>> script_module("watchers/task_group.py"), script_module("my-watcher.py")
+        ('task_group', 'handler_script')
+    """
+    stem = Path(path).stem
+    return stem if stem.isidentifier() else "handler_script"
 
 
 def _check_handler(func: Any) -> None:

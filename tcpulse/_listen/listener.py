@@ -23,7 +23,7 @@ Example:
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Literal, Optional, Sequence, TypeVar, Union
 
 from tcpulse._listen.backlog import DEFAULT_THRESHOLD, BacklogWatch
 from tcpulse._broker.connection import BrokerAddress, resolve_broker
@@ -57,8 +57,12 @@ class Listener:
       any handler is `async def`, coroutines in flight on the listener's event loop (its sync
       handlers then run on up to that many threads); `prefetch`: unacked messages the broker
       may send ahead (default max(10, 4 x concurrency)).
-    - `declare_exchanges`: create the exchanges bound to (local development); by default they
-      are only checked, as a Pulse user may not create them (memory:// creates them).
+    - `declare_exchanges`: True creates the exchanges bound to (local development); by default
+      they are only checked, as a Pulse user may not create Taskcluster's (memory:// creates
+      them). A collection of exchange names (or entries) creates just those: the user's own
+      `exchange/<user>/...`, bound beside Taskcluster's, which stay checked.
+    - `auto_delete`: the named queue goes away when its last consumer does (a development
+      queue; its retries and dead letters stay). An unnamed listener's queue always does.
     - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse._listen.delivery`).
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
       listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
@@ -83,7 +87,7 @@ class Listener:
                  retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, max_length: Optional[int] = None,
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
                  queue_type: str = "classic", delivery_limit: Optional[int] = None,
-                 slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER,
+                 slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER, auto_delete: bool = False,
                  validate: Literal["off", "warn", "dead-letter"] = "off") -> None:
         self.metrics = Metrics()
         self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
@@ -97,7 +101,8 @@ class Listener:
         self.concurrency = 1
         self.prefetch = 1
         self._explicit_prefetch: Optional[int] = None
-        self.declare_exchanges = declare_exchanges
+        self.declare_exchanges: Union[None, bool, FrozenSet[str]] = None
+        self.auto_delete = False
         self.max_attempts = max_attempts
         self.retry_delays = tuple(retry_delays)
         self.max_length: Optional[int] = None
@@ -112,7 +117,7 @@ class Listener:
         self.validate = "off"
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
                        queue_type=queue_type, delivery_limit=delivery_limit, max_length=max_length,
-                       validate=validate)
+                       declare_exchanges=declare_exchanges, auto_delete=auto_delete, validate=validate)
 
     def configure(self, **options: Any) -> "Listener":
         """Change options before `run()` (the CLI applies its flags this way); `None` keeps
@@ -125,22 +130,25 @@ class Listener:
         self._check_not_running("change options")
         unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
                                   "health_port", "shutdown_grace", "queue_type", "delivery_limit",
-                                  "max_attempts", "retry_delays", "max_length", "validate"}
+                                  "max_attempts", "retry_delays", "max_length", "auto_delete", "validate"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
-        for key in ("name", "declare_exchanges", "health_port", "shutdown_grace", "queue_type",
-                    "delivery_limit", "max_attempts"):
+        for key in ("name", "health_port", "shutdown_grace", "queue_type", "delivery_limit", "max_attempts",
+                    "auto_delete"):
             if options.get(key) is not None:
                 setattr(self, key, options[key])
         if options.get("retry_delays") is not None:
             self.retry_delays = tuple(options["retry_delays"])
         if options.get("max_length") is not None:
             self.max_length = _positive("max_length", options["max_length"])
+        if options.get("declare_exchanges") is not None:
+            self.declare_exchanges = _exchanges_to_declare(options["declare_exchanges"])
         if options.get("validate") is not None:
             self.validate = check_mode(options["validate"])
         self._policy = RetryPolicy(self.max_attempts, self.retry_delays)
         _check_name(self.name)
-        check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None)
+        check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None,
+                         auto_delete=self.auto_delete)
         if options.get("broker") is not None:
             # Parsed at once and kept only parsed: the raw URL holds the password in plain text.
             self._given_broker = resolve_broker(options["broker"], source="Listener(broker=...)")
@@ -150,9 +158,13 @@ class Listener:
         if options.get("concurrency") is not None:
             self.concurrency = _positive("concurrency", options["concurrency"])
         if options.get("prefetch") is not None:
-            self._explicit_prefetch = _positive("prefetch", options["prefetch"])
+            self._explicit_prefetch = _positive("prefetch", options["prefetch"], least=0)
+            if self._explicit_prefetch == 0:
+                log.warning("prefetch 0: the broker sends every waiting message at once, with no limit; "
+                            "they all wait in this process's memory, and all go back if it dies")
         # Enough prefetched work to keep every thread busy while acks travel back.
-        self.prefetch = self._explicit_prefetch or max(10, 4 * self.concurrency)
+        self.prefetch = (self._explicit_prefetch if self._explicit_prefetch is not None
+                         else max(10, 4 * self.concurrency))
         return self
 
     # -- registration ---------------------------------------------------------------------
@@ -355,7 +367,7 @@ class Listener:
         declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
         bindings = self.bindings()
         declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
-                               bindings=bindings, declare_exchanges=declare,
+                               bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
                                arguments=self._delivery.queue_arguments())
         self._delivery.declare(channel)
         if self.name is not None:  # an anonymous queue dies with its connection, bindings and all
@@ -370,6 +382,19 @@ def _check_name(name: Optional[str]) -> None:
         raise ValueError(f"Listener name must be a non-empty string such as 'task-watcher' (got {name!r})")
 
 
+def _exchanges_to_declare(value: Any) -> Union[bool, FrozenSet[str]]:
+    """True/False, or the full names of the exchanges (names or entries) to create."""
+    if isinstance(value, bool):
+        return value
+    items = [value] if isinstance(value, str) else value
+    names = [getattr(item, "exchange", item) for item in items] if isinstance(items, Iterable) else [value]
+    for name in names:
+        if not isinstance(name, str) or not name.startswith("exchange/"):
+            raise ValueError("declare_exchanges must be True, False, or the exchanges to create, as full names "
+                             f"('exchange/<user>/...') or exchange entries (got {name!r})")
+    return frozenset(names)
+
+
 def _seconds_or_none(what: str, value: Any) -> Optional[float]:
     if value is None:
         return None
@@ -378,9 +403,9 @@ def _seconds_or_none(what: str, value: Any) -> Optional[float]:
     return float(value)
 
 
-def _positive(what: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{what} must be an integer >= 1 (got {value!r})")
+def _positive(what: str, value: Any, least: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{what} must be an integer >= {least} (got {value!r})")
     return value
 
 

@@ -34,10 +34,10 @@ Example (a message as kombu would deliver it, run on the pool's thread):
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tcpulse._listen.bodycheck import BodyValidation
-from tcpulse._listen.dispatch import Event, Registry
+from tcpulse._listen.dispatch import Event, Handler, Registry
 from tcpulse._listen.outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from tcpulse._listen.running import Failures, HandlerRuns
 
@@ -45,6 +45,7 @@ log = logging.getLogger("tcpulse.listener")
 
 UNMATCHED_LOG_EVERY = 60.0  # seconds between warnings about unmatched messages, per exchange
 BODY_FAILURE = "tcpulse.body"  # the failures key for a body that is not a JSON object
+NO_HANDLER = "tcpulse.no-handler"  # the failures key for a retry or requeued letter no handler takes
 
 
 class MessageHandling:
@@ -69,6 +70,7 @@ class MessageHandling:
         self._pool: Any = None
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
         self._unmatched_lock = threading.Lock()
+        self._taken_over_logged: Set[Tuple[Tuple[str, ...], Tuple[str, ...]]] = set()
 
     def new_pool(self, notify: Callable[[], None]) -> Any:
         """Threads for a listener of sync handlers; an event loop once any handler is async."""
@@ -110,7 +112,13 @@ class MessageHandling:
         except Exception as exc:  # unreadable body
             return None, {BODY_FAILURE: exc}
         handlers = self._registry.select(event.exchange, event.routing_key, origin.cc, only=origin.handlers)
+        gone = self._registry.unknown(origin.handlers or ())
+        if gone and handlers:
+            self._taken_over(gone, handlers, event)
         if not handlers:
+            if origin.handlers is not None or message.delivery_info.get("exchange") == self._delivery.exchange:
+                # A retry or a requeued dead letter: acking it would drop work a handler never did.
+                return None, {NO_HANDLER: LookupError(_no_handler(origin.handlers or (), gone))}
             self._unmatched(event)
         if self._delivery.last_delivery(message):
             log.warning("last delivery (%d of delivery_limit %d) of a message from %s %r: it came back unacked "
@@ -132,6 +140,17 @@ class MessageHandling:
                     "more from this exchange are counted in the metric 'unmatched' and logged at most "
                     "once every %g s", event.exchange, event.routing_key, self._queue, UNMATCHED_LOG_EVERY)
 
+    def _taken_over(self, gone: List[str], handlers: List[Handler], event: Event) -> None:
+        key = (tuple(gone), tuple(h.name for h in handlers))
+        with self._unmatched_lock:
+            if key in self._taken_over_logged:
+                return
+            self._taken_over_logged.add(key)
+        log.warning("a retried or requeued message from %s %r was for %s, which no longer exist%s (renamed, or "
+                    "its script renamed?); it goes to every handler that matches it now: %s (logged once per "
+                    "run for these handlers)", event.exchange, event.routing_key, ", ".join(gone),
+                    "s" if len(gone) == 1 else "", ", ".join(h.name for h in handlers))
+
     def _event_for(self, message: Any, origin: Origin) -> Event:
         body = decode_body(message.body)
         source = self._registry.source(origin.exchange)
@@ -148,8 +167,8 @@ class MessageHandling:
         if not failures:  # every handler succeeded or none matched: `decide` says Ack, whatever the attempt
             return
         origin = _raw_origin(self._delivery, message)
-        if event is None:
-            verdict: Outcome = DeadLetter(str(failures[BODY_FAILURE]))
+        if event is None:  # unreadable, or no handler takes it: no handler ran
+            verdict: Outcome = DeadLetter(str(next(iter(failures.values()))))
         else:
             verdict = decide(failures, origin.attempt, self._policy)
         if isinstance(verdict, Retry):
@@ -172,6 +191,22 @@ def _raw_origin(delivery: Any, message: Any) -> Origin:
         return delivery.origin(message)
     except Exception:
         return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
+
+
+def _no_handler(recorded: Sequence[str], gone: Sequence[str]) -> str:
+    """Why a retried or requeued message goes (back) to the dead-letter queue instead of being acked.
+
+    Example:
+        >>> _no_handler(["app.boom"], ["app.boom"])
+        'no handler matches it now: it was for app.boom (app.boom no longer exists: renamed?); requeue it once a handler takes it'
+    """
+    if not recorded:
+        was = "it came back to the listener (a requeued dead letter?)"
+    elif gone:
+        was = f"it was for {', '.join(recorded)} ({', '.join(gone)} no longer exist{'s' if len(gone) == 1 else ''}: renamed?)"
+    else:
+        was = f"it was for {', '.join(recorded)}, whose bindings no longer match it"
+    return f"no handler matches it now: {was}; requeue it once a handler takes it"
 
 
 def _summary(failures: Failures) -> str:

@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any, List
 
+from tcpulse._listen.dispatch import script_module
 from tcpulse.errors import TaskclusterFailure
 
 EXPECTED = ("a handler script registers functions with `@tcpulse.on(QueueEvents.taskCompleted, ...)`, "
@@ -53,7 +54,7 @@ def _import(path: str) -> Any:
     file = Path(path)
     if not file.is_file():
         raise ScriptError(f"{path}: no such file")
-    name = file.stem if file.stem.isidentifier() else "handler_script"
+    name = script_module(path)  # what `python <path>` names its handlers after, too
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     if _free(name, file):

@@ -32,7 +32,7 @@ Example:
     'at-least-once'
 """
 import re
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse.errors import BrokerFailure
@@ -130,7 +130,7 @@ def limit_of_key(routing_key: str) -> Optional[int]:
     return int(found.group(1)) if found else None
 
 
-def check_queue_type(queue_type: str, delivery_limit: Optional[int], named: bool) -> None:
+def check_queue_type(queue_type: str, delivery_limit: Optional[int], named: bool, auto_delete: bool = False) -> None:
     """The one-line errors for a queue type that cannot work as asked.
 
     Example:
@@ -153,6 +153,9 @@ def check_queue_type(queue_type: str, delivery_limit: Optional[int], named: bool
         raise ValueError("an unnamed Listener cannot use queue_type='quorum': its queue is exclusive and goes "
                          "away with its connection, and quorum queues are durable; give the listener a name "
                          "(Listener('my-listener', queue_type='quorum'), or tcpulse listen --queue NAME)")
+    if queue_type == "quorum" and auto_delete:
+        raise ValueError("auto_delete=True needs queue_type='classic': RabbitMQ does not delete quorum queues "
+                         "when their last consumer goes")
 
 
 def queue_arguments(queue_type: str, *, dead_letter: Optional[Tuple[str, str]] = None,
@@ -189,13 +192,16 @@ def _quoted(name: str, keep: int = 80) -> str:
 
 
 def declare_listener_queue(channel: Any, address: BrokerAddress, queue: str, *, named: bool,
-                           bindings: Sequence[Binding], declare_exchanges: bool,
-                           arguments: Dict[str, Any]) -> None:
-    """Declare the exchanges `bindings` name, then `queue` with `arguments`, then each binding."""
+                           bindings: Sequence[Binding], declare_exchanges: Union[bool, Collection[str]],
+                           arguments: Dict[str, Any], auto_delete: bool = False) -> None:
+    """Declare the exchanges `bindings` name (created when `declare_exchanges` is True or names
+    them, else only checked), then `queue` with `arguments` (removed by the broker once its last
+    consumer goes when unnamed or `auto_delete`), then each binding."""
     for exchange in dict.fromkeys(b.exchange for b in bindings):
-        declare_exchange(channel, address, exchange, passive=not declare_exchanges)
+        create = declare_exchanges is True or (not isinstance(declare_exchanges, bool) and exchange in declare_exchanges)
+        declare_exchange(channel, address, exchange, passive=not create)
     translating(channel.queue_declare, f"declare queue {queue!r}", address, queue=queue, durable=named,
-                exclusive=not named, auto_delete=not named, arguments=arguments)
+                exclusive=not named, auto_delete=auto_delete or not named, arguments=arguments)
     for b in bindings:
         translating(channel.queue_bind, f"bind {queue!r} to {b.exchange!r} with {b.routing_key_pattern!r}",
                     address, queue=queue, exchange=b.exchange, routing_key=b.routing_key_pattern)

@@ -217,8 +217,8 @@ def on_broker(address: Any, action: Callable[[], Any]) -> Any:
         raise RuntimeFailure(f"the broker at {address.redacted} refused: {reason(exc)}") from None
 
 
-def positive_int(text: str) -> int:
-    """An option's whole number >= 1 (an argparse `type`).
+def positive_int(text: str, least: int = 1) -> int:
+    """An option's whole number >= `least` (an argparse `type`).
 
     Example:
         >>> positive_int("8")
@@ -227,10 +227,20 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {least} (got {text!r})")
     return value
+
+
+def whole_number(text: str) -> int:
+    """An option's whole number >= 0 (an argparse `type`).
+
+    Example:
+        >>> whole_number("0")
+        0
+    """
+    return positive_int(text, least=0)
 
 
 def parse_delays(text: str) -> Tuple[float, ...]:

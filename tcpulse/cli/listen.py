@@ -26,7 +26,7 @@ from tcpulse.errors import BrokerFailure
 from tcpulse._ops.logsetup import LOG_FORMAT
 from tcpulse._listen.topology import MissingExchange
 from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
-                   parse_delays, positive_int)
+                   parse_delays, positive_int, whole_number)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("script", help="a Python file that registers handlers")
     broker_option(p)
     p.add_argument("--queue", metavar="NAME", help="the listener's name: the queue is queue/<user>/NAME")
+    p.add_argument("--auto-delete", action="store_true", default=None,
+                   help="a development queue: the broker removes the named queue once its last consumer goes")
     p.add_argument("--queue-type", choices=("classic", "quorum"),
                    help="the queue's type (default: the script's, else classic); quorum queues are "
                         "replicated over a RabbitMQ cluster and need --queue or a named Listener")
@@ -62,7 +64,8 @@ def add_commands(subparsers: Any) -> None:
                    help="quorum only: dead-letter a message delivered N times without an ack (its "
                         "process died on it each time; default 20)")
     p.add_argument("--concurrency", type=positive_int, help="handler threads (default: the script's, else 1: in order)")
-    p.add_argument("--prefetch", type=positive_int, help="unacked messages the broker may send ahead")
+    p.add_argument("--prefetch", type=whole_number,
+                   help="unacked messages the broker may send ahead (0: no limit, with a warning)")
     p.add_argument("--max-attempts", type=positive_int, metavar="N",
                    help="tries per message before it is dead-lettered (default: the script's, else 5)")
     p.add_argument("--retry-delays", type=parse_delays, metavar="S,S,...",
@@ -108,7 +111,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                            concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
                            queue_type=args.queue_type, delivery_limit=args.delivery_limit,
                            max_attempts=args.max_attempts, retry_delays=args.retry_delays,
-                           max_length=args.max_length)
+                           max_length=args.max_length, auto_delete=args.auto_delete)
         listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
