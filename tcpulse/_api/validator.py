@@ -86,17 +86,7 @@ class _Compiler:
         if "$ref" in schema:
             return self._ref(schema["$ref"])
         checks = [self._keyword(key, schema[key], schema) for key in schema if key not in ANNOTATIONS]
-        active = [c for c in checks if c is not None]
-        if len(active) == 1:
-            return active[0]
-
-        def check(value: Any, path: Path) -> Optional[Problem]:
-            for one in active:
-                problem = one(value, path)
-                if problem is not None:
-                    return problem
-            return None
-        return check
+        return _first([c for c in checks if c is not None])
 
     def _ref(self, ref: str) -> Check:
         if self.resolve is None:
@@ -164,15 +154,7 @@ class _Compiler:
         return self._combination("anyOf", arg, lambda n: n >= 1, "at least one")
 
     def _k_allOf(self, arg: Any, schema: Dict[str, Any]) -> Check:
-        parts = [self.compile(s) for s in arg]
-
-        def check(value: Any, path: Path) -> Optional[Problem]:
-            for part in parts:
-                problem = part(value, path)
-                if problem is not None:
-                    return problem
-            return None
-        return check
+        return _first([self.compile(s) for s in arg])
 
     def _k_not(self, arg: Any, schema: Dict[str, Any]) -> Check:
         inner = self.compile(arg)
@@ -326,6 +308,20 @@ class _Compiler:
 
 
 _NUMBER = (int, float)
+
+
+def _first(checks: List[Check]) -> Check:
+    """One check running `checks` in order, returning the first problem."""
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(value: Any, path: Path) -> Optional[Problem]:
+        for one in checks:
+            problem = one(value, path)
+            if problem is not None:
+                return problem
+        return None
+    return check
 
 
 def _same_number(value: Any) -> Any:
