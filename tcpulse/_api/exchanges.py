@@ -356,7 +356,7 @@ def _build_class(reference: Reference) -> type:
         "reference": reference, "exchangePrefix": reference.exchange_prefix,
     }
     for entry in reference.entries:
-        if entry.name in _RESERVED or entry.name.startswith("_"):
+        if entry.name in _RESERVED:
             raise InvalidReference(f"{reference.path}: exchange name {entry.name!r} clashes with "
                                    f"an attribute every events class has")
         exchange = Exchange(
