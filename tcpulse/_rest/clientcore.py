@@ -33,6 +33,7 @@ from tcpulse._api.hints import did_you_mean
 from tcpulse._rest.options import client_options, is_seconds, no_root_url, service_url
 from tcpulse.references import FunctionEntry, Reference
 from tcpulse.utils import calculateSleepTime
+from tcpulse._api.schemas import check_call
 
 log = logging.getLogger("tcpulse.client")
 if os.environ.get("DEBUG_TASKCLUSTER_CLIENT"):
@@ -154,6 +155,8 @@ class ClientCore:
         before anything is sent)."""
         label = self._label(entry)
         bound = bind_arguments(label, entry, args, kwargs)
+        if self.options.get("validate"):
+            check_call(label, self.serviceName or "", entry, bound)
         body = None if bound.payload is None else json.dumps(bound.payload, separators=(",", ":")).encode()
         query = dict(bound.query)
         if bound.pagination_limit and "limit" in entry.query:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL = 0.05  # seconds between idle checks on the embedded broker
 REMOTE_POLL = 0.2  # ... and on a real one, where each check costs a round trip per queue
+FILTERED_SHOWN = 5  # lines of filtered-out messages the replay summary names
 ASSIST_JOIN_TIMEOUT = 10.0  # seconds the replay/idle thread gets to finish once the listener stopped
 
 
@@ -226,16 +227,28 @@ def _wait_ready(listener: Any, finished: threading.Event) -> bool:
     return True
 
 
-def _replay(listener: Any, messages: list) -> None:
-    from tcpulse._ops.recording import replay_into
+def _replay(listener: Any, messages: Any) -> None:
+    from tcpulse._ops.recording import ReplayStopped, replay_into
 
     conn, address = connect(listener.broker)
     with conn:
         try:
             replay_into(conn, messages)
-        except broker_errors() as exc:
-            raise RuntimeFailure(f"replaying into {address.redacted} failed: {exc}") from None
-    print(f"replayed {len(messages)} messages into {address.redacted}", file=sys.stderr, flush=True)
+        except ReplayStopped as stopped:
+            raise RuntimeFailure(f"replaying {messages.path} into {address.redacted} failed at {stopped}") from None
+    print(f"replayed {len(messages)} messages into {address.redacted}{_filtered(listener, messages)}",
+          file=sys.stderr, flush=True)
+
+
+def _filtered(listener: Any, messages: Any) -> str:
+    """Why fewer messages may arrive than were replayed: those no binding of the listener's
+    queue matches, which the broker drops, counted with the lines of the first few."""
+    lines = [m.line for m in messages if not listener.registry.select(m.exchange, m.routing_key, m.cc)]
+    if not lines:
+        return ""
+    shown = ", ".join(map(str, lines[:FILTERED_SHOWN])) + (", ..." if len(lines) > FILTERED_SHOWN else "")
+    return (f"; {len(lines)} of them (line{'s' if len(lines) > 1 else ''} {shown}) match no handler's binding, "
+            "so the broker did not deliver them to this listener")
 
 
 def _stop_when_idle(listener: Any, idle_seconds: float) -> None:
