@@ -31,9 +31,8 @@ import requests
 from tcpulse._rest.uploading import (DATA_INLINE_MAX_SIZE, HashingReader, Reader, check_arguments,
                                      check_put_status, chosen_method, create_upload_request,
                                      finish_upload_request, put_headers)
-from tcpulse.artifacts import CHUNK_SIZE, Retriable, retry_delay, without_query
+from tcpulse._rest.artifacts import CHUNK_SIZE, Retriable, connection_failure, retry_delay
 from tcpulse.client import BaseClient, new_session
-from tcpulse.errors import TaskclusterConnectionError
 
 __all__ = ["upload", "uploadFromBuf", "uploadFromFile", "DATA_INLINE_MAX_SIZE", "Reader", "ReaderFactory"]
 
@@ -139,8 +138,7 @@ def _put(put_url: Any, readerFactory: ReaderFactory, contentLength: int, maxRetr
                     check_put_status(url, response.status_code, response.reason)
             return reader
         except requests.RequestException as exc:
-            failure = Retriable(TaskclusterConnectionError(
-                f"upload to {without_query(url)}: {type(exc).__name__}: {exc}", superExc=exc))
+            failure = connection_failure(url, exc, "upload")
         except Retriable as retriable:
             failure = retriable
         time.sleep(retry_delay(failure, attempt, attempts, log))

@@ -126,7 +126,7 @@ def test_a_storage_4xx_is_a_rest_failure_naming_the_url_without_its_signature(ob
     object_service.storage.failures = [403]
     with pytest.raises(tcpulse.TaskclusterRestFailure) as caught:
         tcpulse.upload.uploadFromBuf(**upload_kwargs(object_service, pattern(LARGE)))
-    assert str(caught.value) == f"upload to {object_service.storage.url}/bucket/o: HTTP 403 Forbidden"
+    assert str(caught.value) == f"upload of {object_service.storage.url}/bucket/o: HTTP 403 Forbidden"
     assert caught.value.status_code == 403
 
 

@@ -1,4 +1,7 @@
-"""Internals of the REST client: signing, calls, options, artifacts and uploads.
+"""Internal: the REST client's core, shared by the sync and the async clients.
 
-Nothing here is public; import from tcpulse, tcpulse.client, tcpulse.download or tcpulse.upload.
+`options` (client options, the environment, URLs), `calls` (binding a call's arguments),
+`clientcore` (answers to results or errors), `artifacts` (download rules), `uploading` (upload
+rules). The public faces are `tcpulse.client`, `tcpulse.auth`, `tcpulse.download`,
+`tcpulse.upload` and `tcpulse.aio`.
 """

@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
 
 import slugid
 
-from tcpulse.artifacts import Hashes, Retriable, without_query
+from tcpulse._rest.artifacts import Hashes, Retriable, without_query
 from tcpulse.errors import ClientUsageError, TaskclusterFailure, TaskclusterRestFailure
 
 # The official client proposes dataInline below this many bytes; the service may still pick putUrl.
@@ -115,11 +115,11 @@ def check_put_status(url: str, status: int, reason: str) -> None:
     Example:
         >>> check_put_status("https://s.example/o?X-Amz-Signature=secret", 403, "Forbidden")
         Traceback (most recent call last):
-        tcpulse.errors.TaskclusterRestFailure: upload to https://s.example/o: HTTP 403 Forbidden
+        tcpulse.errors.TaskclusterRestFailure: upload of https://s.example/o: HTTP 403 Forbidden
     """
     if status < 400:
         return
-    error = TaskclusterRestFailure(f"upload to {without_query(url)}: HTTP {status} {reason}", status_code=status,
+    error = TaskclusterRestFailure(f"upload of {without_query(url)}: HTTP {status} {reason}", status_code=status,
                                    body={})
     if status >= 500:
         raise Retriable(error)

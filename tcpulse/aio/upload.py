@@ -30,8 +30,7 @@ from tcpulse._rest.uploading import (DATA_INLINE_MAX_SIZE, HashingReader, check_
                                      chosen_method, create_upload_request, finish_upload_request, put_headers)
 from tcpulse.aio.client import AsyncClient, new_session
 from tcpulse.aio.download import _maybe_await
-from tcpulse.artifacts import CHUNK_SIZE, Retriable, retry_delay, without_query
-from tcpulse.errors import TaskclusterConnectionError
+from tcpulse._rest.artifacts import CHUNK_SIZE, Retriable, connection_failure, retry_delay
 
 __all__ = ["upload", "uploadFromBuf", "uploadFromFile", "DATA_INLINE_MAX_SIZE"]
 
@@ -126,8 +125,7 @@ async def _put(put_url: Any, readerFactory: AnyReaderFactory, contentLength: int
                     check_put_status(url, response.status, response.reason or "")
             return reader
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            failure = Retriable(TaskclusterConnectionError(
-                f"upload to {without_query(url)}: {type(exc).__name__}: {exc}", superExc=exc))
+            failure = connection_failure(url, exc, "upload")
         except Retriable as retriable:
             failure = retriable
         await asyncio.sleep(retry_delay(failure, attempt, attempts, log))
