@@ -17,16 +17,15 @@ is measured the same way.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from download_memory import print_table  # beside this script
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests"
-TARGET_GROWTH_MIB = 20
 
 SERVER = r"""
 import sys
@@ -119,18 +118,7 @@ def main() -> None:
         finally:
             server.stdin.close()
             server.wait(timeout=30)
-    baseline = statistics.median(r["seconds"] for r in results["requests"])
-    print(f"{args.mib} MiB file uploaded, median of {args.repeat} rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"| uploader | RSS before | RSS growth (peak) | seconds | MiB/s | time vs plain requests | growth < {TARGET_GROWTH_MIB} MiB |")
-    print("|---|---|---|---|---|---|---|")
-    for name, rows in results.items():
-        growth = max(r["growth"] for r in rows)
-        seconds = statistics.median(r["seconds"] for r in rows)
-        before = statistics.median(r["before"] for r in rows)
-        verdict = "ok" if growth < TARGET_GROWTH_MIB else "MISSED"
-        print(f"| {name} | {before:.1f} MiB | {growth:+.1f} MiB | {seconds:.2f} | {args.mib / seconds:.0f} | "
-              f"{seconds / baseline:.2f}x | {verdict} |")
-
+    print_table(f"{args.mib} MiB file uploaded", "uploader", results, args.mib, args.repeat)
 
 if __name__ == "__main__":
     main()
