@@ -45,6 +45,7 @@ from .acks import AckWindow
 from .connection import BrokerAddress
 from .errors import BrokerFailure
 from .metrics import Metrics
+from .wire import TRANSPORT_OPTIONS
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -229,7 +230,8 @@ class Consumer(ConsumerMixin):
         return self.address.nodes[self._node]
 
     def create_connection(self) -> Any:
-        return self.node.connection()
+        # py-amqp reads deliveries through tcpulse.wire's frame handler: none it cannot decode stops us.
+        return self.node.connection(transport_options=TRANSPORT_OPTIONS)
 
     @contextmanager
     def establish_connection(self) -> Iterator[Any]:

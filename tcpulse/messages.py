@@ -37,7 +37,8 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from .dispatch import Event, Registry
-from .outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
+from .outcome import (DeadLetter, Origin, Outcome, Poison, Retry, RetryPolicy, UNREADABLE, decide,
+                      decode_body)
 from .running import Failures, HandlerRuns
 
 log = logging.getLogger("tcpulse.listener")
@@ -95,6 +96,10 @@ class MessageHandling:
 
     def _prepare(self, message: Any) -> tuple:
         """(Event, the handlers it goes to), or (None, failures) for an unreadable message."""
+        unread = getattr(message, "properties", {}).get(UNREADABLE)
+        if unread is not None:  # a part py-amqp could not decode, or a compressed body (tcpulse.wire)
+            self.metrics.inc("received")
+            return None, {BODY_FAILURE: Poison(f"unreadable delivery: {unread}")}
         try:
             origin = self._delivery.origin(message)
         except Exception as exc:  # unreadable headers: a verdict, never a dead thread
