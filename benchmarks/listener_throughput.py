@@ -17,9 +17,9 @@ import uuid
 import kombu
 
 from tcpulse import Listener
-from tcpulse.delivery import Delivery
-from tcpulse.exchanges import Binding
-from tcpulse.outcome import RetryPolicy
+from tcpulse._listen.delivery import Delivery
+from tcpulse._api.exchanges import Binding
+from tcpulse._listen.outcome import RetryPolicy
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 HANDLER = lambda event: None  # noqa: E731 - the no-op handler (listener_concurrency swaps it)

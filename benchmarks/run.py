@@ -85,7 +85,7 @@ class Bench:
         """A Listener whose first handler matches every message; `bindings - 1` more handlers,
         each on its own Taskcluster-shaped pattern, match none of them."""
         from tcpulse import Listener
-        from tcpulse.exchanges import Binding
+        from tcpulse._api.exchanges import Binding
 
         app = Listener(name, broker=self.broker, concurrency=concurrency, prefetch=prefetch, declare_exchanges=True)
         app.backlog_warning = 0  # a preloaded queue is the point here, not a problem to warn about

@@ -14,7 +14,7 @@ Example:
 import importlib
 from typing import Any, List
 
-from .errors import (
+from tcpulse.errors import (
     BrokerFailure,
     ClientUsageError,
     InvalidReference,
@@ -28,11 +28,8 @@ from .errors import (
     TaskclusterRestFailure,
     TaskclusterTopicExchangeFailure,
 )
-# Imported now (it is pure and cheap) so that the import system has already bound the
-# submodule when `exchanges` below rebinds the name to the function: a later
-# `import tcpulse.exchanges` then leaves `tcpulse.exchanges()` callable.
-from .exchanges import Binding, Exchange, exchanges
-from .references import use_references
+from tcpulse._api.exchanges import Binding, Exchange, exchanges
+from tcpulse.references import use_references
 
 __version__ = "0.1.0"
 
@@ -44,9 +41,10 @@ _LAZY = {
     "makeB64UrlSafe": "utils", "makeB64UrlUnsafe": "utils", "calculateSleepTime": "utils",
     "createSession": "utils",
     "createTemporaryCredentials": "auth",
-    "optionsFromEnvironment": "options", "BaseClient": "client",
-    "Event": "dispatch",
-    "Listener": "listener", "on": "listener",
+    "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
+    "Event": "_listen.dispatch",
+    "Listener": "_listen.listener", "on": "_listen.listener",
+    "publish": "_broker.publishing", "Publisher": "_broker.publishing",
 }
 
 __all__ = [
@@ -62,13 +60,13 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
-        from .services import generated_class
+        from tcpulse._api.services import generated_class
         value = generated_class(__name__, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> List[str]:
-    from .services import generated_names
+    from tcpulse._api.services import generated_names
 
     return sorted(set(globals()) | set(__all__) | set(generated_names()))

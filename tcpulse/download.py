@@ -24,11 +24,11 @@ from typing import Any, BinaryIO, Optional, Tuple
 
 import requests
 
-from .artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
+from tcpulse._rest.artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
                         ObjectUrl, Retriable, Writer, WriterFactory, artifact_source, content_type, file_writers,
                         get_url, object_options, redirect_target, retry_delay, without_query)
-from .client import BaseClient, new_session
-from .errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
+from tcpulse.client import BaseClient, new_session
+from tcpulse.errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
 
 __all__ = ["downloadArtifactToBuf", "downloadArtifactToFile", "downloadArtifact", "downloadToBuf",
            "downloadToFile", "download", "redirect_target", "Writer", "WriterFactory"]
@@ -175,6 +175,6 @@ def _follow(http: requests.Session, url: str, timeout: Any) -> requests.Response
 
 
 def _object_service(queue: BaseClient, credentials: Any, maxRetries: int) -> BaseClient:
-    from . import Object  # generated on first use, like every service class
+    from tcpulse import Object  # generated on first use, like every service class
 
     return Object(object_options(queue.options, credentials, maxRetries))

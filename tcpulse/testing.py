@@ -7,9 +7,9 @@ dead-lettered), and the `tcpulse_harness` pytest fixture, registered through the
 entry point so any project that installs tcpulse can use it.
 
 Delivery follows the live path's rules exactly, through the same pure pieces: handler selection
-by `tcpulse.dispatch` (primary key and every CC'd route, each handler once, in registration
-order), the body check of `tcpulse.outcome.decode_body`, and the ack / retry / dead-letter verdict
-of `tcpulse.outcome.decide` with the listener's own retry policy; a retry re-runs only the
+by `tcpulse._listen.dispatch` (primary key and every CC'd route, each handler once, in registration
+order), the body check of `tcpulse._listen.outcome.decode_body`, and the ack / retry / dead-letter verdict
+of `tcpulse._listen.outcome.decide` with the listener's own retry policy; a retry re-runs only the
 handlers that failed, as attempt 2, 3, ... without waiting. An `async def` handler is awaited
 (on a fresh event loop; from an async test, in a thread of its own), so a plain sync test can
 deliver to it.
@@ -40,8 +40,8 @@ try:
 except ImportError:  # the plain functions work without pytest; only the fixture needs it
     pytest = None
 
-from .dispatch import ROUTE_PREFIX, Event
-from .outcome import TOO_DEEP, Ack, DeadLetter, Outcome, Poison, Retry, decide, decode_body
+from tcpulse._listen.dispatch import ROUTE_PREFIX, Event
+from tcpulse._listen.outcome import TOO_DEEP, Ack, DeadLetter, Outcome, Poison, Retry, decide, decode_body
 
 Body = Union[Mapping[str, Any], bytes, str]
 
@@ -175,10 +175,11 @@ def listener_of(target: Any) -> Any:
 
     Example:
         >>> import tcpulse.testing as me
-        >>> listener_of(me) is __import__("tcpulse").listener.default_listener()
+        >>> from tcpulse._listen.listener import default_listener
+        >>> listener_of(me) is default_listener()
         True
     """
-    from .listener import Listener, default_listener
+    from tcpulse._listen.listener import Listener, default_listener
 
     if isinstance(target, Listener):
         return target
@@ -195,20 +196,20 @@ def _runs() -> Any:
     pytest.fail, sys.exit) is not taken as a handler's failure."""
     from asyncio import CancelledError
 
-    from .metrics import Metrics
-    from .running import HandlerRuns
+    from tcpulse._ops.metrics import Metrics
+    from tcpulse._listen.running import HandlerRuns
 
     return HandlerRuns(Metrics(), catching=(Exception, CancelledError))
 
 
 def _exchange_name(exchange: Any) -> str:
-    from .exchanges import exchange_name_of
+    from tcpulse._api.exchanges import exchange_name_of
 
     return exchange_name_of(exchange) if isinstance(exchange, str) else exchange.exchange
 
 
 def deliver_file(listener: Any, path: str, **options: Any) -> List[Delivered]:
-    """Deliver every message of a JSON Lines recording (see `tcpulse.recording`), in order.
+    """Deliver every message of a JSON Lines recording (see `tcpulse._ops.recording`), in order.
 
     A message reaches the listener only if one of its queue's bindings matches, as on a broker;
     `Delivered.ran` is then empty for the others.
@@ -220,7 +221,7 @@ def deliver_file(listener: Any, path: str, **options: Any) -> List[Delivered]:
         >>> [r.ran for r in deliver_file(app, "examples/messages/task-group.jsonl")][3:5]
         [[], ['tcpulse.testing.<lambda>']]
     """
-    from .recording import read
+    from tcpulse._ops.recording import read
 
     return [deliver(listener, m.exchange, m.routing_key, m.body, m.routes, **options) for m in read(path)]
 
@@ -232,7 +233,7 @@ def load(path: str) -> Any:
         >>> [h.name for h in load("examples/task_group_watcher.py").handlers]
         ['task_group_watcher.completed', 'task_group_watcher.failed']
     """
-    from .scripts import load_listener
+    from tcpulse._listen.scripts import load_listener
 
     return load_listener(path)
 

@@ -18,10 +18,10 @@ import pytest
 
 import tcpulse
 from tcpulse import Binding, Exchange, TaskclusterTopicExchangeFailure
-from tcpulse.exchanges import class_exchanges, events_class, exchange_named, exchanges, find_exchange
+from tcpulse._api.exchanges import class_exchanges, events_class, exchange_named, exchanges, find_exchange
 from tcpulse.references import BUNDLED, LEGACY, SHIPPED, open_set
 
-exchanges_module = importlib.import_module("tcpulse.exchanges")
+exchanges_module = importlib.import_module("tcpulse._api.exchanges")
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_patterns.json"
 SETS = {label: open_set(label) for label in SHIPPED}
@@ -282,7 +282,7 @@ def test_an_int_value_round_trips_as_text(ex, field):
 
 @over_exchanges
 def test_a_concrete_key_matches_the_pattern_built_from_the_same_fields(ex):
-    from tcpulse.dispatch import topic_matches
+    from tcpulse._listen.dispatch import topic_matches
 
     values = every_value(ex)
     key = ex.routing_key(**values)

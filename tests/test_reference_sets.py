@@ -223,7 +223,7 @@ def test_a_manifest_that_is_not_a_list_of_paths_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["references", "references.records", "references.sets", "references.pull",
-                                    "references.compare", "cli.references", "services", "binding"])
+                                    "references.compare", "cli.references", "_api.services", "_api.binding"])
 def test_every_public_example_in_the_module_runs(module):
     failures, tried = doctest.testmod(importlib.import_module(f"tcpulse.{module}"))
     assert tried >= 1 and failures == 0

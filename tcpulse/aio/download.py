@@ -25,11 +25,11 @@ from typing import Any, BinaryIO, Callable, Optional, Tuple
 
 import aiohttp
 
-from ..artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
+from tcpulse._rest.artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
                          ObjectUrl, Retriable, Writer, artifact_source, content_type, file_writers, get_url,
                          object_options, redirect_target, retry_delay, without_query)
-from ..errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
-from .client import AsyncClient, new_session
+from tcpulse.errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
+from tcpulse.aio.client import AsyncClient, new_session
 
 AnyWriterFactory = Callable[[], Any]  # returns a writer, or an awaitable of one
 
@@ -75,7 +75,7 @@ async def downloadArtifact(*, taskId: str, name: str, queueService: AsyncClient,
     if kind == "url":
         return await _fetch(where, writerFactory, maxRetries, queueService.aiohttp_timeout)
     object_name, credentials = where
-    from . import Object  # generated on first use, like every service class
+    from tcpulse.aio import Object  # generated on first use, like every service class
 
     async with Object(object_options(queueService.options, credentials, maxRetries)) as objects:
         return await download(name=object_name, maxRetries=maxRetries, writerFactory=writerFactory,

@@ -21,12 +21,12 @@ import threading
 import time
 from typing import Any, List, Optional, Tuple
 
-from ..connection import broker_errors
-from ..errors import BrokerFailure
-from ..logsetup import LOG_FORMAT
-from ..topology import MissingExchange
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
-                   parse_delays, positive_int)
+from tcpulse._broker.connection import broker_errors
+from tcpulse.errors import BrokerFailure
+from tcpulse._ops.logsetup import LOG_FORMAT
+from tcpulse._listen.topology import MissingExchange
+from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
+                   parse_delays, positive_int, whole_number)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("script", help="a Python file that registers handlers")
     broker_option(p)
     p.add_argument("--queue", metavar="NAME", help="the listener's name: the queue is queue/<user>/NAME")
+    p.add_argument("--auto-delete", action="store_true", default=None,
+                   help="a development queue: the broker removes the named queue once its last consumer goes")
     p.add_argument("--queue-type", choices=("classic", "quorum"),
                    help="the queue's type (default: the script's, else classic); quorum queues are "
                         "replicated over a RabbitMQ cluster and need --queue or a named Listener")
@@ -62,7 +64,8 @@ def add_commands(subparsers: Any) -> None:
                    help="quorum only: dead-letter a message delivered N times without an ack (its "
                         "process died on it each time; default 20)")
     p.add_argument("--concurrency", type=positive_int, help="handler threads (default: the script's, else 1: in order)")
-    p.add_argument("--prefetch", type=positive_int, help="unacked messages the broker may send ahead")
+    p.add_argument("--prefetch", type=whole_number,
+                   help="unacked messages the broker may send ahead (0: no limit, with a warning)")
     p.add_argument("--max-attempts", type=positive_int, metavar="N",
                    help="tries per message before it is dead-lettered (default: the script's, else 5)")
     p.add_argument("--retry-delays", type=parse_delays, metavar="S,S,...",
@@ -95,11 +98,11 @@ def _port(text: str) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from ..scripts import ScriptError, load_listener
+    from tcpulse._listen.scripts import ScriptError, load_listener
 
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     if args.log_json:
-        from ..logsetup import JsonFormatter
+        from tcpulse._ops.logsetup import JsonFormatter
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
     try:
@@ -108,7 +111,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                            concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
                            queue_type=args.queue_type, delivery_limit=args.delivery_limit,
                            max_attempts=args.max_attempts, retry_delays=args.retry_delays,
-                           max_length=args.max_length)
+                           max_length=args.max_length, auto_delete=args.auto_delete)
         listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
@@ -131,7 +134,7 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
         >>> run_listen(app, argparse.Namespace(replay=None, exit_when_idle=True, idle_seconds=0.1))
         received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0
     """
-    from ..recording import read
+    from tcpulse._ops.recording import read
 
     messages = read(args.replay) if getattr(args, "replay", None) else None
     if getattr(args, "declare_exchanges", False):
@@ -176,7 +179,7 @@ def _wait_ready(listener: Any, finished: threading.Event) -> bool:
 
 
 def _replay(listener: Any, messages: list) -> None:
-    from ..recording import replay_into
+    from tcpulse._ops.recording import replay_into
 
     conn, address = connect(listener.broker)
     with conn:
@@ -210,7 +213,7 @@ class _Waiting:
     time counts."""
 
     def __init__(self, listener: Any):
-        from ..connection import resolve_broker
+        from tcpulse._broker.connection import resolve_broker
 
         self.queues = [listener.queue, *listener.retry_queues()]
         self.address = resolve_broker(listener.broker)
@@ -222,7 +225,7 @@ class _Waiting:
 
     def count(self) -> int:
         if self.conn is None:
-            from ..embedded import broker_for
+            from tcpulse._broker.embedded import broker_for
 
             depths = broker_for(self.address.vhost).depths()
             return sum(depths.get(name, 0) for name in self.queues)

@@ -11,7 +11,7 @@ The folder is in the deployment's own layout (`references/manifest.json`,
 the bundled set.
 
 Imports only the standard library (urllib for HTTP), `records`, `sets`, `tcpulse.errors` and
-`tcpulse.artifacts` (its redirect rule); only the command line imports it.
+`tcpulse._rest.artifacts` (its redirect rule); only the command line imports it.
 """
 import dataclasses
 import datetime
@@ -27,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Set
 
-from ..artifacts import downgrade_refusal
-from ..errors import InvalidReference, TaskclusterFailure
-from .records import Reference, parse_document
-from .sets import MANIFEST, manifest_paths, name_of_path
+from tcpulse._rest.artifacts import downgrade_refusal
+from tcpulse.errors import InvalidReference, TaskclusterFailure
+from tcpulse.references.records import Reference, parse_document
+from tcpulse.references.sets import MANIFEST, manifest_paths, name_of_path
 
 TIMEOUT = 30.0
 FETCHERS = 8

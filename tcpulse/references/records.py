@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, List, NamedTuple, Optional, Tuple, Union
 
-from ..errors import InvalidReference
+from tcpulse.errors import InvalidReference
 
 KINDS = ("api", "exchanges")
 # How a deployment's document says which kind it is (`$schema`, e.g. '/schemas/common/api-reference-v0.json#').
