@@ -37,8 +37,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tcpulse._listen.dispatch import Event, Handler, Registry
-from tcpulse._listen.outcome import (DeadLetter, Origin, Outcome, Poison, Retry, RetryPolicy, UNREADABLE, decide,
-                                     decode_body)
+from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
+                                     RetryPolicy, decide, decode_body)
 from tcpulse._listen.running import Failures, HandlerRuns
 
 log = logging.getLogger("tcpulse.listener")
@@ -57,7 +57,7 @@ class MessageHandling:
     """
 
     def __init__(self, registry: Registry, delivery: Any, runs: HandlerRuns, policy: RetryPolicy, *,
-                 queue: str, name: Optional[str], concurrency: int) -> None:
+                 queue: str, name: Optional[str], concurrency: int, max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
         self._registry = registry
         self._delivery = delivery
         self._runs = runs
@@ -65,6 +65,7 @@ class MessageHandling:
         self._policy = policy
         self._queue, self._name = queue, name
         self._concurrency = concurrency
+        self._max_body = max_body_bytes
         self._pool: Any = None
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
         self._unmatched_lock = threading.Lock()
@@ -154,7 +155,7 @@ class MessageHandling:
                     "s" if len(gone) == 1 else "", ", ".join(h.name for h in handlers))
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
-        return Event(decode_body(message.body), origin.exchange, origin.routing_key, origin.cc,
+        return Event(decode_body(message.body, self._max_body), origin.exchange, origin.routing_key, origin.cc,
                      redelivered=bool(message.delivery_info.get("redelivered")), attempt=origin.attempt,
                      headers=message.headers, source=self._registry.source(origin.exchange))
 

@@ -125,8 +125,16 @@ def _read_header(message: Message, buf: Any) -> None:
         message.ready = not message.body_size
         return
     headers = message.properties.get("application_headers")
-    if headers and "compression" in headers:
-        refuse_compression(headers, message.properties)
+    if headers:
+        if "compression" in headers:
+            refuse_compression(headers, message.properties)
+        # py-amqp >= 5.3 keeps a header key that is not UTF-8 as bytes where older versions
+        # raise: unreadable either way, so the delivery is treated alike whatever the version.
+        keys = [key for key in headers if key.__class__ is bytes]
+        if keys:
+            mark(message.properties, [f"header key {key!r} is not UTF-8" for key in keys])
+            for key in keys:
+                del headers[key]
 
 
 def _dispatch(callback: Callback, channel: int, message: Message) -> None:
