@@ -36,6 +36,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import Event, Handler, Registry
 from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
                                      RetryPolicy, decide, decode_body)
@@ -57,7 +58,8 @@ class MessageHandling:
     """
 
     def __init__(self, registry: Registry, delivery: Any, runs: HandlerRuns, policy: RetryPolicy, *,
-                 queue: str, name: Optional[str], concurrency: int, max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
+                 queue: str, name: Optional[str], concurrency: int,
+                 validation: Optional[BodyValidation] = None, max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
         self._registry = registry
         self._delivery = delivery
         self._runs = runs
@@ -65,6 +67,7 @@ class MessageHandling:
         self._policy = policy
         self._queue, self._name = queue, name
         self._concurrency = concurrency
+        self._validation = validation or BodyValidation()
         self._max_body = max_body_bytes
         self._pool: Any = None
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
@@ -155,9 +158,12 @@ class MessageHandling:
                     "s" if len(gone) == 1 else "", ", ".join(h.name for h in handlers))
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
-        return Event(decode_body(message.body, self._max_body), origin.exchange, origin.routing_key, origin.cc,
+        body = decode_body(message.body, self._max_body)
+        source = self._registry.source(origin.exchange)
+        self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
+        return Event(body, origin.exchange, origin.routing_key, origin.cc,
                      redelivered=bool(message.delivery_info.get("redelivered")), attempt=origin.attempt,
-                     headers=message.headers, source=self._registry.source(origin.exchange))
+                     headers=message.headers, source=source)
 
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
         """Turn a message's result into broker actions, on the connection's thread, before the

@@ -9,7 +9,8 @@ sha512 over the decoded bytes, fed chunk by chunk) with the official client's ve
 download that do not touch the network: `ObjectUrl` (a `getUrl` answer, renewed when expired
 before a retry), `redirect_target` (never from https to anything else: `downgrade_refusal`), `without_query`
 (errors name the object, not its signature), `Retriable` and `retry_delay` (what is retried and
-its log line), `object_options` (the Object client an object artifact is fetched through) and
+its log line), `connection_failure` (a broken connection, told without the URL's query),
+`emptied_on_mismatch` (a file whose bytes fail their hashes is left empty), `object_options` (the Object client an object artifact is fetched through) and
 the writers (`HashingWriter`, `Buffer`, `file_writers`).
 
 Transport-independent, shared by the requests-based downloader (download.py) and the async one
@@ -19,20 +20,26 @@ Example:
     >>> artifact_source({"storageType": "reference", "url": "https://example.com/x"})
     ('url', 'https://example.com/x')
 """
+import contextlib
 import datetime
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Protocol, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, Mapping, Optional, Protocol, Tuple
 from urllib.parse import urljoin, urlsplit
 
-from tcpulse.errors import ClientUsageError, ObjectHashVerificationError, TaskclusterArtifactError, TaskclusterFailure
+from tcpulse.errors import (ClientUsageError, ObjectHashVerificationError, TaskclusterArtifactError,
+                            TaskclusterConnectionError, TaskclusterFailure)
 from tcpulse.utils import calculateSleepTime
 
 log = logging.getLogger("tcpulse.download")
 CHUNK_SIZE = 64 * 1024
 MAX_REDIRECTS = 10
+
+# A URL's query as HTTP libraries quote it in their errors ("...with url: /a?X-Amz-Signature=...").
+_QUERY = re.compile(r"\?[^\s'\")]*")
 
 # The hashes the object service's schemas accept; at least one must be present and match.
 ACCEPTABLE_HASHES = ("sha256", "sha512")
@@ -170,6 +177,38 @@ class Retriable(Exception):
     def __init__(self, error: TaskclusterFailure):
         super().__init__(str(error))
         self.error = error
+
+
+def connection_failure(url: str, exc: BaseException) -> Retriable:
+    """A broken connection to `url` as a failure worth another attempt. requests and aiohttp
+    quote the URL, signature and all, in their errors: the text and the exception kept as
+    `superExc` (of the same type where it can be rebuilt from a message) keep no query.
+
+    Example:
+        >>> failure = connection_failure("https://s.example/a?X-Amz-Signature=s3cr3t",
+        ...                              OSError("Max retries exceeded with url: /a?X-Amz-Signature=s3cr3t"))
+        >>> str(failure.error), repr(failure.error.superExc)
+        ('download of https://s.example/a: OSError: Max retries exceeded with url: /a?...', "OSError('Max retries exceeded with url: /a?...')")
+    """
+    text = _QUERY.sub("?...", str(exc))
+    try:
+        clean: BaseException = type(exc)(text)
+    except Exception:  # an error type whose constructor wants more than a message
+        clean = ConnectionError(text)
+    return Retriable(TaskclusterConnectionError(f"download of {without_query(url)}: {type(exc).__name__}: {text}",
+                                                superExc=clean))
+
+
+@contextlib.contextmanager
+def emptied_on_mismatch(file: BinaryIO) -> Iterator[None]:
+    """Leave `file` empty when what was written fails its hashes: a file holding the wrong
+    bytes would pass for a finished download."""
+    try:
+        yield
+    except ObjectHashVerificationError:
+        file.seek(0)
+        file.truncate()
+        raise
 
 
 def retry_delay(failure: Retriable, attempt: int, attempts: int) -> float:

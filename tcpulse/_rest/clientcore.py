@@ -20,9 +20,11 @@ Example:
 import json
 import logging
 import os
+import socket
+import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from tcpulse import auth
 from tcpulse._rest.calls import BoundCall, bind_arguments, call_url
@@ -31,6 +33,7 @@ from tcpulse._api.hints import did_you_mean
 from tcpulse._rest.options import client_options, is_seconds, no_root_url, service_url
 from tcpulse.references import FunctionEntry, Reference
 from tcpulse.utils import calculateSleepTime
+from tcpulse._api.schemas import check_call
 
 log = logging.getLogger("tcpulse.client")
 if os.environ.get("DEBUG_TASKCLUSTER_CLIENT"):
@@ -152,6 +155,8 @@ class ClientCore:
         before anything is sent)."""
         label = self._label(entry)
         bound = bind_arguments(label, entry, args, kwargs)
+        if self.options.get("validate"):
+            check_call(label, self.serviceName or "", entry, bound)
         body = None if bound.payload is None else json.dumps(bound.payload, separators=(",", ":")).encode()
         query = dict(bound.query)
         if bound.pagination_limit and "limit" in entry.query:
@@ -185,14 +190,48 @@ class ClientCore:
         problem = f"HTTP {status} from {method.upper()} {url}"
         if error is not None:
             problem = f"{type(error).__name__} on {method.upper()} {url}"
-            if timed_out:
+            cause = transport_cause(error)
+            if timed_out or cause == "timeout":
                 problem = f"no answer within {self.options['timeout']} s ({problem})"
+            elif cause is not None:
+                problem = f"{cause} ({problem})"
             if attempt >= attempts:
                 raise TaskclusterConnectionError(f"{label}: {problem}, after {attempts} attempt(s)",
                                                  superExc=error) from error
         delay = calculateSleepTime(attempt)
         log.warning("%s: %s; retrying in %.2f s (attempt %d of %d)", label, problem, delay, attempt + 1, attempts)
         return delay
+
+
+def transport_cause(error: BaseException) -> Optional[str]:
+    """What went wrong under a transport error of requests or aiohttp, in words: the TLS
+    handshake, a DNS lookup, a refused connection, or "timeout"; None when it is none of these.
+    Both libraries wrap the socket's error a few layers down (`__cause__`, urllib3's `reason`,
+    aiohttp's `os_error`).
+
+    Example:
+        >>> import socket
+        >>> transport_cause(OSError("wrapped")) is None, transport_cause(socket.gaierror(-2, "Name or service not known"))
+        (True, 'DNS lookup failed: Name or service not known')
+    """
+    seen: List[BaseException] = []
+    todo: List[Any] = [error]
+    while todo and len(seen) < 20:
+        exc = todo.pop(0)
+        if not isinstance(exc, BaseException) or any(exc is s for s in seen):
+            continue
+        seen.append(exc)
+        todo += [exc.__cause__, exc.__context__, getattr(exc, "reason", None), getattr(exc, "os_error", None),
+                 *exc.args]
+    for exc in seen:  # the most telling first: TLS and DNS errors are OSErrors too
+        if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
+            return f"TLS failed: {getattr(exc, 'verify_message', None) or getattr(exc, 'reason', None) or exc}"
+    for exc in seen:
+        if isinstance(exc, socket.gaierror):
+            return f"DNS lookup failed: {exc.strerror or exc}"
+        if isinstance(exc, ConnectionRefusedError):
+            return "connection refused"
+    return "timeout" if any(isinstance(exc, (TimeoutError, socket.timeout)) for exc in seen) else None
 
 
 def _official_entry(entry: FunctionEntry) -> Dict[str, Any]:
