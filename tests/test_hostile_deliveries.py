@@ -18,8 +18,7 @@ import pytest
 import hostile
 from conftest import create_pulse_user
 from listenerkit import queue_name, running, wait_for  # noqa: F401 - queue_name is a fixture
-from tcpulse import Listener
-from tcpulse._api.binding import Binding
+from tcpulse import Binding, Listener
 from tcpulse._listen.outcome import DEFAULT_MAX_BODY
 
 MiB = 1024 * 1024
