@@ -44,7 +44,7 @@ _LAZY = {
     "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
     "Event": "_listen.dispatch",
     "Listener": "_listen.listener", "on": "_listen.listener",
-    "publish": "_broker.publishing", "Publisher": "_broker.publishing",
+    "publish": "_broker.publishing", "Publisher": "_broker.publishing", "supervise": "_listen.supervisor",
 }
 
 __all__ = [
