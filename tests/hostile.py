@@ -7,9 +7,10 @@ py-amqp and kombu would refuse to encode most of them.
 
 Test-only module; imports amqp (through kombu's dependency), never the package under test.
 """
+import contextlib
 import struct
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import amqp
 
@@ -107,3 +108,19 @@ def publish_raw(channel: amqp.Channel, exchange: str, hostile: Hostile, body: by
 def bomb_headers() -> Dict[str, str]:
     """The headers kombu's own `compression="bzip2"` puts on a message."""
     return {"compression": "application/x-bz2"}
+
+
+@contextlib.contextmanager
+def exchange_of(user: Any, exchange: str) -> Iterator[amqp.Channel]:
+    """`user`'s topic exchange `exchange` (any Pulse user's listener may bind it), deleted at
+    the end, and a py-amqp channel with publisher confirms to publish on it as that user."""
+    connection = amqp.Connection("127.0.0.1:5672", userid=user.name, password=user.password)
+    connection.connect()
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, "topic", durable=False, auto_delete=False)
+        channel.confirm_select()
+        yield channel
+        channel.exchange_delete(exchange)
+    finally:
+        connection.close()

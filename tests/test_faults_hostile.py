@@ -53,14 +53,8 @@ def attacker(rabbitmq, unique_name):
     """A second Pulse user, its exchange, and a confirming py-amqp channel on it."""
     user = create_pulse_user("tcpulse-attacker")
     exchange = f"exchange/{user.name}/{unique_name}"
-    connection = amqp.Connection("127.0.0.1:5672", userid=user.name, password=user.password)
-    connection.connect()
-    channel = connection.channel()
-    channel.exchange_declare(exchange, "topic", durable=False, auto_delete=False)
-    channel.confirm_select()
-    yield exchange, channel
-    channel.exchange_delete(exchange)
-    connection.close()
+    with hostile.exchange_of(user, exchange) as channel:
+        yield exchange, channel
     subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
 
 

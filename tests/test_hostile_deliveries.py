@@ -35,14 +35,8 @@ def attacker(rabbitmq):
 def attack(attacker, unique_name):
     """The attacker's exchange (any listener may bind it) and a confirming py-amqp channel on it."""
     exchange = f"exchange/{attacker.name}/{unique_name}"
-    connection = amqp.Connection("127.0.0.1:5672", userid=attacker.name, password=attacker.password)
-    connection.connect()
-    channel = connection.channel()
-    channel.exchange_declare(exchange, "topic", durable=False, auto_delete=False)
-    channel.confirm_select()
-    yield exchange, channel
-    channel.exchange_delete(exchange)
-    connection.close()
+    with hostile.exchange_of(attacker, exchange) as channel:
+        yield exchange, channel
 
 
 def victim(queue: str, url: str, exchange: str, **options) -> tuple:
