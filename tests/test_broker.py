@@ -9,7 +9,7 @@ import amqp.exceptions
 import kombu
 import pytest
 
-from tcpulse.broker import Transport
+from tcpulse._broker.broker import Transport
 
 COMPLETED = "exchange/taskcluster-queue/v1/task-completed"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tcpulse import Listener
-from tcpulse.connection import parse_urls, redact_url
+from tcpulse._broker.connection import parse_urls, redact_url
 
 REPO = Path(__file__).resolve().parent.parent
 TCPULSE = Path(sys.executable).parent / "tcpulse"

@@ -5,7 +5,7 @@ from urllib.parse import quote
 import pytest
 
 from tcpulse import BrokerFailure, Listener, QueueEvents
-from tcpulse.connection import parse_url, resolve_broker
+from tcpulse._broker.connection import parse_url, resolve_broker
 from faultkit import free_port
 from listenerkit import Publisher, queue_name, running, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 
@@ -59,7 +59,7 @@ def test_amqps_connections_verify_the_certificate_against_the_host_name():
 def test_memory_urls_select_the_embedded_broker_transport():
     address = resolve_broker("memory://", environ={})
     assert address.is_memory and address.user == "guest"
-    assert address.connection().transport_cls == "tcpulse.broker:Transport"
+    assert address.connection().transport_cls == "tcpulse._broker.broker:Transport"
 
 
 @pytest.mark.rabbitmq

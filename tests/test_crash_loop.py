@@ -9,8 +9,8 @@ import pytest
 
 import faultkit
 from faultkit import Ledger, ListenerProcess, wait_for
-from tcpulse.connection import resolve_broker
-from tcpulse.deadletters import list_dead_letters
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.deadletters import list_dead_letters
 
 pytestmark = pytest.mark.rabbitmq
 

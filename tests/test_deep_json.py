@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tcpulse import Listener, QueueEvents
-from tcpulse.outcome import MAX_DEPTH, Poison, decode_body
+from tcpulse._listen.outcome import MAX_DEPTH, Poison, decode_body
 from tcpulse.testing import deliver
 from listenerkit import Publisher, delete_delivery_exchange, running, task_key, wait_for
 

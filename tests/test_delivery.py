@@ -10,12 +10,12 @@ import pytest
 from amqp.exceptions import AccessRefused
 
 from tcpulse import Listener, QueueEvents
-from tcpulse.connection import resolve_broker
-from tcpulse.deadletters import list_dead_letters, requeue_dead_letters
-from tcpulse.delivery import Delivery
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.deadletters import list_dead_letters, requeue_dead_letters
+from tcpulse._listen.delivery import Delivery
 from tcpulse.errors import BrokerFailure
-from tcpulse.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
-from tcpulse.topology import QueueConflict, explain_conflicts
+from tcpulse._listen.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
+from tcpulse._listen.topology import QueueConflict, explain_conflicts
 from listenerkit import running, task_key
 from listenerkit import wait_for as wait_until
 
@@ -41,7 +41,7 @@ def user_conn(request, unique_name):
         connection = pulse_connection(user)
     else:
         user, connection = MemoryUser(), kombu.Connection(f"memory:///{unique_name}",
-                                                          transport="tcpulse.broker:Transport")
+                                                          transport="tcpulse._broker.broker:Transport")
     with connection:
         yield user, connection
 
@@ -290,11 +290,11 @@ def test_bad_delivery_options_are_refused_when_the_listener_is_made(options, mes
 def test_the_docstring_examples_run(monkeypatch):
     import doctest
 
-    import tcpulse.deadletters
-    import tcpulse.delivery
+    import tcpulse._listen.deadletters
+    import tcpulse._listen.delivery
 
     monkeypatch.delenv("PULSE_URL", raising=False)
-    results = [doctest.testmod(module) for module in (tcpulse.delivery, tcpulse.deadletters)]
+    results = [doctest.testmod(module) for module in (tcpulse._listen.delivery, tcpulse._listen.deadletters)]
     assert sum(tried for _, tried in results) > 10 and sum(failures for failures, _ in results) == 0
 
 

@@ -11,10 +11,10 @@ import kombu
 import pytest
 
 from tcpulse import Listener, PermanentFailure, QueueEvents, TaskclusterRestFailure
-from tcpulse.connection import resolve_broker
-from tcpulse.deadletters import list_dead_letters
-from tcpulse.delivery import Delivery
-from tcpulse.outcome import RetryPolicy
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.deadletters import list_dead_letters
+from tcpulse._listen.delivery import Delivery
+from tcpulse._listen.outcome import RetryPolicy
 from conftest import rabbitmqctl
 from listenerkit import Publisher, delete_delivery_exchange, queued, running, task_key, wait_for
 

@@ -13,11 +13,11 @@ import kombu
 import pytest
 from amqp.exceptions import NotFound
 
-import tcpulse.unsettled
+import tcpulse._listen.unsettled
 from tcpulse import Listener, PermanentFailure, QueueEvents
-from tcpulse.connection import resolve_broker
-from tcpulse.layout import locate
-from tcpulse.topology import ListenerNames
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.layout import locate
+from tcpulse._listen.topology import ListenerNames
 from conftest import create_pulse_user
 from listenerkit import Publisher, delete_listener_topology, queued, running, task_key, wait_for
 
@@ -154,7 +154,7 @@ def test_a_copy_the_broker_nacks_never_ends_run_and_its_message_waits_unacked_un
     """Whatever makes the broker refuse a retry copy (here a queue of the victim's own that
     rejects every message, as the attacker's did), the listener keeps running, the message stays
     unacked, and its copy is sent again later until the broker takes it."""
-    monkeypatch.setattr(tcpulse.unsettled, "FIRST_WAIT", 0.3)
+    monkeypatch.setattr(tcpulse._listen.unsettled, "FIRST_WAIT", 0.3)
     app, seen = failing_listener(victim_anywhere, unique_name)
     with running(app), service_publisher(victim_anywhere.url) as publish, \
             resolve_broker(victim_anywhere.url, environ={}).connection() as conn:
@@ -180,8 +180,8 @@ def build_legacy_layout(url, name, handler):
     queue (bound to COMPLETED, and to FAILED by a handler since removed), exchange/<user>/<name>/delivery,
     a retry waiting 30 s in a holding queue, a dead letter of `handler`, a message in the queue
     and a binding record without a secret. Returns the listener's queue and old exchange."""
-    from tcpulse.delivery import Delivery
-    from tcpulse.outcome import RetryPolicy
+    from tcpulse._listen.delivery import Delivery
+    from tcpulse._listen.outcome import RetryPolicy
 
     address = resolve_broker(url, environ={})
     queue = ListenerNames.of(address.user, name).queue

@@ -12,7 +12,7 @@ import pytest
 
 import tcpulse
 from tcpulse import Binding, Listener, QueueEvents
-from tcpulse.connection import resolve_broker
+from tcpulse._broker.connection import resolve_broker
 from tcpulse.errors import BrokerFailure, TaskclusterTopicExchangeFailure
 from listenerkit import running, wait_for
 

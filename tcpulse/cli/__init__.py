@@ -20,7 +20,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import brokers, listen, operate, queues, references, routing
+from tcpulse.cli import brokers, listen, operate, queues, references, routing
 
 COMMAND_GROUPS = (listen, routing, brokers, operate, queues, references)
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["exchanges", "QueueEvents"]).service
         'QueueEvents'
     """
-    from .. import __version__
+    from tcpulse import __version__
 
     parser = argparse.ArgumentParser(prog="tcpulse", description="Listen to Taskcluster Pulse events and act on them.")
     parser.add_argument("--version", action="version", version=f"tcpulse {__version__}")
@@ -49,6 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `listen --processes` passes to its children
     return args.func(args)
 
 

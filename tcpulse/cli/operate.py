@@ -20,9 +20,9 @@ import signal
 import sys
 from typing import Any
 
-from .base import (EXIT_OK, RuntimeFailure, broker_option, command_parser, connect, guarded, on_broker,
+from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, broker_option, command_parser, connect, guarded, on_broker,
                    parse_fields, positive_int)
-from .brokers import outside_broker
+from tcpulse.cli.brokers import outside_broker
 
 
 def add_commands(subparsers: Any) -> None:
@@ -49,8 +49,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    """`tcpulse tail`: see the module docstring and `tcpulse.tailing`."""
-    from ..tailing import tail, tail_bindings
+    """`tcpulse tail`: see the module docstring and `tcpulse._ops.tailing`."""
+    from tcpulse._ops.tailing import tail, tail_bindings
 
     bindings = tail_bindings(args.exchange, parse_fields(args.fields), args.route)
     conn, address = connect(outside_broker(args.broker, "tail"))
@@ -72,8 +72,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """`tcpulse status NAME`: see `tcpulse.status`."""
-    from ..status import listener_status, render
+    """`tcpulse status NAME`: see `tcpulse._ops.status`."""
+    from tcpulse._ops.status import listener_status, render
 
     conn, address = connect(outside_broker(args.broker, "status"))
     with conn:
