@@ -16,8 +16,6 @@ from amqp.exceptions import NotFound
 import tcpulse._listen.unsettled
 from tcpulse import Listener, PermanentFailure, QueueEvents
 from tcpulse._broker.connection import resolve_broker
-from tcpulse._listen.layout import locate
-from tcpulse._listen.topology import ListenerNames
 from conftest import create_pulse_user
 from listenerkit import Publisher, delete_listener_topology, queued, running, task_key, wait_for
 
@@ -38,6 +36,11 @@ def attacker(rabbitmq):
 def victim(pulse_user, taskcluster_exchanges, unique_name):
     yield pulse_user
     delete_listener_topology(pulse_user.url, pulse_user.name, unique_name, retry_delays=(0.2,))
+
+
+def guessable(user, name):
+    """The delivery exchange's name before it carried a secret: anyone could work it out."""
+    return f"exchange/{user}/{name}/delivery"
 
 
 def spy(attacker, exchange, name, arguments=None):
@@ -88,7 +91,7 @@ def test_another_pulse_user_cannot_block_the_delivery_path_with_a_rejecting_queu
     with running(failing_listener(victim, unique_name)[0]):
         pass  # the listener's first start: its whole topology exists from now on
     app, seen = failing_listener(victim, unique_name)
-    guessed = ListenerNames.of(victim.name, unique_name).legacy_exchange
+    guessed = guessable(victim.name, unique_name)
     assert not spy(attacker, guessed, f"{unique_name}-block", REJECTING), "the guessable exchange must not exist"
     run_retry_and_dead_letter(app, seen, unique_name)
     assert seen == [("flaky", 1), ("doomed", 1), ("flaky", 2)]
@@ -104,7 +107,7 @@ def test_another_pulse_user_cannot_read_retries_dead_letters_or_the_binding_reco
     name is nowhere the attacker can look, nor in the listener's log."""
     caplog.set_level(logging.DEBUG)
     app, seen = failing_listener(victim, unique_name)
-    guessed = ListenerNames.of(victim.name, unique_name).legacy_exchange
+    guessed = guessable(victim.name, unique_name)
     assert not spy(attacker, guessed, f"{unique_name}-read")
     run_retry_and_dead_letter(app, seen, unique_name)
     assert not spy(attacker, guessed, f"{unique_name}-read")
@@ -118,6 +121,9 @@ def test_another_pulse_user_cannot_read_retries_dead_letters_or_the_binding_reco
 
 
 def locate_as(user, queue):
+    from tcpulse._listen.layout import locate
+    from tcpulse._listen.topology import ListenerNames
+
     with resolve_broker(user.url, environ={}).connection() as conn:
         return locate(conn, ListenerNames(queue)).exchange
 
@@ -184,7 +190,7 @@ def build_legacy_layout(url, name, handler):
     from tcpulse._listen.outcome import RetryPolicy
 
     address = resolve_broker(url, environ={})
-    queue = ListenerNames.of(address.user, name).queue
+    queue = f"queue/{address.user}/{name}"
     old = Delivery(queue, RetryPolicy(retry_delays=(30,)))  # no secret: the legacy names
     key = task_key(taskGroupId=name)
     origin = {"tcpulse-exchange": COMPLETED.exchange, "tcpulse-routing-key": key, "tcpulse-cc": []}
@@ -247,7 +253,7 @@ def test_a_listener_on_the_old_layout_moves_to_the_private_exchange_on_start_wit
     with resolve_broker(victim_anywhere.url, environ={}).connection() as conn:
         with pytest.raises(NotFound):
             conn.channel().exchange_declare(legacy, "direct", passive=True)
-        assert locate(conn, ListenerNames(queue)).exchange == app._delivery.exchange
+        assert locate_as(victim_anywhere, queue) == app._delivery.exchange
     if attacker_anywhere is not None:
         assert queued(attacker_anywhere.url, f"queue/{attacker_anywhere.name}/{unique_name}-old") == 0
 
