@@ -94,7 +94,8 @@ def test_a_forged_x_death_is_listed_as_a_claim_and_never_requeued_to_the_handler
     app = victim_listener(victim, unique_name, exchange, seen)
     wait_for(lambda: app.dead_letters(), what="the forged message in the dead-letter queue")
     [letter] = app.dead_letters()
-    assert (letter["exchange"], letter["routing_key"], letter["origin_verified"]) == (None, None, False)
+    assert (letter["exchange"], letter["routing_key"]) == (None, None), "the forged origin is shown as the origin"
+    assert letter["origin_verified"] is False
     assert letter["claimed_origin"]["exchange"] in (COMPLETED.exchange, f"exchange/{victim.name}/{unique_name}/delivery")
     assert letter["reason"] == f"dropped by the broker from {app.queue} (maxlen)" and letter["failures"] == {}
     assert letter["body"] == {"id": "forged"}

@@ -13,7 +13,6 @@ import kombu
 import pytest
 from amqp.exceptions import NotFound
 
-import tcpulse._listen.unsettled
 from tcpulse import Listener, PermanentFailure, QueueEvents
 from tcpulse._broker.connection import resolve_broker
 from conftest import create_pulse_user
@@ -160,7 +159,7 @@ def test_a_copy_the_broker_nacks_never_ends_run_and_its_message_waits_unacked_un
     """Whatever makes the broker refuse a retry copy (here a queue of the victim's own that
     rejects every message, as the attacker's did), the listener keeps running, the message stays
     unacked, and its copy is sent again later until the broker takes it."""
-    monkeypatch.setattr(tcpulse._listen.unsettled, "FIRST_WAIT", 0.3)
+    monkeypatch.setattr("tcpulse._listen.unsettled.FIRST_WAIT", 0.3, raising=False)
     app, seen = failing_listener(victim_anywhere, unique_name)
     with running(app), service_publisher(victim_anywhere.url) as publish, \
             resolve_broker(victim_anywhere.url, environ={}).connection() as conn:
