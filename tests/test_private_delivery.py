@@ -243,8 +243,8 @@ def test_a_listener_on_the_old_layout_moves_to_the_private_exchange_on_start_wit
         assert app.requeue_dead_letters() == 1
         wait_for(lambda: ("parked", 1) in seen, what="the requeued dead letter")
     messages = [r.getMessage() for r in caplog.records]
-    assert f"moving {queue} off {legacy}, which any Pulse user can bind to (and so read or block its retries, " \
-           "dead letters and binding record), to a private delivery exchange; what waits in its queue and retry " \
+    assert f"moving {queue}, off {legacy}, which any Pulse user can bind to (and so read or block its retries, " \
+           "dead letters and binding record), to a new private delivery exchange; what waits in its queue and retry " \
            "queues comes back to its queue" in messages
     assert any(m.startswith(f"moved {queue} to its private delivery exchange (2 message(s) back in its queue)")
                for m in messages)

@@ -128,7 +128,8 @@ def _read(message: Any, names: ListenerNames) -> Letter:
     info = message.delivery_info
     death = _first_death(headers)
     if "x-death" not in headers:  # parked by tcpulse: believed when it came through our exchange
-        trusted = trusted_headers(headers, header_text(info.get("exchange", "")), names.own_exchanges)
+        delivered_by = header_text(info.get("exchange", ""))
+        trusted = trusted_headers(headers, delivered_by, (delivered_by,) if names.owns(delivered_by) else ())
         if H_EXCHANGE not in trusted:
             return Letter(None, trusted, "?", unreadable="no origin recorded by tcpulse")
         return _recorded(trusted, header_text(trusted.get(H_REASON, "")) or "?")

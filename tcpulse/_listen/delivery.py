@@ -98,7 +98,9 @@ class Delivery:
         """Where `message` (as delivered to the listener) first came from; its tcpulse headers
         count only when it came back through this exchange (`outcome.trusted_headers`)."""
         info = message.delivery_info
-        headers = trusted_headers(message.headers, header_text(info["exchange"]), self.names.own_exchanges)
+        delivered_by = header_text(info["exchange"])
+        own = (delivered_by,) if self.names.owns(delivered_by) else ()
+        headers = trusted_headers(message.headers, delivered_by, own)
         return Origin.of(headers, info["exchange"], info["routing_key"])
 
     def holding_queue(self, attempt: int) -> str:
@@ -190,7 +192,7 @@ class Delivery:
         except PublishRefused as exc:
             if not exc.returned:
                 raise
-            log.info("%s; declaring the retry and dead-letter queues of %s again and resending", exc, self.queue)
+            log.warning("%s; declaring the retry and dead-letter queues of %s again and resending", exc, self.queue)
         self.declare(channel)
         publish_confirmed(channel, copy, self.exchange, routing_key)
 

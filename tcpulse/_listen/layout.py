@@ -3,9 +3,10 @@
 Owns: the lock that lets one connection at a time read or change a listener's layout
 (`layout_lock`), finding a listener's delivery exchange for the tools (`locate`, `peek_record`:
 its secret comes from the binding record; a listener that has not moved yet keeps the legacy
-name), and deciding it when the listener starts (`prepare`): the secret of its record, else a
-new one recorded before anything uses it, and the automatic move from the legacy layout
-(`tcpulse._ops.maintenance.move_from_legacy`) when nothing else consumes the queue.
+name), and deciding it when the listener starts (`prepare`): the secret of its record (or, the record
+deleted, the one its queue names), else a new one recorded before anything uses it, and the
+automatic move from the legacy layout (or from an exchange whose name is lost) to it
+(`tcpulse._ops.maintenance.move_to_private`) when nothing else consumes the queue.
 
 Why a lock: the secret lives in one place, the binding record, which a reader takes off its
 queue to read it (AMQP has no peek). A listener starting while another process holds the record
@@ -25,8 +26,9 @@ Example:
 """
 import contextlib
 import logging
+import re
 import time
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import kombu
 from amqp.exceptions import NotFound
@@ -40,6 +42,7 @@ log = logging.getLogger("tcpulse.listener")
 
 LOCK_WAIT = 120.0  # seconds to wait for another connection's setup before giving up
 LOCK_POLL = 0.2
+_CURRENT_DLX = re.compile(r"inequivalent arg 'x-dead-letter-exchange' .* but current is '([^']*?)(?:(')|\.\.\.$)")
 
 
 def connection_of(channel: Any) -> Any:
@@ -153,20 +156,48 @@ def await_count(connection: Any, queue: str, expected: int, timeout: float = 2.0
         time.sleep(0.01)
 
 
+def probe_secret(connection: Any, names: ListenerNames, arguments: Dict[str, Any]) -> Tuple[str, Optional[str]]:
+    """What delivery exchange the existing listener queue `names.queue` names as its dead-letter
+    exchange: ("secret", S) for the private one of secret S, ("lost", None) for a private one
+    whose name the broker cut short, ("other", None) for the legacy one or when other arguments
+    than `arguments` differ. A Pulse user cannot read a queue's arguments, but the broker's
+    refusal of a declaration naming another dead-letter exchange says which one the queue has
+    (up to 255 bytes of text; an attacker's declaration is refused for want of permission before
+    that): so a listener whose binding record was deleted finds its secret again."""
+    probe = {**arguments, "x-dead-letter-exchange": names.legacy_exchange}
+    with channel_on(connection) as channel:
+        try:
+            channel.queue_declare(names.queue, durable=True, auto_delete=False, arguments=probe)
+            return "other", None
+        except Exception as exc:
+            found = _CURRENT_DLX.search(str(exc))
+    prefix = names.legacy_exchange + "-"
+    if found is None:
+        return "other", None
+    current, cut = found.group(1), found.group(2) is None
+    if not cut and current.startswith(prefix):
+        return "secret", current[len(prefix):]
+    return ("lost", None) if cut and (prefix.startswith(current) or current.startswith(prefix)) else ("other", None)
+
+
 def prepare(channel: Any, delivery: Any, bindings: Sequence[Binding]) -> Record:
     """Settle where the delivery path of a named listener starting on `channel` lives, moving it
     off the legacy layout if need be; `delivery` (its `tcpulse._listen.delivery.Delivery`) is pointed at
     it. Returns the binding record, taken on `channel` (`tcpulse._listen.stale.remove_stale` replaces it).
     Call it under `layout_lock`."""
-    from tcpulse._ops.maintenance import fits_legacy, move_from_legacy
+    from tcpulse._ops.maintenance import fits_legacy, move_to_private
 
     connection = connection_of(channel)
     names = delivery.names
     record = take_record(channel, delivery)
+    lost = False
+    if record.secret is None and count(connection, names.queue) is not None:
+        found, record.secret = probe_secret(connection, names, delivery.queue_arguments())  # a lost record?
+        lost = found == "lost"
     # An older tcpulse's layout: its exchange is there (a move cut short, too), or its queue is
-    # while the record holds no secret.
+    # while nothing says it has a secret.
     legacy = exchange_exists(connection, names.legacy_exchange) or (
-        record.secret is None and count(connection, names.queue) is not None)
+        record.secret is None and not lost and count(connection, names.queue) is not None)
     if legacy:
         others = consumers(connection, names.queue)
         if others:
@@ -186,6 +217,6 @@ def prepare(channel: Any, delivery: Any, bindings: Sequence[Binding]) -> Record:
         record = write_record(channel, delivery, record, sorted(record.pairs), record.holding)
         record = take_record(channel, delivery)
     delivery.use(record.secret)
-    if legacy:
-        move_from_legacy(connection, delivery, bindings, record)
+    if legacy or lost:
+        move_to_private(connection, delivery, bindings, record, lost=lost)
     return record

@@ -98,10 +98,20 @@ class ListenerNames:
 
     @property
     def own_exchanges(self) -> Tuple[str, ...]:
-        """The exchanges only this listener's user may publish to and that carry its own messages:
-        the delivery exchange and the legacy one (gone after the move, and only the user may
-        declare it again), whose copies' `tcpulse-*` headers are believed (`outcome.trusted_headers`)."""
+        """The delivery exchange and the legacy one (what `tcpulse delete` removes)."""
         return tuple(dict.fromkeys((self.exchange, self.legacy_exchange)))
+
+    def owns(self, exchange: str) -> bool:
+        """Whether `exchange` is a delivery exchange of this listener, with any secret or none:
+        only its Pulse user may declare or publish to `exchange/<user>/...`, so the `tcpulse-*`
+        headers of a message that came through one are its own (`outcome.trusted_headers`).
+
+        Example:
+            >>> n = ListenerNames("queue/alice/watcher", secret="s3cr3t")
+            >>> n.owns("exchange/alice/watcher/delivery-0ld"), n.owns("exchange/bob/watcher/delivery")
+            (True, False)
+        """
+        return exchange == self.legacy_exchange or exchange.startswith(self.legacy_exchange + "-")
 
     def holding_queue(self, delay: float) -> str:
         """The queue a retried copy waits in for `delay` seconds (the scheduled delay, no jitter)."""

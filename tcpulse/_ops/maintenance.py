@@ -2,7 +2,7 @@
 
 Owns: `delete_listener` (`tcpulse delete NAME`: the listener's queue, its retry holding queues,
 its binding record and delivery exchange; the dead-letter queue only when asked), `migrate`
-(`tcpulse migrate NAME --to quorum|classic`) and `move_from_legacy` (a listener starting on the
+(`tcpulse migrate NAME --to quorum|classic`) and `move_to_private` (a listener starting on the
 layout of an older tcpulse, whose delivery exchange any Pulse user can bind to, moves to the
 private one of `tcpulse._listen.topology.ListenerNames`; `tcpulse._listen.layout.prepare` calls it). All work
 within Pulse's permissions (a user's own `queue/<user>/...` and `exchange/<user>/...`, no
@@ -141,17 +141,23 @@ def _legacy(delivery: Delivery) -> Delivery:
                     delivery_limit=delivery.delivery_limit)
 
 
-def move_from_legacy(connection: Any, delivery: Delivery, bindings: Sequence[Binding], record: Record) -> None:
-    """Move a listener starting on an older tcpulse's layout to `delivery`'s private exchange
-    (already recorded in its binding record): everything waiting in its queue and holding queues
-    comes back to its queue through the new exchange, its dead-letter and record queues are
-    bound to it, and the old exchange is deleted (see the module docstring)."""
+def move_to_private(connection: Any, delivery: Delivery, bindings: Sequence[Binding], record: Record,
+                    lost: bool = False) -> None:
+    """Move a listener starting on an older tcpulse's layout (or, `lost`, on a private exchange
+    whose name went with its binding record) to `delivery`'s private exchange, already recorded
+    in its binding record: everything waiting in its queue and holding queues comes back to its
+    queue through the new exchange, its dead-letter and record queues are bound to it, and the
+    old exchange is deleted (a lost one is left: nothing routes to it any more, and nobody else
+    can name it). See the module docstring."""
     old = _legacy(delivery)
-    log.warning("moving %s off %s, which any Pulse user can bind to (and so read or block its retries, dead "
-                "letters and binding record), to a private delivery exchange; what waits in its queue and retry "
-                "queues comes back to its queue", delivery.queue, old.exchange)
-    back = _relayout(connection, old, delivery, bindings, record.holding, log.info)
-    _drop_legacy(connection, old, delivery, log.info)
+    why = ("whose binding record, which held the name of its private delivery exchange, is gone" if lost else
+           f"off {old.exchange}, which any Pulse user can bind to (and so read or block its retries, dead letters "
+           "and binding record)")
+    log.warning("moving %s, %s, to a new private delivery exchange; what waits in its queue and retry queues comes "
+                "back to its queue", delivery.queue, why)
+    back = _relayout(connection, old, delivery, bindings, record.holding, log.info, unknown_old=lost)
+    if not lost:
+        _drop_legacy(connection, old, delivery, log.info)
     log.warning("moved %s to its private delivery exchange (%d message(s) back in its queue); its dead letters "
                 "and binding record stay where they were", delivery.queue, back)
 
@@ -175,16 +181,17 @@ def _drop_legacy(connection: Any, old: Delivery, new: Delivery, report: Report) 
 
 
 def _relayout(connection: Any, old: Delivery, new: Delivery, bindings: Sequence[Binding],
-              recorded_holding: Dict[str, Dict[str, Any]], report: Report) -> int:
-    """Move every queue of listener queue `old.queue` from `old`'s arguments to `new`'s; returns
-    how many messages went back into the listener's queue."""
+              recorded_holding: Dict[str, Dict[str, Any]], report: Report, unknown_old: bool = False) -> int:
+    """Move every queue of listener queue `old.queue` from `old`'s arguments (`unknown_old`: the
+    listener's and holding queues' are not known, any but the new ones will do) to `new`'s;
+    returns how many messages went back into the listener's queue."""
     queue, parking = new.queue, _parking(new)
     with channel_on(connection) as channel:
         kombu.Exchange(new.exchange, type="direct", durable=True, channel=channel).declare()
         for key, park in parking.items():
             _declare(channel, park, queue_arguments(new.queue_type), [(new.exchange, key)])
         _bind(channel, parking["migrating"], bindings, new.exchange, unbind=False)
-        for source, old_args, new_args, key in _units(old, new, recorded_holding):
+        for source, old_args, new_args, key in _units(old, new, recorded_holding, unknown_old):
             if _state(connection, source, old_args, new_args) == "old":
                 if source == queue:  # from now on, what is published waits in the parking queue
                     returning = old.exchange if exchange_exists(connection, old.exchange) else None
@@ -211,14 +218,15 @@ def _parking(delivery: Delivery) -> Dict[str, str]:
     return delivery.names.parking_queues()
 
 
-def _units(old: Delivery, new: Delivery, recorded_holding: Dict[str, Dict[str, Any]]
-           ) -> Iterator[Tuple[str, Dict[str, Any], Optional[Dict[str, Any]], str]]:
+def _units(old: Delivery, new: Delivery, recorded_holding: Dict[str, Dict[str, Any]], unknown_old: bool = False
+           ) -> Iterator[Tuple[str, Optional[Dict[str, Any]], Optional[Dict[str, Any]], str]]:
     """(queue, old arguments, new arguments, parking key) for every queue a move empties; new
-    arguments None for a holding queue that only the binding record names (emptied and gone)."""
-    yield old.queue, old.queue_arguments(), new.queue_arguments(), "migrating"
+    arguments None for a holding queue that only the binding record names (emptied and gone), old
+    arguments None for the listener's and holding queues when `unknown_old`."""
+    yield old.queue, None if unknown_old else old.queue_arguments(), new.queue_arguments(), "migrating"
     new_holding = new.holding_queues()
     for holding, args in old.holding_queues().items():
-        yield holding, args, new_holding[holding], "migrating"
+        yield holding, None if unknown_old else args, new_holding[holding], "migrating"
     for holding, args in sorted(recorded_holding.items()):
         if holding not in new_holding:
             yield holding, args, None, "migrating"
@@ -227,14 +235,16 @@ def _units(old: Delivery, new: Delivery, recorded_holding: Dict[str, Dict[str, A
     yield record, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "parked-rec"
 
 
-def _state(connection: Any, queue: str, old_args: Dict[str, Any], new_args: Optional[Dict[str, Any]]) -> str:
+def _state(connection: Any, queue: str, old_args: Optional[Dict[str, Any]], new_args: Optional[Dict[str, Any]]) -> str:
     """'absent', 'new' or 'old': RabbitMQ tells a queue's arguments only by refusing a
     declaration that differs from them, so each set is tried in turn (`new_args` None: a queue
-    with no new form, 'old' while it exists)."""
+    with no new form, 'old' while it exists; `old_args` None: any other than the new are old)."""
     if count(connection, queue) is None:
         return "absent"
     for state, arguments in (("new", new_args), ("old", old_args)):
         if arguments is None:
+            if state == "old":
+                return "old"
             continue
         try:
             with channel_on(connection) as channel:
@@ -263,7 +273,8 @@ def _move(connection: kombu.Connection, source: str, delivery: Delivery, key: st
                 headers = dict(message.headers or {})
                 if moving:
                     info = message.delivery_info
-                    trusted = trusted_headers(headers, info["exchange"], delivery.names.own_exchanges)
+                    own = (info["exchange"],) if delivery.names.owns(info["exchange"]) else ()
+                    trusted = trusted_headers(headers, info["exchange"], own)
                     headers = Origin.of(trusted, info["exchange"], info["routing_key"]).moved_headers(headers)
                 confirms.publish(copy_of(message, headers), delivery.exchange, key)
             confirms.wait(connection)
