@@ -46,7 +46,7 @@ _LAZY = {
     "createTemporaryCredentials": "auth",
     "optionsFromEnvironment": "options", "BaseClient": "client",
     "Event": "dispatch",
-    "Listener": "listener", "on": "listener",
+    "Listener": "listener", "on": "listener", "run": "runner",
 }
 
 __all__ = [

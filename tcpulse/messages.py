@@ -51,11 +51,12 @@ class MessageHandling:
     processes them, `settle(message, event, failures)` publishes what their outcome asks for.
 
     `delivery` is the run's `tcpulse.delivery.Delivery`; `runs` records handler runs (its
-    metrics are the listener's); `queue` and `name` only word log lines.
+    metrics are the listener's); `queue` and `name` only word log lines; `loop`: the running
+    event loop async handlers go to (`Listener.serve`), else the pool makes its own.
     """
 
     def __init__(self, registry: Registry, delivery: Any, runs: HandlerRuns, policy: RetryPolicy, *,
-                 queue: str, name: Optional[str], concurrency: int) -> None:
+                 queue: str, name: Optional[str], concurrency: int, loop: Any = None) -> None:
         self._registry = registry
         self._delivery = delivery
         self._runs = runs
@@ -63,6 +64,7 @@ class MessageHandling:
         self._policy = policy
         self._queue, self._name = queue, name
         self._concurrency = concurrency
+        self._loop = loop  # the event loop async handlers run on (None: one of the pool's own)
         self._pool: Any = None
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
         self._unmatched_lock = threading.Lock()
@@ -71,7 +73,7 @@ class MessageHandling:
         """Threads for a listener of sync handlers; an event loop once any handler is async."""
         if any(handler.is_async for handler in self._registry.handlers):
             from .looppool import LoopPool
-            self._pool = LoopPool(self._concurrency, self._process_async, notify)
+            self._pool = LoopPool(self._concurrency, self._process_async, notify, loop=self._loop)
         else:
             from .pool import WorkerPool
             self._pool = WorkerPool(self._concurrency, self._process, notify)
