@@ -175,7 +175,7 @@ def _assist(listeners: List[Any], args: argparse.Namespace, messages: Optional[l
             return
         if messages is not None:
             # Into each broker once: listeners of one broker share its exchanges.
-            for listener in {l.broker.redacted: l for l in listeners}.values():
+            for listener in {_where(l.broker): l for l in listeners}.values():
                 _replay(listener, messages)
         if args.exit_when_idle:
             _stop_when_idle(listeners, args.idle_seconds)
@@ -183,6 +183,10 @@ def _assist(listeners: List[Any], args: argparse.Namespace, messages: Optional[l
         errors.append(exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(f"replay failed: {exc}"))
         for listener in listeners:
             listener.stop()
+
+
+def _where(address: Any) -> tuple:
+    return address.scheme, address.host, address.port, address.vhost
 
 
 def _wait_ready(listeners: List[Any], finished: threading.Event) -> bool:
