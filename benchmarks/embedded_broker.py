@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     ours, stock = [], []
     for _ in range(args.rounds):
-        with kombu.Connection(f"memory:///{uuid.uuid4().hex}", transport="tcpulse.broker:Transport") as conn:
+        with kombu.Connection(f"memory:///{uuid.uuid4().hex}", transport="tcpulse._broker.broker:Transport") as conn:
             ours.append(messages_per_second(conn, args.messages))
         with kombu.Connection("memory://") as conn:
             stock.append(messages_per_second(conn, args.messages))

@@ -1,4 +1,4 @@
-"""Peak memory of reading a 100 MB recording: `tcpulse.recording.read` (streamed) against
+"""Peak memory of reading a 100 MB recording: `tcpulse._ops.recording.read` (streamed) against
 loading every line into a list (what reading did before), each in a child process of its own,
 in the same run. Run by hand, not in CI:
 
@@ -6,7 +6,7 @@ in the same run. Run by hand, not in CI:
     .venv/bin/python benchmarks/recording_memory.py --mb 20    # a quicker check
 
 Prints each side's peak RSS (each child's own ru_maxrss) and the ratio; the target is a streamed
-read whose peak stays within 30 MB of an interpreter that only imported tcpulse.recording.
+read whose peak stays within 30 MB of an interpreter that only imported tcpulse._ops.recording.
 """
 import argparse
 import json
@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 READERS = {
-    "idle": "import tcpulse.recording",
-    "streamed": ("from tcpulse.recording import read\n"
+    "idle": "import tcpulse._ops.recording",
+    "streamed": ("from tcpulse._ops.recording import read\n"
                  "messages = read(sys.argv[1])\n"
                  "assert sum(1 for _ in messages) == len(messages)"),
     "loaded whole": ("import json\n"

@@ -9,7 +9,7 @@ off. Cancelling `serve()` drains like SIGTERM: a running handler finishes, nothi
     PULSE_URL=amqps://USER:PASSWORD@pulse.example.org:5671/ TASK_GROUP_ID=... python examples/asyncio_app.py
 
 The same application can mount the listener's health endpoints on its own web server:
-`tcpulse.health.asgi_app(listener)` (or `wsgi_app`) answers /live, /ready and /metrics.
+`tcpulse.asgi_app(listener)` (or `tcpulse.wsgi_app`) answers /live, /ready and /metrics.
 """
 import asyncio
 import contextlib

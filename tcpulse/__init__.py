@@ -11,10 +11,10 @@ Example:
     >>> tcpulse.QueueEvents.taskCompleted(taskGroupId="g")["routingKeyPattern"]
     'primary.*.*.*.*.*.*.*.g.#'
 """
-import importlib
-from typing import Any, List
+import importlib as _importlib
+from typing import Any as _Any, List as _List
 
-from .errors import (
+from tcpulse.errors import (
     BrokerFailure,
     ClientUsageError,
     InvalidReference,
@@ -28,11 +28,8 @@ from .errors import (
     TaskclusterRestFailure,
     TaskclusterTopicExchangeFailure,
 )
-# Imported now (it is pure and cheap) so that the import system has already bound the
-# submodule when `exchanges` below rebinds the name to the function: a later
-# `import tcpulse.exchanges` then leaves `tcpulse.exchanges()` callable.
-from .exchanges import Binding, Exchange, exchanges
-from .references import use_references
+from tcpulse._api.exchanges import Binding, Exchange, exchanges
+from tcpulse.references import use_references
 
 __version__ = "0.1.0"
 
@@ -44,9 +41,11 @@ _LAZY = {
     "makeB64UrlSafe": "utils", "makeB64UrlUnsafe": "utils", "calculateSleepTime": "utils",
     "createSession": "utils",
     "createTemporaryCredentials": "auth",
-    "optionsFromEnvironment": "options", "BaseClient": "client",
-    "Event": "dispatch",
-    "Listener": "listener", "on": "listener", "run": "runner",
+    "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
+    "Event": "_listen.dispatch",
+    "Listener": "_listen.listener", "on": "_listen.listener", "run": "_listen.runner",
+    "wsgi_app": "_ops.health", "asgi_app": "_ops.health",
+    "publish": "_broker.publishing", "Publisher": "_broker.publishing", "supervise": "_listen.supervisor",
 }
 
 __all__ = [
@@ -58,17 +57,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
-        from .services import generated_class
-        value = generated_class(__name__, name)
+        from tcpulse._api.services import generated_class
+        value = generated_class(__name__, name, public=__all__)
     globals()[name] = value
     return value
 
 
-def __dir__() -> List[str]:
-    from .services import generated_names
+def __dir__() -> _List[str]:
+    """tcpulse's public names: `__all__`, the classes of the active reference set and the public
+    submodules already imported (never the helpers this module itself imports)."""
+    from tcpulse._api.services import generated_names
 
-    return sorted(set(globals()) | set(__all__) | set(generated_names()))
+    modules = {name for name, value in globals().items()
+               if not name.startswith("_") and type(value) is type(_importlib)}
+    return sorted(set(__all__) | set(generated_names()) | modules | {"__version__"})

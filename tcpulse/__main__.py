@@ -1,6 +1,6 @@
 """`python -m tcpulse`: the same as the `tcpulse` console script."""
 import sys
 
-from .cli import main
+from tcpulse.cli import main
 
 sys.exit(main())

@@ -24,8 +24,8 @@ import mohawk
 import mohawk.base
 import mohawk.bewit
 
-from .errors import ClientUsageError, TaskclusterAuthFailure
-from .utils import dumpJson, slugId
+from tcpulse.errors import ClientUsageError, TaskclusterAuthFailure
+from tcpulse.utils import dumpJson, slugId
 
 _CREDENTIAL_KEYS = ("clientId", "accessToken", "certificate")
 _MAX_TEMPORARY = datetime.timedelta(days=31)

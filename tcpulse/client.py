@@ -24,10 +24,10 @@ import requests
 import requests.adapters
 import requests.utils
 
-from .calls import CALL_KEYWORDS, response_result
-from .clientcore import ClientCore, log
-from .options import DEFAULT_OPTIONS, optionsFromEnvironment
-from .references import FunctionEntry
+from tcpulse._rest.calls import CALL_KEYWORDS, response_result
+from tcpulse._rest.clientcore import ClientCore, log
+from tcpulse._rest.options import DEFAULT_OPTIONS, optionsFromEnvironment
+from tcpulse.references import FunctionEntry
 
 __all__ = ["BaseClient", "CALL_KEYWORDS", "DEFAULT_OPTIONS", "optionsFromEnvironment"]
 

@@ -15,7 +15,6 @@ Example:
 """
 import base64
 import datetime
-import difflib
 import json
 import random
 import re
@@ -24,6 +23,8 @@ import warnings
 from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 import slugid
+
+from tcpulse._api.hints import did_you_mean
 
 # Units from the largest to the smallest; an offset must name them in this order.
 # Years and months are fixed lengths, as in the official client (365 and 30 days).
@@ -78,8 +79,7 @@ def _parse_offset(text: str, original: str) -> datetime.timedelta:
         number, unit = int(match.group(1)), match.group(2)
         rank = _SPELLINGS.get(unit)
         if rank is None:
-            close = difflib.get_close_matches(unit, list(_SPELLINGS), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(unit, list(_SPELLINGS))
             raise ValueError(f"fromNow: unknown unit {unit!r} in offset {original!r}.{hint} ({_EXPECTED})")
         if rank <= last_rank:
             raise ValueError(f"fromNow: {unit!r} is out of order or repeated in offset {original!r} ({_EXPECTED})")

@@ -7,7 +7,7 @@ import kombu
 import pytest
 
 from tcpulse import QueueEvents
-from tcpulse.broker import Transport
+from tcpulse._broker.broker import Transport
 from listenerkit import Publisher, delete_listener_topology, queued, task_key
 
 COMPLETED = QueueEvents.taskCompleted

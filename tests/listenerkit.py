@@ -10,7 +10,7 @@ import kombu
 import pytest
 
 from tcpulse import Listener, QueueEvents
-from tcpulse.connection import resolve_broker
+from tcpulse._broker.connection import resolve_broker
 
 GUEST = "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -111,9 +111,9 @@ def queue_name(pulse_user, unique_name) -> Iterator[str]:
 def delete_listener_topology(url: str, user: str, name: str, retry_delays: Sequence[float] = (5, 30, 120, 600)) -> None:
     """Delete the queues and exchange a listener named `name` (with these `retry_delays`)
     declares for `user`."""
-    from tcpulse.delivery import Delivery
-    from tcpulse.outcome import RetryPolicy
-    from tcpulse.stale import record_queue
+    from tcpulse._listen.delivery import Delivery
+    from tcpulse._listen.outcome import RetryPolicy
+    from tcpulse._listen.stale import record_queue
 
     delivery = Delivery(f"queue/{user}/{name}", RetryPolicy(retry_delays=tuple(retry_delays)))
     holding = delivery.holding_queues()

@@ -134,8 +134,8 @@ def test_a_refused_port_is_a_connection_error_after_max_retries_plus_one_attempt
     async def refused():
         async with tcpulse.aio.Queue({"rootUrl": f"http://127.0.0.1:{port}", "maxRetries": 2}) as queue:
             await queue.task("abc")
-    with pytest.raises(tcpulse.TaskclusterConnectionError, match=r"Queue.task: ClientConnectorError on GET "
-                                                                   r"http://127.0.0.1:\d+/api/queue/v1/task/abc, "
+    with pytest.raises(tcpulse.TaskclusterConnectionError, match=r"Queue.task: connection refused \(ClientConnectorError on GET "
+                                                                   r"http://127.0.0.1:\d+/api/queue/v1/task/abc\), "
                                                                    r"after 3 attempt\(s\)") as caught:
         run(refused)
     assert caplog.text.count("retrying in") == 2

@@ -9,7 +9,7 @@ import amqp.exceptions
 import kombu
 import pytest
 
-from tcpulse.broker import Transport
+from tcpulse._broker.broker import Transport
 
 COMPLETED = "exchange/taskcluster-queue/v1/task-completed"
 
@@ -268,3 +268,29 @@ def _until(condition, timeout=10.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_memory_vhosts_in_the_path_are_separate_brokers():
+    from tcpulse import Listener, QueueEvents
+
+    vhosts = [f"memory:///{uuid.uuid4().hex}" for _ in range(2)]
+    apps, seen = [], {url: [] for url in vhosts}
+    for url in vhosts:  # the same queue name and binding in each vhost
+        app = Listener("same-name", broker=url)
+        app.on(QueueEvents.taskCompleted)(lambda event, url=url: seen[url].append(event.body["n"]))
+        apps.append(app)
+    threads = [threading.Thread(target=app.run, daemon=True) for app in apps]
+    for thread in threads:
+        thread.start()
+    try:
+        _until(lambda: all(app.is_ready() for app in apps))
+        for n, url in enumerate(vhosts):
+            with kombu.Connection(url, transport=Transport) as conn:
+                publish(conn, {"n": n}, KEY)
+        _until(lambda: seen == {vhosts[0]: [0], vhosts[1]: [1]})
+    finally:
+        for app in apps:
+            app.stop()
+        for thread in threads:
+            thread.join(10)
+    assert [str(app.broker) for app in apps] == vhosts

@@ -7,7 +7,7 @@ import kombu
 import pytest
 from amqp.exceptions import PreconditionFailed
 
-from tcpulse.broker import Transport
+from tcpulse._broker.broker import Transport
 
 KEYS = ["primary", "route.a", "route.b", "route.x", "1", "True"]
 HEADERS = [

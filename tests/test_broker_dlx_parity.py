@@ -7,7 +7,7 @@ import uuid
 import kombu
 import pytest
 
-from tcpulse.broker import Transport
+from tcpulse._broker.broker import Transport
 
 
 class Lab:

@@ -17,9 +17,9 @@ import uuid
 import kombu
 import pytest
 
-from tcpulse.broker import Transport
-from tcpulse.connection import resolve_broker
-from tcpulse.dispatch import topic_matches
+from tcpulse._broker.broker import Transport
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.dispatch import topic_matches
 from topic_cases import TOPIC_CASES
 
 # (binding pattern, primary key, CC routes as sent in the header, expected), the expected
@@ -161,7 +161,7 @@ def handler_selection(broker_url: str) -> dict:
     """Run a real Listener with one handler per pattern on `broker_url`, publish every case,
     and return {case index: [patterns of the handlers that ran]}."""
     from tcpulse import Listener
-    from tcpulse.exchanges import Binding
+    from tcpulse._api.exchanges import Binding
 
     exchange = f"exchange/tcpulse-test/{uuid.uuid4().hex}"
     app = Listener(broker=broker_url, declare_exchanges=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tcpulse import Listener
-from tcpulse.connection import parse_urls, redact_url
+from tcpulse._broker.connection import parse_urls, redact_url
 
 REPO = Path(__file__).resolve().parent.parent
 TCPULSE = Path(sys.executable).parent / "tcpulse"
@@ -24,9 +24,12 @@ MALFORMED = [
     f"amqp://alice:{SECRET}@127.0.0.1:notaport//",
     f" amqp//alice:{SECRET}:more@127.0.0.1 ",  # a colon in the password, spaces around
     f"amqp://alice:{SECRET}@127.0.0.1//;http://alice:{SECRET}@127.0.0.1/",  # a bad second node of a cluster
+    # A raw password holding ';<letters>://' splits into two URLs: the tail must not be shown.
+    f"amqp://alice:123;abc://{SECRET}@127.0.0.1//",
+    f"amqp://alice:x;amqp://{SECRET}@127.0.0.1:notaport//",
 ]
 COMMANDS = {
-    "publish": ["publish", "QueueEvents.taskCompleted", "--routing-key", "primary.t", "--body", "{}"],
+    "publish": ["publish", "QueueEvents.taskCompleted", "--routing-key", "primary.t.0.wg.w.p.wt.s.g._", "--body", "{}"],
     "replay": ["replay", "examples/messages/task-group.jsonl"],
     "record": ["record", "QueueEvents.taskCompleted", "--out", os.devnull, "--timeout", "1"],
     "dead-letters": ["dead-letters", "watcher", "--list"],

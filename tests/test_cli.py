@@ -241,7 +241,7 @@ def test_a_long_replay_reports_progress_every_hundred_messages(rabbitmq, tmp_pat
 def test_declare_exchanges_lets_a_listener_start_on_a_bare_local_rabbitmq(rabbitmq, tmp_path):
     exchange = f"exchange/tcpulse-test/{uuid.uuid4().hex}"
     script = tmp_path / "own.py"
-    script.write_text("import tcpulse\nfrom tcpulse.exchanges import Binding\n\n"
+    script.write_text("import tcpulse\nfrom tcpulse._api.exchanges import Binding\n\n"
                       f"@tcpulse.on(Binding({exchange!r}, 'primary.#'))\n"
                       "def seen(event):\n    print('seen', event.routing_key)\n")
     recording = tmp_path / "one.jsonl"

@@ -65,7 +65,7 @@ def test_a_listener_given_a_broker_ignores_a_bad_pulse_url_and_one_without_names
 def test_a_missing_exchange_on_the_command_line_names_the_declare_exchanges_flag(rabbitmq, tmp_path):
     exchange = f"exchange/tcpulse-test/{uuid.uuid4().hex}"
     script = tmp_path / "own.py"
-    script.write_text("import tcpulse\nfrom tcpulse.exchanges import Binding\n\n"
+    script.write_text("import tcpulse\nfrom tcpulse._api.exchanges import Binding\n\n"
                       f"@tcpulse.on(Binding({exchange!r}, 'primary.#'))\ndef seen(event):\n    pass\n")
     done = tcpulse("listen", str(script), "--broker", rabbitmq)
     assert done.returncode == 1

@@ -178,8 +178,8 @@ def test_a_refused_port_raises_connection_error_after_max_retries_plus_one_attem
     client = tcpulse.Queue({"rootUrl": f"http://127.0.0.1:{port}", "maxRetries": 2})
     attempts = mocker.spy(client.session, "send")
     with caplog.at_level(logging.WARNING, logger="tcpulse.client"):
-        with pytest.raises(tcpulse.TaskclusterConnectionError, match=r"Queue.task: ConnectionError on GET "
-                                                                       r"http://127.0.0.1:\d+/api/queue/v1/task/abc, "
+        with pytest.raises(tcpulse.TaskclusterConnectionError, match=r"Queue.task: connection refused \(ConnectionError on GET "
+                                                                       r"http://127.0.0.1:\d+/api/queue/v1/task/abc\), "
                                                                        r"after 3 attempt\(s\)") as caught:
             client.task("abc")
     assert caplog.text.count("retrying in") == 2 and attempts.call_count == 3

@@ -3,7 +3,7 @@ import pytest
 
 import tcpulse
 from tcpulse.references import SHIPPED, load_all, open_set
-from tcpulse.services import client_class
+from tcpulse._api.services import client_class
 from hawkserver import CLIENTS, server  # noqa: F401
 
 # Every API reference of both shipped sets, today's (the default) and legacy-2018.

@@ -56,7 +56,7 @@ class FailoverPublisher(faultkit.BurstPublisher):
     next node. An id counts as published once a node confirmed it."""
 
     def __init__(self, url: str, ledger: Ledger, pause: float = 0.0) -> None:
-        from tcpulse.connection import resolve_broker
+        from tcpulse._broker.connection import resolve_broker
 
         super().__init__(url, ledger, pause=pause)
         self.nodes = resolve_broker(url, environ={}).nodes

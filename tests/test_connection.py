@@ -5,7 +5,7 @@ from urllib.parse import quote
 import pytest
 
 from tcpulse import BrokerFailure, Listener, QueueEvents
-from tcpulse.connection import parse_url, resolve_broker
+from tcpulse._broker.connection import parse_url, resolve_broker
 from faultkit import free_port
 from listenerkit import Publisher, queue_name, running, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 
@@ -59,7 +59,7 @@ def test_amqps_connections_verify_the_certificate_against_the_host_name():
 def test_memory_urls_select_the_embedded_broker_transport():
     address = resolve_broker("memory://", environ={})
     assert address.is_memory and address.user == "guest"
-    assert address.connection().transport_cls == "tcpulse.broker:Transport"
+    assert address.connection().transport_cls == "tcpulse._broker.broker:Transport"
 
 
 @pytest.mark.rabbitmq
@@ -99,7 +99,8 @@ def test_several_urls_separated_by_semicolons_are_the_nodes_of_one_broker_in_ord
 
 @pytest.mark.parametrize("url, message", [
     ("amqp://alice:pw@a//;amqp://bob:pw@b//",
-     "all broker URLs separated by ';' must name the same user, as queue names depend on it (got users 'alice', 'bob')"),
+     "all broker URLs separated by ';' must name the same user, as queue names depend on it (got 2 different users); "
+     "';' followed by 'name://' separates broker URLs, so a password holding that must percent-encode the ';' as %3B"),
     ("amqp://alice:pw@a//;memory://",
      "memory:// is one in-process broker: it cannot be one of several broker URLs (got 2 URLs separated by ';')"),
 ])
@@ -118,3 +119,42 @@ def test_a_listener_whose_first_node_is_down_consumes_from_the_next_one(pulse_us
     with running(app), Publisher() as pub:
         pub.publish(QueueEvents.taskCompleted.exchange, task_key(taskGroupId=queue_name), {"n": 1})
         wait_for(lambda: seen == [1], what="the message, through the second node")
+
+
+def test_a_password_split_by_semicolon_names_no_users_that_may_be_its_tail():
+    with pytest.raises(ValueError, match="must name the same user") as caught:
+        resolve_broker("amqp://alice:pw@a//;amqp://S3cretTail@b//", environ={})
+    assert "S3cretTail" not in str(caught.value) and "%3B" in str(caught.value)
+
+
+def test_treeherders_pulse_url_with_ssl_1_is_tls_to_the_root_vhost():
+    address = resolve_broker("amqp://u:p@pulse.mozilla.org:5671/?ssl=1", environ={})
+    assert (address.host, address.port, address.vhost, address.tls) == ("pulse.mozilla.org", 5671, "/", True)
+    conn = address.connection()
+    assert conn.ssl == {"server_hostname": "pulse.mozilla.org"} and conn.virtual_host == "/"
+    assert address.redacted == "amqp://u:***@pulse.mozilla.org:5671//?ssl=1"
+
+
+@pytest.mark.parametrize("query, ssl, heartbeat, extra", [
+    ("ssl=0", False, 30, {}),
+    ("ssl=true&heartbeat=10&connect_timeout=3", {"server_hostname": "h"}, 10, {"connect_timeout": 3.0}),
+    ("ssl_ca_certs=/ca.pem&ssl_cert_reqs=required", {"server_hostname": "h", "ca_certs": "/ca.pem", "cert_reqs": 2}, 30, {}),
+    ("ssl=1&ssl_cert_reqs=CERT_NONE", {"cert_reqs": 0}, 30, {}),
+    ("ssl=1&ssl_check_hostname=false", {}, 30, {}),
+])
+def test_url_query_parameters_are_read_as_kombu_reads_them(query, ssl, heartbeat, extra):
+    conn = parse_url(f"amqp://u:p@h/vh?{query}").connection()
+    assert (conn.ssl, conn.heartbeat, conn.virtual_host) == (ssl, heartbeat, "vh")
+    assert all(getattr(conn, key) == value for key, value in extra.items())
+
+
+@pytest.mark.parametrize("query, message", [
+    ("ssl=maybe", "query parameter 'ssl' must be one of 1, true"),
+    ("heartbeat=soon", "query parameter 'heartbeat' must be a number of seconds"),
+    ("ssl_cert_reqs=strict", "query parameter 'ssl_cert_reqs' must be one of CERT_REQUIRED"),
+    ("sll=1", "query parameter 'sll' is not one tcpulse reads"),
+    ("ssl=0&ssl_ca_certs=/ca.pem", "turns TLS off"),
+])
+def test_a_bad_url_query_parameter_is_one_error_naming_it(query, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_broker(f"amqp://u:{SECRET}@h/?{query}", environ={})

@@ -9,8 +9,8 @@ import pytest
 
 import faultkit
 from faultkit import Ledger, ListenerProcess, wait_for
-from tcpulse.connection import resolve_broker
-from tcpulse.delivery import list_dead_letters
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.delivery import list_dead_letters
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -55,7 +55,7 @@ def test_a_message_that_kills_its_process_is_dead_lettered_after_delivery_limit_
     ledger = Ledger(tmp_path)
 
     def start(run: int) -> ListenerProcess:
-        # prefetch 1: a dying process returns only the message it died on (see the README).
+        # prefetch 1: a dying process returns only the message it died on (see docs/brokers.md).
         return ListenerProcess(script, pulse_user.url, unique_name, ledger, f"run{run}",
                                ("--queue-type", "quorum", "--delivery-limit", str(LIMIT), "--prefetch", "1"))
 

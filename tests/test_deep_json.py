@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from tcpulse import Listener, QueueEvents
-from tcpulse.connection import resolve_broker
-from tcpulse.outcome import MAX_DEPTH, Poison, decode_body
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.outcome import MAX_DEPTH, Poison, decode_body
 from tcpulse.testing import deliver
 from listenerkit import Publisher, running, task_key, wait_for
 

@@ -10,11 +10,11 @@ import pytest
 from amqp.exceptions import AccessRefused
 
 from tcpulse import Listener, QueueEvents
-from tcpulse.connection import resolve_broker
-from tcpulse.delivery import Delivery, list_dead_letters, requeue_dead_letters
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.delivery import Delivery, list_dead_letters, requeue_dead_letters
 from tcpulse.errors import BrokerFailure
-from tcpulse.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
-from tcpulse.topology import QueueConflict, explain_conflicts
+from tcpulse._listen.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
+from tcpulse._listen.topology import QueueConflict, explain_conflicts
 from listenerkit import running, task_key
 from listenerkit import wait_for as wait_until
 
@@ -40,7 +40,7 @@ def user_conn(request, unique_name):
         connection = pulse_connection(user)
     else:
         user, connection = MemoryUser(), kombu.Connection(f"memory:///{unique_name}",
-                                                          transport="tcpulse.broker:Transport")
+                                                          transport="tcpulse._broker.broker:Transport")
     with connection:
         yield user, connection
 
@@ -286,10 +286,10 @@ def test_bad_delivery_options_are_refused_when_the_listener_is_made(options, mes
 def test_the_docstring_examples_run(monkeypatch):
     import doctest
 
-    import tcpulse.delivery
+    import tcpulse._listen.delivery
 
     monkeypatch.delenv("PULSE_URL", raising=False)
-    failures, tried = doctest.testmod(tcpulse.delivery)
+    failures, tried = doctest.testmod(tcpulse._listen.delivery)
     assert tried > 10 and failures == 0
 
 

@@ -11,9 +11,9 @@ import kombu
 import pytest
 
 from tcpulse import Listener, PermanentFailure, QueueEvents, TaskclusterRestFailure
-from tcpulse.connection import resolve_broker
-from tcpulse.delivery import Delivery, list_dead_letters
-from tcpulse.outcome import RetryPolicy
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen.delivery import Delivery, list_dead_letters
+from tcpulse._listen.outcome import RetryPolicy
 from conftest import rabbitmqctl
 from listenerkit import Publisher, queued, running, task_key, wait_for
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from tcpulse import QueueEvents, TaskclusterTopicExchangeFailure
-from tcpulse.connection import resolve_broker
-from tcpulse import dispatch
-from tcpulse.dispatch import Event, Registry, bindings_for, topic_matches
-from tcpulse.exchanges import Binding
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._listen import dispatch
+from tcpulse._listen.dispatch import Event, Registry, bindings_for, topic_matches
+from tcpulse._api.exchanges import Binding
 from topic_cases import TOPIC_CASES
 
 COMPLETED = "exchange/taskcluster-queue/v1/task-completed"
@@ -210,7 +210,7 @@ def test_an_event_strips_route_prefixes_and_parses_fields_from_the_reference():
 
 
 def test_the_pure_modules_import_neither_kombu_nor_requests():
-    code = "import sys, tcpulse.dispatch, tcpulse.acks, tcpulse.pool, tcpulse.listener, tcpulse.topology, tcpulse.connection, tcpulse.cli; " \
+    code = "import sys, tcpulse._listen.dispatch, tcpulse._listen.acks, tcpulse._listen.pool, tcpulse._listen.listener, tcpulse._listen.topology, tcpulse._broker.connection, tcpulse.cli; " \
            "print(sorted(m for m in ('kombu', 'requests', 'amqp') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

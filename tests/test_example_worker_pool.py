@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tcpulse.exchanges import exchange_named
-from tcpulse.recording import read
+from tcpulse._api.exchanges import exchange_named
+from tcpulse._ops.recording import read
 from tcpulse.references import BUNDLED, open_set
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -40,8 +40,8 @@ def test_the_watcher_handles_each_task_of_its_group_and_ignores_other_groups(tcp
 
 
 def test_the_sample_messages_are_shaped_like_the_queues_own(tcpulse_harness):
-    from tcpulse.exchanges import exchange_named
-    from tcpulse.recording import read
+    from tcpulse._api.exchanges import exchange_named
+    from tcpulse._ops.recording import read
 
     for message in read(GROUP_FILE):
         fields = exchange_named(message.exchange).parse(message.routing_key)
@@ -124,7 +124,7 @@ def test_the_routing_key_example_runs_without_a_listener_or_broker():
     assert lines[-1] == "no kombu"
 
 
-@pytest.mark.parametrize("module", ["broker", "embedded", "recording", "testing", "messages", "shutdown", "scripts",
+@pytest.mark.parametrize("module", ["_broker.broker", "_broker.embedded", "_ops.recording", "testing", "_listen.messages", "_listen.shutdown", "_listen.scripts",
                                     "cli", "cli.base", "cli.routing", "cli.brokers", "cli.listen"])
 def test_the_docstring_examples_run(module, monkeypatch):
     import doctest

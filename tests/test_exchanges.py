@@ -18,10 +18,10 @@ import pytest
 
 import tcpulse
 from tcpulse import Binding, Exchange, TaskclusterTopicExchangeFailure
-from tcpulse.exchanges import class_exchanges, events_class, exchange_named, exchanges, find_exchange
+from tcpulse._api.exchanges import class_exchanges, events_class, exchange_named, exchanges, find_exchange
 from tcpulse.references import BUNDLED, LEGACY, SHIPPED, open_set
 
-exchanges_module = importlib.import_module("tcpulse.exchanges")
+exchanges_module = importlib.import_module("tcpulse._api.exchanges")
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_patterns.json"
 SETS = {label: open_set(label) for label in SHIPPED}
@@ -282,7 +282,7 @@ def test_an_int_value_round_trips_as_text(ex, field):
 
 @over_exchanges
 def test_a_concrete_key_matches_the_pattern_built_from_the_same_fields(ex):
-    from tcpulse.dispatch import topic_matches
+    from tcpulse._listen.dispatch import topic_matches
 
     values = every_value(ex)
     key = ex.routing_key(**values)
@@ -365,7 +365,7 @@ def test_an_instance_uses_its_exchange_prefix_and_leaves_the_class_alone(ex, mak
 def test_an_instance_refuses_an_unknown_option_and_a_bad_prefix():
     assert error(tcpulse.QueueEvents, exchangePrefx="x") == (
         "unknown QueueEvents option 'exchangePrefx'. Did you mean 'exchangePrefix'? Valid options: "
-        "rootUrl, baseUrl, credentials, authorizedScopes, maxRetries, signedUrlExpiration, timeout, exchangePrefix")
+        "rootUrl, baseUrl, credentials, authorizedScopes, maxRetries, signedUrlExpiration, timeout, exchangePrefix, validate")
     assert error(tcpulse.QueueEvents, {"exchangePrefix": ""}) == (
         "option 'exchangePrefix' of QueueEvents must be a non-empty string such as "
         "'exchange/taskcluster-queue/v1/' (got '')")

@@ -5,7 +5,7 @@ user with Pulse's permissions; the forger publishes as guest, like any other pub
 import pytest
 
 from tcpulse import Listener, QueueEvents
-from tcpulse.connection import resolve_broker
+from tcpulse._broker.connection import resolve_broker
 from listenerkit import Publisher, running, task_key, wait_for
 
 pytestmark = pytest.mark.rabbitmq

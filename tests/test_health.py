@@ -19,10 +19,10 @@ import pytest
 
 import faultkit
 from tcpulse import Listener, QueueEvents
-from tcpulse.backlog import BacklogWatch
-from tcpulse.health import HealthServer
-from tcpulse.logsetup import JsonFormatter
-from tcpulse.metrics import Metrics
+from tcpulse._listen.backlog import BacklogWatch
+from tcpulse._ops.health import HealthServer
+from tcpulse._ops.logsetup import JsonFormatter
+from tcpulse._ops.metrics import Metrics
 
 
 class Flag:
@@ -88,7 +88,7 @@ def test_an_unknown_path_is_404_naming_the_valid_ones(flag_server):
     _, port = flag_server
     status, _, body = get(port, "/healthz")
     assert status == 404
-    assert body == "no such path '/healthz'; try /live, /ready or /metrics\n"
+    assert body == "no such path '/healthz'; try /, /live, /ready or /metrics\n"
 
 
 def test_the_server_binds_loopback_only_by_default(flag_server):
@@ -227,7 +227,7 @@ def test_ready_flips_to_not_ready_while_the_broker_is_down_and_back_after(privat
 @pytest.mark.rabbitmq
 def test_a_backlog_over_the_threshold_is_logged_by_a_running_listener(private_rabbitmq, node_user, unique_name,
                                                                       caplog, monkeypatch):
-    monkeypatch.setattr("tcpulse.backlog.DEFAULT_INTERVAL", 0.2)
+    monkeypatch.setattr("tcpulse._listen.backlog.DEFAULT_INTERVAL", 0.2)
     caplog.set_level(logging.WARNING, logger="tcpulse.backlog")
     release = threading.Event()
     app = Listener(unique_name, broker=node_user.url, prefetch=1)
@@ -255,7 +255,7 @@ def test_a_backlog_over_the_threshold_is_logged_by_a_running_listener(private_ra
 # -- wiring: import cost and the command line ----------------------------------------------------
 
 def test_the_health_and_backlog_modules_load_neither_kombu_nor_requests():
-    code = ("import sys, tcpulse.health, tcpulse.backlog; "
+    code = ("import sys, tcpulse._ops.health, tcpulse._listen.backlog; "
             "print(sorted(m for m in ('kombu', 'requests', 'amqp') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

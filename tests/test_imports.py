@@ -20,18 +20,18 @@ PURE_MODULES = [
     "tcpulse.references.sets",
     "tcpulse.references.pull",
     "tcpulse.references.compare",
-    "tcpulse.exchanges",
-    "tcpulse.binding",
-    "tcpulse.dispatch",
-    "tcpulse.metrics",
-    "tcpulse.outcome",
+    "tcpulse._api.exchanges",
+    "tcpulse._api.binding",
+    "tcpulse._listen.dispatch",
+    "tcpulse._ops.metrics",
+    "tcpulse._listen.outcome",
     "tcpulse.utils",
-    "tcpulse.running",
-    "tcpulse.messages",
-    "tcpulse.shutdown",
-    "tcpulse.clientcore",
-    "tcpulse.calls",
-    "tcpulse.options",
+    "tcpulse._listen.running",
+    "tcpulse._listen.messages",
+    "tcpulse._listen.shutdown",
+    "tcpulse._rest.clientcore",
+    "tcpulse._rest.calls",
+    "tcpulse._rest.options",
 ]
 
 REPORT = f"""
@@ -66,8 +66,8 @@ assert "QueueEvents" in dir(tcpulse)
 
 def test_tcpulse_exchanges_stays_the_function_after_the_submodule_is_imported(tmp_path):
     code = """
-import tcpulse.exchanges
-from tcpulse.exchanges import find_exchange
+import tcpulse._api.exchanges
+from tcpulse._api.exchanges import find_exchange
 import tcpulse
 assert len(tcpulse.exchanges()) > 20
 assert find_exchange("QueueEvents.taskCompleted").name == "taskCompleted"
@@ -83,7 +83,7 @@ def test_import_tcpulse_loads_neither_aiohttp_nor_asyncio_as_importtime_shows(tm
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     loaded = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
-    assert "tcpulse.exchanges" in loaded and "tcpulse.running" in loaded  # the check sees our own modules
+    assert "tcpulse._api.exchanges" in loaded and "tcpulse._listen.running" in loaded  # the check sees our own modules
     assert [m for m in loaded if m.split(".")[0] in ("asyncio", "aiohttp", "_asyncio")] == []
 
 

@@ -8,8 +8,8 @@ import pytest
 
 import tcpulse
 from tcpulse import BrokerFailure, Listener, QueueEvents
-from tcpulse.exchanges import Binding
-from tcpulse.stale import record_queue
+from tcpulse._api.exchanges import Binding
+from tcpulse._listen.stale import record_queue
 from listenerkit import (Publisher, delete_listener_topology, delete_queue, queue_name, queued, running,  # noqa: F401
                          task_key, wait_for)
 
@@ -161,7 +161,7 @@ def test_on_checks_its_arguments_at_once_before_any_function_is_given():
 
 
 def test_module_level_on_registers_on_the_default_listener():
-    from tcpulse.listener import default_listener
+    from tcpulse._listen.listener import default_listener
 
     @tcpulse.on(QueueEvents.taskPending, route="index.x.#")
     def pending(event): ...

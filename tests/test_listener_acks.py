@@ -2,7 +2,7 @@
 over a settled prefix, singles out of order, never an unfinished message) and the handler pool."""
 import random
 
-from tcpulse.acks import AckWindow
+from tcpulse._listen.acks import AckWindow
 
 
 def window():
@@ -71,7 +71,7 @@ def test_reset_forgets_the_tags_of_a_lost_channel():
 
 def test_a_crashing_job_leaves_the_pool_thread_alive_for_the_next():
     import time
-    from tcpulse.pool import WorkerPool
+    from tcpulse._listen.pool import WorkerPool
 
     def work(message):
         if message == "bad":
@@ -89,7 +89,7 @@ def test_a_crashing_job_leaves_the_pool_thread_alive_for_the_next():
 def test_submitted_work_counts_as_busy_before_a_thread_takes_it_and_skipped_work_stops_counting():
     import threading
     import time
-    from tcpulse.pool import WorkerPool
+    from tcpulse._listen.pool import WorkerPool
 
     def until(condition):
         deadline = time.monotonic() + 5

@@ -14,7 +14,7 @@ COMPLETED = QueueEvents.taskCompleted
 
 
 def test_the_reconnect_delay_is_none_at_first_then_grows_exponentially_with_jitter_up_to_a_cap():
-    from tcpulse.consumer import BACKOFF_CAP, _backoff
+    from tcpulse._listen.consumer import BACKOFF_CAP, _backoff
 
     assert _backoff(0) == 0
     for failures in range(1, 12):
@@ -86,9 +86,9 @@ def test_sixteen_threads_with_a_20_ms_handler_never_run_more_than_16_at_once_and
 
 
 def test_heartbeats_keep_flowing_while_a_handler_runs_longer_than_the_broker_waits(pulse_user, taskcluster_exchanges, queue_name, monkeypatch):
-    import tcpulse.connection
+    import tcpulse._broker.connection
 
-    monkeypatch.setattr(tcpulse.connection, "HEARTBEAT", 2)  # RabbitMQ drops us after ~4 s of silence
+    monkeypatch.setattr(tcpulse._broker.connection, "HEARTBEAT", 2)  # RabbitMQ drops us after ~4 s of silence
     app = Listener(queue_name, broker=pulse_user.url)
     done = []
     app.add_handler(lambda event: (time.sleep(6), done.append(event.redelivered)), COMPLETED, schedulerId=queue_name)

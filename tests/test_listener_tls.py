@@ -91,3 +91,16 @@ def test_a_certificate_for_another_host_name_is_refused(pulse_user, taskcluster_
     app.add_handler(lambda event: None, COMPLETED, schedulerId=queue_name)
     with pytest.raises(BrokerFailure, match="cannot reach the broker at amqps://.*127.0.0.1.*certificate verify failed"):
         app.run()
+
+
+def test_treeherders_pulse_url_form_amqp_with_ssl_1_is_tls_to_the_vhost_of_the_path(pulse_user, taskcluster_exchanges, queue_name, tls_terminator):
+    # amqp://user:password@host:5671/?ssl=1, as Treeherder documents its PULSE_URL.
+    url = f"amqp://{pulse_user.name}:{pulse_user.password}@localhost:{tls_terminator.port}/?ssl=1"
+    app = Listener(queue_name, broker=url)
+    seen = []
+    app.add_handler(lambda event: seen.append(event.body["n"]), COMPLETED, schedulerId=queue_name)
+    with running(app), Publisher() as pub:
+        for n in range(3):
+            pub.publish(COMPLETED.exchange, task_key(COMPLETED, schedulerId=queue_name), {"n": n})
+        wait_for(lambda: sorted(seen) == [0, 1, 2], what="3 messages over amqp://...?ssl=1")
+    assert app.broker.vhost == "/" and "localhost" in tls_terminator.server_names

@@ -10,8 +10,8 @@ import faultkit
 from faultkit import ListenerProcess, show
 from listenerkit import Publisher, queue_name, running, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 from tcpulse import Listener, QueueEvents
-from tcpulse.connection import resolve_broker
-from tcpulse.maintenance import delete_listener, migrate
+from tcpulse._broker.connection import resolve_broker
+from tcpulse._ops.maintenance import delete_listener, migrate
 
 pytestmark = pytest.mark.rabbitmq
 

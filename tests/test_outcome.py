@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tcpulse.errors import PermanentFailure, TaskclusterAuthFailure, TaskclusterRestFailure
-from tcpulse.outcome import (
+from tcpulse._listen.outcome import (
     H_ATTEMPT, H_CC, H_EXCHANGE, H_FAILURES, H_HANDLERS, H_REASON, Ack, DeadLetter, Origin,
     Poison, Retry, RetryPolicy, decide, decode_body, is_permanent,
 )
@@ -195,7 +195,7 @@ def test_malformed_origin_headers_never_raise(headers, expected):
 def test_the_docstring_examples_run():
     import doctest
 
-    import tcpulse.outcome
+    import tcpulse._listen.outcome
 
-    failures, tried = doctest.testmod(tcpulse.outcome)
+    failures, tried = doctest.testmod(tcpulse._listen.outcome)
     assert tried > 10 and failures == 0

@@ -7,8 +7,8 @@ import uuid
 import kombu
 import pytest
 
-from tcpulse.broker import Transport
-from tcpulse.recording import Recorded, RecordingError, read, read_lines, record_from, replay_into, write
+from tcpulse._broker.broker import Transport
+from tcpulse._ops.recording import Recorded, RecordingError, read, read_lines, record_from, replay_into, write
 
 COMPLETED = "exchange/taskcluster-queue/v1/task-completed"
 KEY = "primary.t1.0.wg.w1.aws.b-linux.sched.g1._"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tcpulse.outcome import MAX_DEPTH
-from tcpulse.recording import MAX_LINE, RecordingError, read
+from tcpulse._listen.outcome import MAX_DEPTH
+from tcpulse._ops.recording import MAX_LINE, RecordingError, read
 
 REPO = Path(__file__).resolve().parent.parent
 TCPULSE = Path(sys.executable).parent / "tcpulse"

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import tcpulse.health
-import tcpulse.logsetup
-import tcpulse.metrics
-import tcpulse.runner
+import tcpulse
+from tcpulse._listen import runner
+from tcpulse._ops import health, logsetup, metrics
 from listenerkit import Publisher, queued, task_key
 from tcpulse import Listener, QueueEvents
 
@@ -120,7 +119,7 @@ def test_stop_ends_serve_and_a_failure_at_start_is_raised_by_serve(rabbitmq, uni
         asyncio.run(broken.serve())
 
 
-@pytest.mark.parametrize("module", [tcpulse.health, tcpulse.metrics, tcpulse.logsetup, tcpulse.runner])
+@pytest.mark.parametrize("module", [health, metrics, logsetup, runner])
 def test_the_docstring_examples_run(module):
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0

@@ -21,7 +21,7 @@ from conftest import BROKER_HOST, BROKER_PORT, PulseUser, create_pulse_user, rab
 from faultkit import free_port, parse_prometheus
 from listenerkit import Publisher, task_key, wait_for
 from tcpulse import Listener, QueueEvents
-from tcpulse.runner import labels_for
+from tcpulse._listen.runner import labels_for
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "two_deployments.py"
 COMPLETED = QueueEvents.taskCompleted

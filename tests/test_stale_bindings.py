@@ -6,7 +6,7 @@ import pytest
 from amqp.exceptions import NotFound
 
 from tcpulse import Listener, QueueEvents
-from tcpulse.connection import resolve_broker
+from tcpulse._broker.connection import resolve_broker
 from listenerkit import Publisher, delete_listener_topology, queued, running, task_key
 
 COMPLETED, FAILED = QueueEvents.taskCompleted, QueueEvents.taskFailed
@@ -82,7 +82,7 @@ def test_on_the_embedded_broker_a_restarted_listener_drops_the_bindings_it_no_lo
         pass
     with running(make_listener(name, "memory://", FAILED, retry_delays=(1,))):
         pass
-    with kombu.Connection("memory://localhost/", transport="tcpulse.broker:Transport") as conn:
+    with kombu.Connection("memory://localhost/", transport="tcpulse._broker.broker:Transport") as conn:
         bound = {(exchange, queue) for queue, exchange, _ in conn.default_channel.list_bindings()}
     assert (FAILED.exchange, f"queue/guest/{name}") in bound
     assert (COMPLETED.exchange, f"queue/guest/{name}") not in bound

@@ -2,7 +2,7 @@
 `tcpulse.aio.download`, for asyncio code such as `async def` handlers.
 
 Owns: the async service classes, generated on first use from the same references as the sync
-ones (`tcpulse.services.client_class` on `tcpulse.aio.client.AsyncClient`): same options, same
+ones (`tcpulse._api.services.client_class` on `tcpulse.aio.client.AsyncClient`): same options, same
 four calling conventions, same errors, every method awaitable. Needs the `aio` extra
 (`pip install 'tcpulse[aio]'`, which brings aiohttp); nothing outside this subpackage imports
 aiohttp, and `import tcpulse` never imports this subpackage.
@@ -23,17 +23,17 @@ __all__ = ["AsyncClient", "download"]
 
 def __getattr__(name: str) -> Any:
     if name == "AsyncClient":
-        from .client import AsyncClient as value
+        from tcpulse.aio.client import AsyncClient as value
     elif name == "download":
         value = importlib.import_module(".download", __name__)
     else:
-        from ..services import generated_class
+        from tcpulse._api.services import generated_class
         value = generated_class(__name__, name, asynchronous=True)
     globals()[name] = value
     return value
 
 
 def __dir__() -> List[str]:
-    from ..services import generated_names
+    from tcpulse._api.services import generated_names
 
     return sorted(set(globals()) | set(__all__) | set(generated_names(api_only=True)))

@@ -6,7 +6,7 @@ on every request, retries with backoff and jitter (`asyncio.sleep`, never blocki
 redirects followed, the exact URL that was signed sent as is; aiohttp's exceptions become
 tcpulse errors in one place, `_request`. Everything else (options, Hawk, URLs, binding, answer
 -> result or error, the retry schedule) is shared with the sync client through
-`tcpulse.clientcore` and `tcpulse.calls`.
+`tcpulse._rest.clientcore` and `tcpulse._rest.calls`.
 
 Imports aiohttp; never requests or kombu.
 
@@ -28,9 +28,9 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise ImportError("tcpulse.aio needs aiohttp: pip install 'tcpulse[aio]'") from None
 
-from ..calls import response_result
-from ..clientcore import ClientCore, log
-from ..references import FunctionEntry
+from tcpulse._rest.calls import response_result
+from tcpulse._rest.clientcore import ClientCore, log
+from tcpulse.references import FunctionEntry
 
 Answer = Tuple[int, str, bytes, Any]
 

@@ -19,9 +19,9 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from ..errors import InvalidReference, ReferenceSetError, TaskclusterFailure, TaskclusterTopicExchangeFailure
-from ..recording import RecordingError
-from ..scripts import ScriptError
+from tcpulse.errors import InvalidReference, ReferenceSetError, TaskclusterFailure, TaskclusterTopicExchangeFailure
+from tcpulse._ops.recording import RecordingError
+from tcpulse._listen.scripts import ScriptError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -144,7 +144,7 @@ def script_bindings(path: str) -> List[Tuple[str, str]]:
         >>> script_bindings("examples/index_route_listener.py")
         [('exchange/taskcluster-queue/v1/task-completed', 'route.index.project.example.#')]
     """
-    from ..scripts import load_listeners
+    from tcpulse._listen.scripts import load_listeners
 
     pairs = [(b.exchange, b.routing_key_pattern) for listener in load_listeners(path) for b in listener.bindings()]
     return list(dict.fromkeys(pairs))
@@ -165,7 +165,7 @@ def connect(broker: Any, confirm_each_publish: bool = True) -> Tuple[Any, Any]:
     address = broker_address(broker)
     options = {} if address.is_memory else {"connect_timeout": 5,
                                              "transport_options": {"confirm_publish": confirm_each_publish}}
-    from ..connection import connect_any
+    from tcpulse._broker.connection import connect_any
 
     try:  # one try per node: a CLI user wants the error now
         return connect_any(address, **options), address
@@ -180,7 +180,7 @@ def broker_address(broker: Any) -> Any:
         >>> broker_address("memory://").is_memory
         True
     """
-    from ..connection import resolve_broker
+    from tcpulse._broker.connection import resolve_broker
 
     try:
         return resolve_broker(broker, source="--broker")
@@ -207,7 +207,7 @@ def on_broker(address: Any, action: Callable[[], Any]) -> Any:
         >>> on_broker(None, lambda: 42)
         42
     """
-    from ..connection import broker_errors, lost_connection_errors
+    from tcpulse._broker.connection import broker_errors, lost_connection_errors
 
     try:
         return action()
@@ -217,8 +217,8 @@ def on_broker(address: Any, action: Callable[[], Any]) -> Any:
         raise RuntimeFailure(f"the broker at {address.redacted} refused: {reason(exc)}") from None
 
 
-def positive_int(text: str) -> int:
-    """An option's whole number >= 1 (an argparse `type`).
+def positive_int(text: str, least: int = 1) -> int:
+    """An option's whole number >= `least` (an argparse `type`).
 
     Example:
         >>> positive_int("8")
@@ -227,10 +227,20 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {least} (got {text!r})")
     return value
+
+
+def whole_number(text: str) -> int:
+    """An option's whole number >= 0 (an argparse `type`).
+
+    Example:
+        >>> whole_number("0")
+        0
+    """
+    return positive_int(text, least=0)
 
 
 def parse_delays(text: str) -> Tuple[float, ...]:

@@ -17,9 +17,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, command_parser, connect,
+from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, command_parser, connect,
                    guarded, on_broker, parse_fields, script_bindings)
 
 PROGRESS_EVERY = 100
@@ -42,16 +42,19 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _add_publish(subparsers: Any) -> None:
-    p = command_parser(subparsers, "publish", "Publish one message (for local testing).",
+    p = command_parser(subparsers, "publish", "Publish one message (for local testing), waiting for the broker's confirm.",
                        "tcpulse publish QueueEvents.taskCompleted --routing-key primary.t1.0.wg.w1.p.wt.s.g1._ "
                        "--route index.project.a --body '{\"status\": {}}'")
     p.add_argument("exchange", help="'Service.name' such as QueueEvents.taskCompleted, or a full exchange name")
-    p.add_argument("--routing-key", required=True)
+    p.add_argument("fields", nargs="*", metavar="field=value",
+                   help="build the routing key from these fields (instead of --routing-key)")
+    p.add_argument("--routing-key", help="the concrete routing key; it must fit the exchange's layout")
     p.add_argument("--route", action="append", default=[], help="a CC'd route without 'route.' (repeatable)")
     body = p.add_mutually_exclusive_group()
     body.add_argument("--body", default="{}", help="the JSON object to send (default {})")
     body.add_argument("--body-file", help="read the JSON object from this file")
     broker_option(p)
+    _declare_option(p)
     p.set_defaults(func=guarded(cmd_publish))
 
 
@@ -73,6 +76,7 @@ def _add_replay(subparsers: Any) -> None:
                        "(to replay into a listener on the embedded broker, use `listen --replay`).",
                        "tcpulse replay examples/messages/task-group.jsonl --broker amqp://guest:guest@localhost:5672//")
     p.add_argument("file")
+    _declare_option(p)
     broker_option(p)
     p.set_defaults(func=guarded(cmd_replay))
 
@@ -87,6 +91,43 @@ def _add_dead_letters(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, help="at most this many")
     broker_option(p)
     p.set_defaults(func=guarded(cmd_dead_letters))
+
+
+def _declare_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--declare-exchanges", action="store_true",
+                   help="create the exchanges published to, for a local RabbitMQ without Taskcluster's services "
+                        "(a Pulse user may create only its own, exchange/<user>/...)")
+
+
+def check_exchanges(conn: Any, address: Any, names: Iterable[str], create: bool,
+                    where: Callable[[str], str] = lambda name: "") -> None:
+    """Check that the exchanges `names` exist, creating the missing ones when `create` (only
+    those: a Pulse user may not declare Taskcluster's exchanges even where they exist); a missing
+    one is one line naming it, `where` it is used and --declare-exchanges.
+
+    Example:
+        >>> conn, address = connect("memory://")
+        >>> check_exchanges(conn, address, ["exchange/nobody/v1/x"], create=False)
+        Traceback (most recent call last):
+        ...
+        tcpulse.cli.base.RuntimeFailure: exchange 'exchange/nobody/v1/x' does not exist on memory://: is the service that publishes it running there? (for local development, --declare-exchanges creates it)
+    """
+    from tcpulse._listen.topology import MissingExchange, declare_exchange
+    from tcpulse.errors import BrokerFailure
+
+    for name in dict.fromkeys(names):
+        try:
+            try:
+                declare_exchange(conn.channel(), address, name, passive=True)
+            except MissingExchange:
+                if not create:
+                    raise
+                declare_exchange(conn.channel(), address, name, passive=False)  # the refusal closed the last one
+        except MissingExchange as exc:
+            raise RuntimeFailure(where(name) + str(MissingExchange(exc.exchange, exc.broker,
+                                                                   remedy="--declare-exchanges"))) from None
+        except BrokerFailure as exc:
+            raise RuntimeFailure(where(name) + str(exc)) from None
 
 
 def outside_broker(broker: Any, command: str) -> Any:
@@ -105,26 +146,32 @@ def outside_broker(broker: Any, command: str) -> Any:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """`tcpulse publish`: one message, its routes in the CC header.
+    """`tcpulse publish`: one message, its routes in the CC header, through `tcpulse.Publisher`.
 
     Example (needs a broker):
-        >>> cmd_publish(argparse.Namespace(exchange="QueueEvents.taskFailed", routing_key="primary.t",
+        >>> cmd_publish(argparse.Namespace(exchange="QueueEvents.taskFailed", fields=[], routing_key="primary.t",
         ...                                route=["index.a"], body="{}", body_file=None, broker=None))  # doctest: +SKIP
         published 1 message to exchange/taskcluster-queue/v1/task-failed with key primary.t and routes index.a
         0
     """
-    from ..exchanges import exchange_name_of
-    from ..recording import Recorded, replay_into
+    from tcpulse.errors import BrokerFailure
+    from tcpulse._broker.publishing import Publisher, outgoing
 
-    exchange = exchange_name_of(args.exchange)
-    body = _load_body(args)
-    routes = [r[len("route."):] if r.startswith("route.") else r for r in args.route]
-    message = Recorded(exchange, args.routing_key, tuple(routes), body)
-    conn, address = connect(outside_broker(args.broker, "publish"))
+    fields = parse_fields(getattr(args, "fields", []))
+    if args.routing_key is None and not fields:
+        raise UsageError("give --routing-key KEY, or the key's fields as field=value words")
+    message = outgoing(args.exchange, _load_body(args), args.routing_key, args.route, **fields)
+    address = outside_broker(args.broker, "publish")
+    conn, address = connect(address)
     with conn:
-        on_broker(address, lambda: replay_into(conn, [message]))
-    print(f"published 1 message to {exchange} with key {args.routing_key}"
-          + (f" and routes {', '.join(routes)}" if routes else ""))
+        check_exchanges(conn, address, [message.exchange], create=getattr(args, "declare_exchanges", False))
+    try:
+        with Publisher(address) as publisher:
+            publisher.send(message)
+    except BrokerFailure as exc:
+        raise RuntimeFailure(str(exc)) from None
+    print(f"published 1 message to {message.exchange} with key {message.routing_key}"
+          + (f" and routes {', '.join(message.routes)}" if message.routes else ""))
     return EXIT_OK
 
 
@@ -151,14 +198,25 @@ def _read_text(path: str) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """`tcpulse replay`: every message of a recording, in order (see the module example)."""
-    from ..recording import read, replay_into
+    """`tcpulse replay`: every message of a recording, in order (see the module example). Every
+    exchange is checked (or created, with --declare-exchanges) before the first message goes; a
+    publish that fails names its line and how many were published before it."""
+    from tcpulse._ops.recording import ReplayStopped, read, replay_into
 
     address = outside_broker(args.broker, "replay")
     messages = read(args.file)
     conn, address = connect(address)
     with conn:
-        on_broker(address, lambda: replay_into(conn, messages, progress=_progress("replayed")))
+        first_line = {}
+        for message in messages:
+            first_line.setdefault(message.exchange, message.line)
+        check_exchanges(conn, address, first_line, create=args.declare_exchanges,
+                        where=lambda name: f"{args.file} line {first_line[name]}: nothing was published: ")
+        try:
+            replay_into(conn, messages, progress=_progress("replayed"))
+        except ReplayStopped as stopped:
+            raise RuntimeFailure(f"{args.file} {stopped}; {len(messages) - stopped.published} not published "
+                                 f"(on {address.redacted}); the published ones are not taken back") from None
     print(f"replayed {len(messages)} messages from {args.file} to {address.redacted}")
     return EXIT_OK
 
@@ -181,7 +239,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     """
     import uuid
 
-    from ..recording import record_from
+    from tcpulse._ops.recording import record_from
 
     bindings = _record_bindings(args)
     conn, address = connect(outside_broker(args.broker, "record"))
@@ -227,9 +285,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         >>> guarded(cmd_dead_letters)(argparse.Namespace(name="nobody", broker="memory://", requeue=False, limit=None))
         2
     """
-    from ..delivery import list_dead_letters, requeue_dead_letters
-    from ..errors import BrokerFailure
-    from ..topology import ListenerNames
+    from tcpulse._listen.delivery import list_dead_letters, requeue_dead_letters
+    from tcpulse.errors import BrokerFailure
+    from tcpulse._listen.topology import ListenerNames
 
     connection, address = connect(outside_broker(args.broker, "dead-letters"))
     names = ListenerNames.of(address.user, args.name)
@@ -254,7 +312,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def _record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:
-    from ..exchanges import find_exchange
+    from tcpulse._api.exchanges import find_exchange
 
     if args.script and (args.exchange or args.fields):
         raise UsageError("give either EXCHANGE [field=value ...] or --script SCRIPT, not both")

@@ -4,7 +4,7 @@
 script's own values (for each listener), and the summary line (one per listener) printed when the
 run ends.
 
-Owns: the listen options; publishing a recording into the listener's broker once it is
+Owns: the listen options; publishing a recording into the listeners' brokers once they are
 consuming (on `memory://` that is the same process, so a replay needs nothing else running);
 deciding when the listeners are idle (no message for `--idle-seconds` and nothing waiting in
 their queues or their retry holding queues).
@@ -22,18 +22,19 @@ import threading
 import time
 from typing import Any, List, Optional, Tuple
 
-from ..connection import broker_errors
-from ..errors import BrokerFailure
-from ..logsetup import LOG_FORMAT
-from ..topology import MissingExchange
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
-                   parse_delays, positive_int)
+from tcpulse._broker.connection import broker_errors
+from tcpulse.errors import BrokerFailure
+from tcpulse._ops.logsetup import LOG_FORMAT
+from tcpulse._listen.topology import MissingExchange
+from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
+                   parse_delays, positive_int, whole_number)
 
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL = 0.05  # seconds between idle checks on the embedded broker
 REMOTE_POLL = 0.2  # ... and on a real one, where each check costs a round trip per queue
+FILTERED_SHOWN = 5  # lines of filtered-out messages the replay summary names
 ASSIST_JOIN_TIMEOUT = 10.0  # seconds the replay/idle thread gets to finish once the listener stopped
 
 
@@ -59,6 +60,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--adopt", action="store_true",
                    help="take over the listener's queue if another tool declared it (or with other arguments): "
                         "in place, keeping its messages, moved to tcpulse's layout")
+    p.add_argument("--auto-delete", action="store_true", default=None,
+                   help="a development queue: the broker removes the named queue once its last consumer goes")
     p.add_argument("--queue-type", choices=("classic", "quorum"),
                    help="the queue's type (default: the script's, else classic); quorum queues are "
                         "replicated over a RabbitMQ cluster and need --queue or a named Listener")
@@ -66,7 +69,8 @@ def add_commands(subparsers: Any) -> None:
                    help="quorum only: dead-letter a message delivered N times without an ack (its "
                         "process died on it each time; default 20)")
     p.add_argument("--concurrency", type=positive_int, help="handler threads (default: the script's, else 1: in order)")
-    p.add_argument("--prefetch", type=positive_int, help="unacked messages the broker may send ahead")
+    p.add_argument("--prefetch", type=whole_number,
+                   help="unacked messages the broker may send ahead (0: no limit, with a warning)")
     p.add_argument("--max-attempts", type=positive_int, metavar="N",
                    help="tries per message before it is dead-lettered (default: the script's, else 5)")
     p.add_argument("--retry-delays", type=parse_delays, metavar="S,S,...",
@@ -74,10 +78,15 @@ def add_commands(subparsers: Any) -> None:
                         "else 5,30,120,600)")
     p.add_argument("--max-length", type=positive_int, metavar="N",
                    help="the queue's x-max-length: beyond it the oldest messages go to the dead-letter queue")
+    p.add_argument("--max-body-bytes", type=positive_int, metavar="N",
+                   help="dead-letter bodies longer than N bytes unread (default: the script's, else 1048576)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     p.add_argument("--health-port", type=_port, metavar="P",
                    help="serve /live, /ready and /metrics (Prometheus) on 127.0.0.1:P")
+    p.add_argument("--processes", type=positive_int, default=1, metavar="N",
+                   help="run N processes of the listener on its queue (competing consumers, for CPU-bound "
+                        "handlers); a supervisor restarts those that die and serves one --health-port for all")
     p.add_argument("--replay", metavar="FILE",
                         help="publish this JSON Lines recording once the listener consumes "
                              "(with --broker memory:// nothing else needs to run)")
@@ -99,11 +108,11 @@ def _port(text: str) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from ..scripts import ScriptError, load_listeners
+    from tcpulse._listen.scripts import ScriptError, load_listeners
 
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     if args.log_json:
-        from ..logsetup import JsonFormatter
+        from tcpulse._ops.logsetup import JsonFormatter
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
     try:
@@ -116,10 +125,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
                                concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
                                queue_type=args.queue_type, delivery_limit=args.delivery_limit,
                                max_attempts=args.max_attempts, retry_delays=args.retry_delays,
-                               max_length=args.max_length, adopt=True if args.adopt else None)
+                               max_length=args.max_length, auto_delete=args.auto_delete,
+                               max_body_bytes=args.max_body_bytes, adopt=True if args.adopt else None)
             listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    if args.processes > 1:
+        return _supervise(listeners, args)
     try:
         run_listen(listeners, args)
     except MissingExchange as exc:
@@ -127,6 +139,49 @@ def cmd_listen(args: argparse.Namespace) -> int:
     except (BrokerFailure, OSError) as exc:  # OSError: e.g. the health port is taken
         raise RuntimeFailure(str(exc)) from None
     return EXIT_OK
+
+
+def _supervise(listeners: List[Any], args: argparse.Namespace) -> int:
+    """`--processes N`: the checked listeners run in N children of a supervisor."""
+    from tcpulse._listen.supervisor import supervise
+
+    if any(listener.name is None for listener in listeners):
+        raise UsageError("--processes needs a named listener, whose queue the processes share: give --queue NAME "
+                         "or Listener('name') in the script")
+    if any(listener.broker.is_memory for listener in listeners):
+        raise UsageError("--processes needs a broker the processes can share; the embedded broker (memory://) "
+                         "lives inside one process")
+    if args.replay:
+        raise UsageError("--replay with --processes would publish the recording once per process; replay it "
+                         "with `tcpulse replay FILE` instead")
+    try:
+        return supervise(args.script, args.processes, *child_arguments(getattr(args, "argv", []), args.script),
+                         health_port=args.health_port)
+    except OSError as exc:  # the health port is taken
+        raise RuntimeFailure(str(exc)) from None
+
+
+def child_arguments(argv: List[str], script: str) -> List[str]:
+    """The options of `listen` that each child of `--processes` gets (SCRIPT apart): all but
+    `--processes` and `--health-port` (the supervisor picks each child's port).
+
+    Example:
+        >>> child_arguments(["listen", "--queue", "q", "app.py", "--processes=3", "--health-port", "9000"], "app.py")
+        ['--queue', 'q']
+    """
+    rest = argv[argv.index("listen") + 1:] if "listen" in argv else []
+    if script in rest:
+        rest.remove(script)
+    kept: List[str] = []
+    skip = False
+    for item in rest:
+        if skip:
+            skip = False
+        elif item in ("--processes", "--health-port"):
+            skip = True
+        elif not item.startswith(("--processes=", "--health-port=")):
+            kept.append(item)
+    return kept
 
 
 def run_listen(listeners: Any, args: argparse.Namespace) -> None:
@@ -140,8 +195,8 @@ def run_listen(listeners: Any, args: argparse.Namespace) -> None:
         >>> run_listen(app, argparse.Namespace(replay=None, exit_when_idle=True, idle_seconds=0.1))
         received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0
     """
-    from ..recording import read
-    from ..runner import run
+    from tcpulse._listen.runner import run
+    from tcpulse._ops.recording import read
 
     listeners = list(listeners) if isinstance(listeners, (list, tuple)) else [listeners]
     messages = read(args.replay) if getattr(args, "replay", None) else None
@@ -185,7 +240,7 @@ def _assist(listeners: List[Any], args: argparse.Namespace, messages: Optional[l
             listener.stop()
 
 
-def _where(address: Any) -> tuple:
+def _where(address: Any) -> Tuple[Any, ...]:
     return address.scheme, address.host, address.port, address.vhost
 
 
@@ -196,16 +251,28 @@ def _wait_ready(listeners: List[Any], finished: threading.Event) -> bool:
     return True
 
 
-def _replay(listener: Any, messages: list) -> None:
-    from ..recording import replay_into
+def _replay(listener: Any, messages: Any) -> None:
+    from tcpulse._ops.recording import ReplayStopped, replay_into
 
     conn, address = connect(listener.broker)
     with conn:
         try:
             replay_into(conn, messages)
-        except broker_errors() as exc:
-            raise RuntimeFailure(f"replaying into {address.redacted} failed: {exc}") from None
-    print(f"replayed {len(messages)} messages into {address.redacted}", file=sys.stderr, flush=True)
+        except ReplayStopped as stopped:
+            raise RuntimeFailure(f"replaying {messages.path} into {address.redacted} failed at {stopped}") from None
+    print(f"replayed {len(messages)} messages into {address.redacted}{_filtered(listener, messages)}",
+          file=sys.stderr, flush=True)
+
+
+def _filtered(listener: Any, messages: Any) -> str:
+    """Why fewer messages may arrive than were replayed: those no binding of the listener's
+    queue matches, which the broker drops, counted with the lines of the first few."""
+    lines = [m.line for m in messages if not listener.registry.select(m.exchange, m.routing_key, m.cc)]
+    if not lines:
+        return ""
+    shown = ", ".join(map(str, lines[:FILTERED_SHOWN])) + (", ..." if len(lines) > FILTERED_SHOWN else "")
+    return (f"; {len(lines)} of them (line{'s' if len(lines) > 1 else ''} {shown}) match no handler's binding, "
+            "so the broker did not deliver them to this listener")
 
 
 def _stop_when_idle(listeners: List[Any], idle_seconds: float) -> None:
@@ -233,7 +300,7 @@ class _Waiting:
     time counts."""
 
     def __init__(self, listener: Any):
-        from ..connection import resolve_broker
+        from tcpulse._broker.connection import resolve_broker
 
         self.queues = [listener.queue, *listener.retry_queues()]
         self.address = resolve_broker(listener.broker)
@@ -245,7 +312,7 @@ class _Waiting:
 
     def count(self) -> int:
         if self.conn is None:
-            from ..embedded import broker_for
+            from tcpulse._broker.embedded import broker_for
 
             depths = broker_for(self.address.vhost).depths()
             return sum(depths.get(name, 0) for name in self.queues)

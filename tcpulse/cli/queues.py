@@ -1,5 +1,5 @@
 """`tcpulse delete NAME` and `tcpulse migrate NAME --to quorum|classic`: maintenance of a
-listener's queues while no listener runs on them (the library side is `tcpulse.maintenance`).
+listener's queues while no listener runs on them (the library side is `tcpulse._ops.maintenance`).
 
 Owns: their options and output (one line per thing removed or moved, on stdout). The embedded
 broker lives inside one process, so `memory://` is refused (`brokers.outside_broker`). Imports kombu only when a
@@ -14,10 +14,10 @@ Example:
 import argparse
 from typing import Any
 
-from ..outcome import DEFAULT_RETRY_DELAYS
-from .base import (EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, connect, guarded, on_broker,
+from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS
+from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_option, command_parser, connect, guarded, on_broker,
                    parse_delays, positive_int)
-from .brokers import outside_broker
+from tcpulse.cli.brokers import outside_broker
 
 
 def add_commands(subparsers: Any) -> None:
@@ -55,7 +55,7 @@ def _retry_delays_option(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from ..maintenance import delete_listener
+    from tcpulse._ops.maintenance import delete_listener
 
     _run(args, lambda conn, address: delete_listener(conn, address, args.name, args.include_dead_letters,
                                                      args.retry_delays))
@@ -63,7 +63,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from ..maintenance import migrate
+    from tcpulse._ops.maintenance import migrate
 
     _run(args, lambda conn, address: migrate(conn, address, args.name, args.to, max_length=args.max_length,
                                              delivery_limit=args.delivery_limit, retry_delays=args.retry_delays))
@@ -71,7 +71,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, action: Any) -> None:
-    from ..errors import BrokerFailure
+    from tcpulse.errors import BrokerFailure
 
     connection, address = connect(outside_broker(args.broker, args.command), confirm_each_publish=False)
     try:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .base import EXIT_OK, RuntimeFailure, UsageError, command_parser, guarded
+from tcpulse.cli.base import EXIT_OK, RuntimeFailure, UsageError, command_parser, guarded
 
 
 def add_commands(subparsers: Any) -> None:
@@ -63,7 +63,7 @@ def add_commands(subparsers: Any) -> None:
 
 def _pull_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A pull that cannot finish is a runtime failure (exit 1); `guarded` handles the rest."""
-    from ..references.pull import PullError
+    from tcpulse.references.pull import PullError
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
@@ -76,7 +76,7 @@ def _pull_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 def cmd_pull(args: argparse.Namespace) -> int:
     """`tcpulse references pull --root-url URL [--dir DIR]`: one summary line naming the folder."""
-    from ..references.pull import pull
+    from tcpulse.references.pull import pull
 
     if not args.root_url:
         raise UsageError("references pull needs --root-url URL (or TASKCLUSTER_ROOT_URL), the deployment's rootUrl")
@@ -86,8 +86,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """`tcpulse references list [--set S]`."""
-    from ..references import active_set, open_set
-    from ..references.compare import describe
+    from tcpulse.references import active_set, open_set
+    from tcpulse.references.compare import describe
 
     for line in describe(open_set(args.set) if args.set else active_set()):
         print(line)
@@ -96,8 +96,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """`tcpulse references diff S [S2]`: one line per difference, or one line saying there is none."""
-    from ..references import open_set
-    from ..references.compare import differences
+    from tcpulse.references import open_set
+    from tcpulse.references.compare import differences
 
     first, second = open_set(args.first), open_set(args.second)
     lines = differences(first, second)

@@ -16,7 +16,7 @@ Example:
 import argparse
 from typing import Any
 
-from .base import EXIT_OK, UsageError, command_parser, guarded, parse_fields, script_bindings
+from tcpulse.cli.base import EXIT_OK, UsageError, command_parser, guarded, parse_fields, script_bindings
 
 
 def add_commands(subparsers: Any) -> None:
@@ -50,12 +50,13 @@ def add_commands(subparsers: Any) -> None:
 
 def cmd_exchanges(args: argparse.Namespace) -> int:
     """`tcpulse exchanges [SERVICE]`: each exchange, its full name and its key layout."""
-    from ..exchanges import _did_you_mean, exchanges
+    from tcpulse._api.exchanges import exchanges
+    from tcpulse._api.hints import did_you_mean
 
     found = [ex for ex in exchanges() if args.service in (None, ex.service)]
     if not found:
         services = sorted({ex.service for ex in exchanges()})
-        raise UsageError(f"{args.service!r} is not an exchange class.{_did_you_mean(args.service, services)} "
+        raise UsageError(f"{args.service!r} is not an exchange class.{did_you_mean(args.service, services)} "
                          f"Exchange classes: {', '.join(services)}")
     for ex in found:
         words = [f.constant or ("<" + f.name + (".#>" if f.multiple_words else ">")) for f in ex.fields]
@@ -65,7 +66,7 @@ def cmd_exchanges(args: argparse.Namespace) -> int:
 
 def cmd_routing_key(args: argparse.Namespace) -> int:
     """`tcpulse routing-key EXCHANGE [field=value ...] [--publish]` (see the module example)."""
-    from ..exchanges import find_exchange
+    from tcpulse._api.exchanges import find_exchange
 
     exchange = find_exchange(args.exchange)
     fields = parse_fields(args.fields)

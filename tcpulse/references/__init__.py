@@ -12,7 +12,7 @@ Example:
     >>> active_set().get("QueueEvents").entries[0].name
     'taskDefined'
 """
-from .records import (
+from tcpulse.references.records import (
     KINDS,
     ExchangeEntry,
     FunctionEntry,
@@ -23,7 +23,7 @@ from .records import (
     load_file,
     parse_document,
 )
-from .sets import (
+from tcpulse.references.sets import (
     BUNDLED,
     ENV_VAR,
     LEGACY,

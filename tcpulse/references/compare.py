@@ -14,8 +14,8 @@ Example:
 """
 from typing import Dict, Iterator, List, Union
 
-from .records import ExchangeEntry, FunctionEntry, Reference, key_layout
-from .sets import ReferenceSet
+from tcpulse.references.records import ExchangeEntry, FunctionEntry, Reference, key_layout
+from tcpulse.references.sets import ReferenceSet
 
 
 def describe(refset: ReferenceSet) -> Iterator[str]:

@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import InvalidReference, ReferenceSetError
-from .records import KINDS, Reference, class_name, load_file, read_json
+from tcpulse.errors import InvalidReference, ReferenceSetError
+from tcpulse.references.records import KINDS, Reference, class_name, load_file, read_json
 
 BUNDLED = "bundled"
 LEGACY = "legacy-2018"
@@ -160,12 +160,12 @@ def open_set(choice: str) -> ReferenceSet:
     folder = Path(choice).expanduser()
     if folder.is_dir() and ((folder / MANIFEST).is_file() or any(folder.glob("*.json"))):
         return _open(str(folder.resolve()), folder.resolve())
-    from ..exchanges import _did_you_mean
+    from tcpulse._api.hints import did_you_mean
 
     problem = "is not a folder" if not folder.is_dir() else "has no references/manifest.json"
     raise ReferenceSetError(
         f"reference set {choice!r} {problem}: give 'bundled', 'legacy-2018' or a folder written by "
-        f"'tcpulse references pull'.{_did_you_mean(choice, list(SHIPPED))}")
+        f"'tcpulse references pull'.{did_you_mean(choice, list(SHIPPED))}")
 
 
 class _Selection:

@@ -1,0 +1,6 @@
+"""Internal: the REST client's core, shared by the sync and the async clients.
+
+`options` (client options, the environment, URLs), `calls` (binding a call's arguments),
+`clientcore` (answers to results or errors), `artifacts` (download rules). The public faces
+are `tcpulse.client`, `tcpulse.auth`, `tcpulse.download` and `tcpulse.aio`.
+"""
