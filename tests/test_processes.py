@@ -8,13 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from listenerkit import Publisher, queue_name, task_key, wait_for  # noqa: F401 - queue_name is a fixture
+from listenerkit import Publisher, http_get as get, queue_name, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 from tcpulse import QueueEvents
 from tcpulse._broker.connection import resolve_broker
 from tcpulse._listen.supervisor import Supervisor, with_label
@@ -48,16 +46,6 @@ def children_of(pid: int) -> set:
     return found
 
 
-def get(port: int, path: str):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return None, ""
-
-
 def consumers(url: str, queue: str) -> int:
     with resolve_broker(url, environ={}).connection() as conn:
         try:
@@ -84,7 +72,8 @@ def test_three_processes_share_the_queue_survive_a_sigkill_and_drain_on_sigterm(
         first = children_of(supervisor.pid)
         assert len(first) == 3
         status, metrics = get(port, "/metrics")
-        assert status == 200 and all(f'tcpulse_received_total{{process="{n}"}} 0' in metrics for n in range(3))
+        assert status == 200 and all(f'tcpulse_received_total{{process="{n}",listener="{queue_name}"}} 0' in metrics
+                                     for n in range(3))
 
         victim = sorted(first)[0]
         os.kill(victim, signal.SIGKILL)

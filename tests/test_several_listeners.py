@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 import tcpulse
 from conftest import BROKER_HOST, BROKER_PORT, PulseUser, create_pulse_user, rabbitmqctl
 from faultkit import free_port, parse_prometheus
-from listenerkit import Publisher, task_key, wait_for
+from listenerkit import Publisher, http_get as get, task_key, wait_for
 from tcpulse import Listener, QueueEvents
 from tcpulse._listen.runner import labels_for
 
@@ -46,16 +44,6 @@ def second_deployment(rabbitmq, taskcluster_exchanges):
     yield user, guest
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
     subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
-
-
-def get(port: int, path: str):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return None, ""
 
 
 def test_two_listeners_for_two_pulse_users_in_one_script_each_get_their_own_messages_and_one_sigterm_stops_both(
