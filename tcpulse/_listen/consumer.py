@@ -45,7 +45,6 @@ from tcpulse._listen.acks import AckWindow
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse.errors import BrokerFailure
 from tcpulse._ops.metrics import Metrics
-from tcpulse._listen.wire import TRANSPORT_OPTIONS
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -234,8 +233,7 @@ class Consumer(ConsumerMixin):
         return self.address.nodes[self._node]
 
     def create_connection(self) -> Any:
-        # py-amqp reads deliveries through tcpulse.wire's frame handler: none it cannot decode stops us.
-        return self.node.connection(transport_options=TRANSPORT_OPTIONS)
+        return self.node.connection()
 
     @contextmanager
     def establish_connection(self) -> Iterator[Any]:

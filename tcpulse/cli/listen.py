@@ -17,6 +17,7 @@ Example:
 """
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any, List, Optional, Tuple
 from tcpulse._broker.connection import broker_errors
 from tcpulse.errors import BrokerFailure
 from tcpulse._ops.logsetup import LOG_FORMAT
+from tcpulse._listen.supervisor import PROCESS_VARIABLE
 from tcpulse._listen.topology import MissingExchange
 from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
                    parse_delays, positive_int, whole_number)
@@ -110,7 +112,10 @@ def _port(text: str) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from tcpulse._listen.scripts import ScriptError, load_listeners
 
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    # A child of `--processes` says which one it is on every line (the supervisor sets the variable).
+    process = os.environ.get(PROCESS_VARIABLE)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format=LOG_FORMAT.replace("%(name)s", f"%(name)s[process {process}]") if process else LOG_FORMAT)
     if args.log_json:
         from tcpulse._ops.logsetup import JsonFormatter
         for handler in logging.getLogger().handlers:
