@@ -45,7 +45,7 @@ _LAZY = {
     "slugId": "utils", "stableSlugId": "utils", "scopeMatch": "utils", "scope_match": "utils",
     "dumpJson": "utils", "toStr": "utils", "isExpired": "utils", "encodeStringForB64Header": "utils",
     "makeB64UrlSafe": "utils", "makeB64UrlUnsafe": "utils", "calculateSleepTime": "utils",
-    "createSession": "utils",
+    "createSession": "utils", "makeHttpRequest": "utils", "putFile": "utils",
     "createTemporaryCredentials": "auth",
     "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
     "Event": "_listen.dispatch",
