@@ -134,3 +134,18 @@ def test_a_compressed_body_on_memory_is_dead_lettered_without_inflating_it(uniqu
     assert handled == [{"good": 1}]
     [letter] = app.dead_letters()
     assert "body is compressed ('application/x-bz2')" in letter["reason"]
+
+
+def test_an_undecodable_message_the_broker_dead_letters_is_listed_not_a_crash(pulse_user, attack, queue_name):
+    # Replays: an undecodable delivery dropped by the queue's x-max-length goes to the
+    # dead-letter queue as it came (the broker moves it, not tcpulse); listing the dead letters
+    # read it with py-amqp and died of the same UnicodeDecodeError.
+    exchange, channel = attack
+    app, handled = victim(queue_name, pulse_user.url, exchange, max_length=1)
+    with running(app):
+        pass  # declares the queue (at most 1 message), its binding and the dead-letter queue
+    hostile.publish_raw(channel, exchange, hostile.HOSTILE["content_type"], b'{"dropped": true}')
+    good(channel, exchange, 1)  # pushes the hostile one out of the full queue
+    wait_for(lambda: len(app.dead_letters()) == 1, what="the dropped message in the dead-letter queue")
+    [letter] = app.dead_letters()
+    assert letter["body"] == {"dropped": True} and letter["reason"].startswith("dropped by the broker"), letter

@@ -47,7 +47,6 @@ from tcpulse.errors import BrokerFailure
 from tcpulse._listen.delivery import PublishRefused
 from tcpulse._ops.metrics import Metrics
 from tcpulse._listen.unsettled import Settling
-from tcpulse._listen.wire import TRANSPORT_OPTIONS
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -241,8 +240,7 @@ class Consumer(ConsumerMixin):
         return self.address.nodes[self._node]
 
     def create_connection(self) -> Any:
-        # py-amqp reads deliveries through tcpulse._listen.wire's frame handler: none it cannot decode stops us.
-        return self.node.connection(transport_options=TRANSPORT_OPTIONS)
+        return self.node.connection()
 
     @contextmanager
     def establish_connection(self) -> Iterator[Any]:

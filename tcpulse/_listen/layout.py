@@ -180,6 +180,20 @@ def probe_secret(connection: Any, names: ListenerNames, arguments: Dict[str, Any
     return ("lost", None) if cut and (prefix.startswith(current) or current.startswith(prefix)) else ("other", None)
 
 
+def settle_secret(channel: Any, delivery: Any, record: Optional[Record] = None) -> Record:
+    """Point `delivery` at the secret of its listener's binding record (`record`, else taken on
+    `channel`), recording a new one first when there is none: a start cut short from then on
+    resumes with it. Returns the record, taken on `channel`. Call it under `layout_lock`."""
+    record = record if record is not None else take_record(channel, delivery)
+    if record.secret is None:
+        delivery.use(new_secret())
+        kombu.Exchange(delivery.exchange, type="direct", durable=True, channel=channel).declare()
+        write_record(channel, delivery, record, sorted(record.pairs), record.holding)
+        record = take_record(channel, delivery)
+    delivery.use(record.secret)
+    return record
+
+
 def prepare(channel: Any, delivery: Any, bindings: Sequence[Binding]) -> Record:
     """Settle where the delivery path of a named listener starting on `channel` lives, moving it
     off the legacy layout if need be; `delivery` (its `tcpulse._listen.delivery.Delivery`) is pointed at
@@ -210,13 +224,7 @@ def prepare(channel: Any, delivery: Any, bindings: Sequence[Binding]) -> Record:
         if not fits_legacy(connection, delivery, record.secret):
             delivery.use(None)  # declared with other options: its declaration says which
             return record
-    if record.secret is None:
-        # Recorded before anything uses it: a start cut short from here on resumes with this secret.
-        delivery.use(new_secret())
-        kombu.Exchange(delivery.exchange, type="direct", durable=True, channel=channel).declare()
-        record = write_record(channel, delivery, record, sorted(record.pairs), record.holding)
-        record = take_record(channel, delivery)
-    delivery.use(record.secret)
+    record = settle_secret(channel, delivery, record)
     if legacy or lost:
         move_to_private(connection, delivery, bindings, record, lost=lost)
     return record

@@ -46,6 +46,7 @@ STOP_WAIT = 60.0  # seconds children get to drain after the signal before they a
 POLL = 0.1
 PEER_TIMEOUT = 2.0  # seconds to wait for a child's health answer
 EXIT_USAGE = 2
+PROCESS_VARIABLE = "TCPULSE_PROCESS"  # a child's slot number, for its log lines
 
 
 class _Child:
@@ -56,7 +57,7 @@ class _Child:
         self.port = _free_port()
         self.started = time.monotonic()
         self.proc = subprocess.Popen([*command, "--health-port", str(self.port)], start_new_session=True,
-                                     env={**os.environ, "TCPULSE_PROCESS": str(slot)}, preexec_fn=_die_with_parent)
+                                     env={**os.environ, PROCESS_VARIABLE: str(slot)}, preexec_fn=_die_with_parent)
         log.info("started process %d (pid %d)", slot, self.proc.pid)
 
     def get(self, path: str) -> Optional[str]:

@@ -2,7 +2,7 @@
 it publishes is too big for the wire.
 
 Owns, in one place:
-- `frame_handler`, the py-amqp frame handler of a listener's connection (handed to py-amqp's
+- `frame_handler`, the py-amqp frame handler of every tcpulse connection (handed to py-amqp's
   `Connection(frame_handler=...)` through kombu's transport options, `TRANSPORT_OPTIONS`). A
   delivery whose routing key, properties or headers py-amqp cannot decode (invalid UTF-8, a
   timestamp out of range, an array nested thousands deep) still arrives, with the unreadable
