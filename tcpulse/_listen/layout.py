@@ -3,10 +3,9 @@
 Owns: the lock that lets one connection at a time read or change a listener's layout
 (`layout_lock`), finding a listener's delivery exchange for the tools (`locate`, `peek_record`:
 its secret comes from the binding record; a listener that has not moved yet keeps the legacy
-name), and deciding it when the listener starts (`prepare`): the secret of its record (or, the record
-deleted, the one its queue names), else a new one recorded before anything uses it, and the
-automatic move from the legacy layout (or from an exchange whose name is lost) to it
-(`tcpulse._ops.maintenance.move_to_private`) when nothing else consumes the queue.
+name), and recording a new one before anything uses it (`settle_secret`), and reading the one a listener
+queue names when its record was deleted (`probe_secret`). What a starting listener does with
+them is `tcpulse._ops.maintenance.prepare`.
 
 Why a lock: the secret lives in one place, the binding record, which a reader takes off its
 queue to read it (AMQP has no peek). A listener starting while another process holds the record
@@ -28,13 +27,12 @@ import contextlib
 import logging
 import re
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import kombu
 from amqp.exceptions import NotFound
 
 from tcpulse.errors import BrokerFailure
-from tcpulse._api.exchanges import Binding
 from tcpulse._listen.stale import Record, read_records, take_record, write_record
 from tcpulse._listen.topology import ListenerNames, new_secret, refusal_text
 
@@ -191,40 +189,4 @@ def settle_secret(channel: Any, delivery: Any, record: Optional[Record] = None) 
         write_record(channel, delivery, record, sorted(record.pairs), record.holding)
         record = take_record(channel, delivery)
     delivery.use(record.secret)
-    return record
-
-
-def prepare(channel: Any, delivery: Any, bindings: Sequence[Binding]) -> Record:
-    """Settle where the delivery path of a named listener starting on `channel` lives, moving it
-    off the legacy layout if need be; `delivery` (its `tcpulse._listen.delivery.Delivery`) is pointed at
-    it. Returns the binding record, taken on `channel` (`tcpulse._listen.stale.remove_stale` replaces it).
-    Call it under `layout_lock`."""
-    from tcpulse._ops.maintenance import fits_legacy, move_to_private
-
-    connection = connection_of(channel)
-    names = delivery.names
-    record = take_record(channel, delivery)
-    lost = False
-    if record.secret is None and count(connection, names.queue) is not None:
-        found, record.secret = probe_secret(connection, names, delivery.queue_arguments())  # a lost record?
-        lost = found == "lost"
-    # An older tcpulse's layout: its exchange is there (a move cut short, too), or its queue is
-    # while nothing says it has a secret.
-    legacy = exchange_exists(connection, names.legacy_exchange) or (
-        record.secret is None and not lost and count(connection, names.queue) is not None)
-    if legacy:
-        others = consumers(connection, names.queue)
-        if others:
-            log.warning("%s still uses the delivery exchange of an older tcpulse, %s, which any Pulse user can "
-                        "bind to, and has %d other consumer(s): it moves to a private exchange by itself once a "
-                        "process of this version starts with no other consumer on it (stop them all, start one)",
-                        names.queue, names.legacy_exchange, others)
-            delivery.use(None)
-            return record
-        if not fits_legacy(connection, delivery, record.secret):
-            delivery.use(None)  # declared with other options: its declaration says which
-            return record
-    record = settle_secret(channel, delivery, record)
-    if legacy or lost:
-        move_to_private(connection, delivery, bindings, record, lost=lost)
     return record

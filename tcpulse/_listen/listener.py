@@ -436,7 +436,8 @@ class Listener:
         delivery topology; runs on every (re)connect. A named listener does it under its layout
         lock, after finding (or moving to) its private delivery exchange (`tcpulse._listen.layout`).
         Returns the queue name."""
-        from tcpulse._listen.layout import connection_of, layout_lock, prepare
+        from tcpulse._listen.layout import connection_of, layout_lock
+        from tcpulse._ops.maintenance import prepare
 
         bindings = self.bindings()
         if self.name is None:  # an anonymous queue dies with its connection, bindings and all

@@ -26,9 +26,10 @@ import kombu
 from tcpulse._api.exchanges import Binding
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse._listen.delivery import Delivery, publish_confirmed
-from tcpulse._listen.layout import channel_on, consumers, count, exchange_exists, layout_lock, peek_record
+from tcpulse._listen.layout import (channel_on, connection_of, consumers, count, exchange_exists, layout_lock,
+                                    peek_record, probe_secret, settle_secret)
 from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
-from tcpulse._listen.stale import Record
+from tcpulse._listen.stale import Record, take_record
 from tcpulse._listen.topology import QUEUE_TYPES, RECORD_KEY, ListenerNames, new_secret
 from tcpulse._ops.moving import Report, fits, relayout, state, units
 from tcpulse.errors import BrokerFailure
@@ -203,6 +204,40 @@ def _drop_legacy(connection: Any, old: Delivery, new: Delivery, report: Report) 
         with channel_on(connection) as channel:
             channel.exchange_delete(old.exchange)
         report(f"deleted exchange {old.exchange}")
+
+
+def prepare(channel: Any, delivery: Any, bindings: Sequence[Binding]) -> Record:
+    """Settle where the delivery path of a named listener starting on `channel` lives, moving it
+    off the legacy layout if need be; `delivery` (its `tcpulse._listen.delivery.Delivery`) is pointed at
+    it. Returns the binding record, taken on `channel` (`tcpulse._listen.stale.remove_stale` replaces it).
+    Call it under `layout_lock`."""
+    connection = connection_of(channel)
+    names = delivery.names
+    record = take_record(channel, delivery)
+    lost = False
+    if record.secret is None and count(connection, names.queue) is not None:
+        found, record.secret = probe_secret(connection, names, delivery.queue_arguments())  # a lost record?
+        lost = found == "lost"
+    # An older tcpulse's layout: its exchange is there (a move cut short, too), or its queue is
+    # while nothing says it has a secret.
+    legacy = exchange_exists(connection, names.legacy_exchange) or (
+        record.secret is None and not lost and count(connection, names.queue) is not None)
+    if legacy:
+        others = consumers(connection, names.queue)
+        if others:
+            log.warning("%s still uses the delivery exchange of an older tcpulse, %s, which any Pulse user can "
+                        "bind to, and has %d other consumer(s): it moves to a private exchange by itself once a "
+                        "process of this version starts with no other consumer on it (stop them all, start one)",
+                        names.queue, names.legacy_exchange, others)
+            delivery.use(None)
+            return record
+        if not fits_legacy(connection, delivery, record.secret):
+            delivery.use(None)  # declared with other options: its declaration says which
+            return record
+    record = settle_secret(channel, delivery, record)
+    if legacy or lost:
+        move_to_private(connection, delivery, bindings, record, lost=lost)
+    return record
 
 
 def _refuse_consumers(connection: Any, queue: str, what: str) -> None:
