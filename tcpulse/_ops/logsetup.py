@@ -2,8 +2,9 @@
 
 Owns: the format of tcpulse's log lines on stderr (`tcpulse listen` uses it too), the optional
 one-JSON-object-per-line format (`JsonFormatter`, `--log-json`), and giving a listener run by
-`python my_handlers.py` (no logging set up) the same lines for the length of its run. Imports
-only the standard library.
+`python my_handlers.py` (no logging set up) the same lines for the length of its run, and a
+configuration error that ends such a script as one line (`one_line_if_uncaught`). Imports only the
+standard library.
 
 Example:
     >>> logging.Formatter(LOG_FORMAT).format(logging.makeLogRecord(
@@ -12,6 +13,7 @@ Example:
 """
 import json
 import logging
+import sys
 import time
 from typing import Any, Callable, Dict
 
@@ -36,6 +38,23 @@ def log_to_stderr_unless_configured() -> Callable[[], None]:
         logger.removeHandler(handler)
         logger.setLevel(level)
     return undo
+
+
+def one_line_if_uncaught(error: BaseException) -> None:
+    """Should `error` (about to be raised) end the program uncaught, print it as one line
+    (`BrokerFailure: exchange ... does not exist ...`) instead of a traceback through tcpulse's
+    internals: it names what to fix, and the frames would not help. Any other exception, or this
+    one caught and printed by the application, is left as it is. Main thread only, as Python's
+    hook is.
+    """
+    previous = sys.excepthook
+
+    def hook(kind: Any, value: BaseException, traceback: Any) -> None:
+        if value is not error:
+            previous(kind, value, traceback)
+            return
+        print(f"{type(value).__name__}: {value}", file=sys.stderr, flush=True)
+    sys.excepthook = hook
 
 
 class JsonFormatter(logging.Formatter):

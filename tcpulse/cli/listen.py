@@ -141,6 +141,7 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
     if getattr(args, "declare_exchanges", False):
         listener.configure(declare_exchanges=True)
     errors: List[BaseException] = []
+    listener._log_summary = False  # printed below, on stdout
     finished = threading.Event()
     helper: Optional[threading.Thread] = None
     if messages is not None or getattr(args, "exit_when_idle", False):
