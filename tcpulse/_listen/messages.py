@@ -39,7 +39,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import Event, Handler, Registry
 from tcpulse._ops.metrics import readable
-from tcpulse._listen.outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
+from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
+                                     RetryPolicy, decide, decode_body)
 from tcpulse._listen.running import Failures, HandlerRuns
 
 log = logging.getLogger("tcpulse.listener")
@@ -54,12 +55,14 @@ class MessageHandling:
     processes them, `settle(message, event, failures)` publishes what their outcome asks for.
 
     `delivery` is the run's `tcpulse._listen.delivery.Delivery`; `runs` records handler runs (its
-    metrics are the listener's); `queue` and `name` only word log lines.
+    metrics are the listener's); `queue` and `name` only word log lines; `loop`: the running
+    event loop async handlers go to (`Listener.serve`), else the pool makes its own.
     """
 
     def __init__(self, registry: Registry, delivery: Any, runs: HandlerRuns, policy: RetryPolicy, *,
                  queue: str, name: Optional[str], concurrency: int,
-                 validation: Optional[BodyValidation] = None) -> None:
+                 validation: Optional[BodyValidation] = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 loop: Any = None) -> None:
         self._registry = registry
         self._delivery = delivery
         self._runs = runs
@@ -67,7 +70,9 @@ class MessageHandling:
         self._policy = policy
         self._queue, self._name = queue, name
         self._concurrency = concurrency
+        self._loop = loop  # the event loop async handlers run on (None: one of the pool's own)
         self._validation = validation or BodyValidation()
+        self._max_body = max_body_bytes
         self._pool: Any = None
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
         self._unmatched_lock = threading.Lock()
@@ -77,7 +82,7 @@ class MessageHandling:
         """Threads for a listener of sync handlers; an event loop once any handler is async."""
         if any(handler.is_async for handler in self._registry.handlers):
             from tcpulse._listen.looppool import LoopPool
-            self._pool = LoopPool(self._concurrency, self._process_async, notify)
+            self._pool = LoopPool(self._concurrency, self._process_async, notify, loop=self._loop)
         else:
             from tcpulse._listen.pool import WorkerPool
             self._pool = WorkerPool(self._concurrency, self._process, notify)
@@ -101,6 +106,10 @@ class MessageHandling:
 
     def _prepare(self, message: Any) -> tuple:
         """(Event, the handlers it goes to), or (None, failures) for an unreadable message."""
+        unread = getattr(message, "properties", {}).get(UNREADABLE)
+        if unread is not None:  # a part py-amqp could not decode, or a compressed body (tcpulse.wire)
+            self.metrics.inc("received")
+            return None, {BODY_FAILURE: Poison(f"unreadable delivery: {unread}")}
         try:
             origin = self._delivery.origin(message)
         except Exception as exc:  # unreadable headers: a verdict, never a dead thread
@@ -153,7 +162,7 @@ class MessageHandling:
                     "s" if len(gone) == 1 else "", ", ".join(h.display for h in handlers))
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
-        body = decode_body(message.body)
+        body = decode_body(message.body, self._max_body)
         source = self._registry.source(origin.exchange)
         self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
         return Event(body, origin.exchange, origin.routing_key, origin.cc,

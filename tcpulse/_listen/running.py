@@ -11,7 +11,7 @@ saying what happens to the message, a retry or a dead letter, follows each failu
 `slow_after` seconds is warned about once per handler and message, with its name, the
 message's key and how long it has run.
 
-Imports only the standard library, `tcpulse.errors` and `tcpulse._ops.metrics`; asyncio only when an awaitable is
+Imports only the standard library, `tcpulse.errors`, `tcpulse._ops.metrics` and `tcpulse._listen.pool`; asyncio only when an awaitable is
 met (a listener with sync handlers never loads it). Never imports kombu or requests.
 
 Example:
@@ -31,6 +31,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Type
 
 from tcpulse._ops.metrics import Metrics, readable
+from tcpulse._listen.pool import daemon_thread
 from tcpulse.errors import PermanentFailure
 
 log = logging.getLogger("tcpulse.listener")
@@ -201,7 +202,7 @@ class Watchdog:
         if self._pool is None and self._runs.slow_after is None:
             return self
         interval = LAG_CHECK if self._pool is not None else min(1.0, self._runs.slow_after / 4)
-        self._thread = threading.Thread(target=self._watch, args=(interval,), name="tcpulse-watchdog", daemon=True)
+        self._thread = daemon_thread(self._watch, "tcpulse-watchdog", interval)
         self._thread.start()
         return self
 
