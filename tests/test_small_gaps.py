@@ -111,8 +111,9 @@ def test_the_documented_app_metrics_example_runs_and_renders_what_the_docs_say(c
         kombu.Producer(conn.channel()).publish({"n": 1}, exchange=COMPLETED.exchange, routing_key=task_key())
         wait_for(lambda: app.metrics.get("handled", handler="metrics_example.completed") == 1, what="one message handled")
     text = app.metrics.render_prometheus()
-    for line in ("# TYPE tcpulse_received_total counter", "tcpulse_received_total 1",
-                 'tcpulse_handled_total{handler="metrics_example.completed"} 1',
-                 "# TYPE tcpulse_handler_seconds histogram", 'tcpulse_handler_seconds_count{handler="metrics_example.completed"} 1'):
+    labels = f'listener="{app.label}",handler="metrics_example.completed"'
+    for line in ("# TYPE tcpulse_received_total counter", f'tcpulse_received_total{{listener="{app.label}"}} 1',
+                 f"tcpulse_handled_total{{{labels}}} 1", "# TYPE tcpulse_handler_seconds histogram",
+                 f"tcpulse_handler_seconds_count{{{labels}}} 1"):
         assert line in text.splitlines(), (line, text)
     assert "tcpulse_last_message_age_seconds " in text and app.metrics.snapshot()["received"] == 1
