@@ -118,6 +118,7 @@ class Consumer(ConsumerMixin):
         self._acks = AckWindow(lambda tag, multiple: self._channel.basic_ack(tag, multiple=multiple))
         self._last_heartbeat = 0.0
         self._inbox: List[Any] = []  # delivered, not yet handed to the pool
+        self.guard: Any = None  # the crash-loop guard (`tcpulse._listen.isolation.Isolation`), if any
         self.backlog: Any = None  # a tcpulse._listen.backlog.BacklogWatch, polled from this thread
 
     @property
@@ -277,6 +278,8 @@ class Consumer(ConsumerMixin):
         self.pool.set_epoch(self._epoch)
         self._acks.reset()
         self._inbox.clear()
+        if self.guard is not None:
+            self.guard.connected()
         if self._ever_connected:
             self.metrics.inc("reconnects")
         self._ever_connected = True
@@ -301,9 +304,11 @@ class Consumer(ConsumerMixin):
                  f", heartbeat {heartbeat:g} s" if heartbeat else "")
 
     def on_iteration(self) -> None:
-        if self._inbox:
+        if self._inbox and not (self.guard is not None and self.guard.busy):
             self._hand_over()
         self._settle_done()
+        if self.guard is not None and self._channel is not None and self.ready:
+            self.guard.step(self, self._channel)
         self._flush_acks()
         if self.backlog is not None and self._channel is not None and self.ready:
             self.backlog.poll(self._channel)
@@ -333,9 +338,19 @@ class Consumer(ConsumerMixin):
 
     # -- messages ---------------------------------------------------------------------------
     def _on_message(self, message: Any) -> None:
+        self.took(message)
+        if self.guard is None or not self.guard.hold(message):
+            self._inbox.append(message)
+
+    def took(self, message: Any) -> None:
+        """`message` is delivered on the channel (consumed, or taken with basic.get) and owes an ack."""
         if self._batch:
             self._acks.delivered(message.delivery_tag)
-        self._inbox.append(message)
+
+    @property
+    def epoch(self) -> int:
+        """The current connection's number: a result of an older one is never settled."""
+        return self._epoch
 
     def _hand_over(self) -> None:
         inbox, self._inbox = self._inbox, []

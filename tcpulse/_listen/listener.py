@@ -64,8 +64,9 @@ class Listener:
       queue; its retries and dead letters stay). An unnamed listener's queue always does.
     - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse._listen.delivery`).
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
-      listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
-      times without an ack (its process died on it each time) goes to the dead-letter queue.
+      listeners only); `delivery_limit` (default 20, either type): a message delivered that many
+      times without an ack (its process died on it each time, the last time running it alone)
+      goes to the dead-letter queue; the messages prefetched with it do not (`tcpulse._listen.isolation`).
     - `health_port`: serve /live, /ready and /metrics on 127.0.0.1.
     - `shutdown_grace`: seconds running handlers get to finish after SIGTERM/SIGINT.
     - `slow_handler_warning`: seconds after which a handler still running on a message is
@@ -274,6 +275,7 @@ class Listener:
             >>> app.run()   # doctest: +SKIP
         """
         from tcpulse._listen.consumer import Consumer
+        from tcpulse._listen.isolation import Isolation
 
         if not self._registry.handlers:
             raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
@@ -285,6 +287,7 @@ class Listener:
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
+        self._consumer.guard = Isolation(self._delivery, self.metrics)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
         unlog = log_to_stderr_unless_configured()
         health = self._start_health()

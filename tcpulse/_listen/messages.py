@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from tcpulse._listen.dispatch import Event, Handler, Registry
 from tcpulse._listen.outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from tcpulse._listen.running import Failures, HandlerRuns
+from tcpulse._listen.topology import RETURN_KEY
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -113,14 +114,15 @@ class MessageHandling:
         if gone and handlers:
             self._taken_over(gone, handlers, event)
         if not handlers:
-            if origin.handlers is not None or message.delivery_info.get("exchange") == self._delivery.exchange:
+            if origin.handlers is not None or _requeued(message, self._delivery.exchange):
                 # A retry or a requeued dead letter: acking it would drop work a handler never did.
                 return None, {NO_HANDLER: LookupError(_no_handler(origin.handlers or (), gone))}
             self._unmatched(event)
-        if self._delivery.last_delivery(message):
+        last = self._delivery.last_delivery(message)
+        if last is not None:
             log.warning("last delivery (%d of delivery_limit %d) of a message from %s %r: it came back unacked "
-                        "each time before (did its process die on it?); if this process dies on it too, it is "
-                        "dead-lettered", self._delivery.delivery_limit, self._delivery.delivery_limit,
+                        "each time before (did its process die on it?); it runs alone, and if this process dies "
+                        "on it too, it is dead-lettered", last, self._delivery.delivery_limit,
                         event.exchange, event.routing_key)
         return event, handlers
 
@@ -185,6 +187,13 @@ def _raw_origin(delivery: Any, message: Any) -> Origin:
         return delivery.origin(message)
     except Exception:
         return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
+
+
+def _requeued(message: Any, own_exchange: str) -> bool:
+    """Whether `message` came back through the listener's delivery exchange (a requeued dead
+    letter, a retry): work a handler took on, unlike a message from a stale binding."""
+    info = message.delivery_info
+    return info.get("exchange") == own_exchange and info.get("routing_key") == RETURN_KEY
 
 
 def _no_handler(recorded: Sequence[str], gone: Sequence[str]) -> str:

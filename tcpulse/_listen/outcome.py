@@ -36,7 +36,8 @@ H_HANDLERS = "tcpulse-handlers"
 H_REASON = "tcpulse-reason"
 H_FAILURES = "tcpulse-failures"
 H_DEAD_AT = "tcpulse-dead-lettered-at"
-OWN_HEADERS = (H_ATTEMPT, H_EXCHANGE, H_ROUTING_KEY, H_CC, H_HANDLERS, H_REASON, H_FAILURES, H_DEAD_AT)
+H_RETURNS = "tcpulse-returns"  # times an isolated message came back unacked (`tcpulse._listen.isolation`)
+OWN_HEADERS = (H_ATTEMPT, H_EXCHANGE, H_ROUTING_KEY, H_CC, H_HANDLERS, H_REASON, H_FAILURES, H_DEAD_AT, H_RETURNS)
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,17 @@ def header_strings(value: Any) -> Tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(header_text(v) for v in value if isinstance(v, (str, bytes)))
     return ()
+
+
+def returns_of(headers: Mapping[str, Any]) -> int:
+    """How often a message in the isolation queue came back unacked, from its (trusted) headers.
+
+    Example:
+        >>> returns_of({H_RETURNS: 2}), returns_of({H_RETURNS: "x"}), returns_of({})
+        (2, 0, 0)
+    """
+    value = headers.get(H_RETURNS)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _attempt(value: Any) -> int:

@@ -54,7 +54,7 @@ def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: 
     _refuse_consumers(connection, delivery.queue, "delete it")
     _, recorded_holding = _record(connection, delivery)
     queues = [delivery.queue, *sorted(set(delivery.holding_queues()) | set(recorded_holding)),
-              record_queue(delivery.queue), *_parking(delivery).values()]
+              delivery.names.isolation_queue, record_queue(delivery.queue), *_parking(delivery).values()]
     removed = []
     with _channel(connection) as channel:
         for queue in queues + ([delivery.dead_letter_queue] if include_dead_letters else []):
@@ -108,7 +108,8 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
             if _state(connection, source, old_args, new_args) == "old":
                 if source == queue:  # from now on, what is published waits in the parking queue
                     _bind(channel, queue, bindings, new.exchange, unbind=True)
-                moved = _move(connection, source, new, key, moving=source in (queue, *old.holding_queues()))
+                moved = _move(connection, source, new, key,
+                              moving=source in (queue, *old.holding_queues(), old.names.isolation_queue))
                 channel.queue_delete(source)
                 report(f"moved {moved} message(s) from {source} ({old_type}) to {parking[key]}")
         _declare(channel, queue, new.queue_arguments(), [(b.exchange, b.routing_key_pattern) for b in bindings])
@@ -137,6 +138,9 @@ def _units(old: Delivery, new: Delivery) -> Iterator[Tuple[str, Dict[str, Any], 
     new_holding = new.holding_queues()
     for holding, args in old.holding_queues().items():
         yield holding, args, new_holding[holding], "migrating"
+    # What waits to run alone goes back to the listener's queue, to be run (and guarded) afresh.
+    isolation = old.names.isolation_queue
+    yield isolation, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "migrating"
     yield old.dead_letter_queue, old.dead_letter_arguments(), new.dead_letter_arguments(), "parked-dl"
     record = record_queue(old.queue)
     yield record, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "parked-rec"
