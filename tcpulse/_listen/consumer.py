@@ -115,6 +115,7 @@ class Consumer(ConsumerMixin):
         self._channel: Any = None
         # Batched acks over the current channel (only where basic.ack(multiple) is honoured).
         self._batch = address.scheme in ("amqp", "amqps")
+        self._uncounted = 0  # acks owed on the channel that the metric 'acked' leaves out
         self._acks = AckWindow(lambda tag, multiple: self._channel.basic_ack(tag, multiple=multiple))
         self._last_heartbeat = 0.0
         self._inbox: List[Any] = []  # delivered, not yet handed to the pool
@@ -277,6 +278,7 @@ class Consumer(ConsumerMixin):
         self._epoch += 1
         self.pool.set_epoch(self._epoch)
         self._acks.reset()
+        self._uncounted = 0
         self._inbox.clear()
         if self.guard is not None:
             self.guard.connected()
@@ -364,20 +366,24 @@ class Consumer(ConsumerMixin):
                 self._settle(message, event, failures)
                 self.ack(message)
 
-    def ack(self, message: Any) -> None:
-        """Acknowledge `message` (soon, possibly together with others)."""
+    def ack(self, message: Any, counted: bool = True) -> None:
+        """Acknowledge `message` (soon, possibly together with others); `counted`: in the metric
+        'acked' (not a message the crash-loop guard moved to its isolation queue: it is acked
+        once more after its handlers ran)."""
         if not self._batch:
             message.ack()
-            self.metrics.inc("acked")
+            self.metrics.inc("acked", int(counted))
             return
         self._acks.ack(message.delivery_tag)
+        self._uncounted += not counted
 
     def _flush_acks(self, force: bool = False) -> None:
         owed = self._acks.owed
         if not owed:
             return
         if force or owed >= max(1, self._window // 4) or time.monotonic() - self._acks.first_owed_at >= ACK_DELAY:
-            self.metrics.inc("acked", self._acks.flush())
+            self.metrics.inc("acked", self._acks.flush() - self._uncounted)
+            self._uncounted = 0
 
 
 class _Stopped(Exception):

@@ -2,8 +2,7 @@
 killer) is dead-lettered after `delivery_limit` deliveries, and only that message, whatever the
 prefetch, on classic and quorum queues alike.
 
-Owns: spotting a message that came back unacked (the broker's redelivered flag, or a quorum
-queue's x-delivery-count), moving it to the listener's isolation queue
+Owns: spotting a message that came back unacked (the broker's redelivered flag), moving it to the listener's isolation queue
 `queue/<user>/<name>/isolation` before any handler runs it again, running that queue one message
 at a time with nothing else in flight, counting the returns of what ran there, and dead-lettering
 a message at its limit.
@@ -34,7 +33,7 @@ Imports kombu; never requests or the listener.
 
 Example:
     >>> from types import SimpleNamespace
-    >>> came_back(SimpleNamespace(delivery_info={"redelivered": False}, headers={"x-delivery-count": 1}))
+    >>> came_back(SimpleNamespace(delivery_info={"redelivered": True}, headers={}))
     True
 """
 import logging
@@ -51,12 +50,11 @@ POLL_EVERY = 10.0  # seconds between looks at the isolation queue when this proc
 
 
 def came_back(message: Any) -> bool:
-    """Whether `message` was delivered before and never acked: its process died, lost its
-    connection, or stopped before starting it."""
-    if message.delivery_info.get("redelivered"):
-        return True
-    count = (message.headers or {}).get("x-delivery-count")
-    return isinstance(count, int) and count >= 1
+    """Whether `message` was delivered before and never acked (its process died, lost its
+    connection, or stopped before starting it): the broker's redelivered flag, which classic and
+    quorum queues set alike. Not a header: a quorum queue's `x-delivery-count` says the same, but
+    a publisher can put that header on a fresh message, to have everything it sends run alone."""
+    return bool(message.delivery_info.get("redelivered"))
 
 
 class Isolation:
@@ -64,7 +62,7 @@ class Isolation:
 
     `delivery` is the run's `tcpulse._listen.delivery.Delivery` (its `delivery_limit`, exchange
     and isolation queue). The consumer it serves provides `pool`, `epoch`, `took(message)`
-    (a message now unacked on the channel) and `ack(message)`.
+    (a message now unacked on the channel) and `ack(message, counted)`.
     """
 
     def __init__(self, delivery: Any, metrics: Any) -> None:
@@ -100,7 +98,7 @@ class Isolation:
         """Move what came back; once nothing runs, start the next isolated message alone."""
         for message in self._returned:
             self._delivery.isolate(message, self._origin(message), returns=1)
-            consumer.ack(message)
+            consumer.ack(message, counted=False)
             self.waiting = True
         self._returned.clear()
         if not self.waiting:
@@ -133,7 +131,7 @@ class Isolation:
             log.warning("a message from %s %r came back unacked while it ran alone (did its process die on "
                         "it?): %d of delivery_limit %d deliveries", origin.exchange, origin.routing_key,
                         returns, self.limit)
-        consumer.ack(message)
+        consumer.ack(message, counted=False)
 
     def _look(self, channel: Any) -> None:
         """Now and then, whether another process of this listener left messages in the isolation

@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from tcpulse._listen.dispatch import Event, Handler, Registry
 from tcpulse._listen.outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
 from tcpulse._listen.running import Failures, HandlerRuns
-from tcpulse._listen.topology import RETURN_KEY
+from tcpulse._listen.topology import ISOLATION_KEY, RETURN_KEY
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -152,7 +152,7 @@ class MessageHandling:
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
         return Event(decode_body(message.body), origin.exchange, origin.routing_key, origin.cc,
-                     redelivered=bool(message.delivery_info.get("redelivered")), attempt=origin.attempt,
+                     redelivered=_redelivered(message.delivery_info), attempt=origin.attempt,
                      headers=message.headers, source=self._registry.source(origin.exchange))
 
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
@@ -187,6 +187,12 @@ def _raw_origin(delivery: Any, message: Any) -> Origin:
         return delivery.origin(message)
     except Exception:
         return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
+
+
+def _redelivered(info: Any) -> bool:
+    # A message that came back unacked runs from the isolation queue, as a copy the broker
+    # delivers for the first time: it was redelivered all the same.
+    return bool(info.get("redelivered")) or info.get("routing_key") == ISOLATION_KEY
 
 
 def _requeued(message: Any, own_exchange: str) -> bool:

@@ -324,7 +324,8 @@ def _foreign(headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     # and the broker's own dead-letter history, which only grows.
     dropped = set(OWN_HEADERS) | {"CC", "BCC", "x-death", "x-first-death-exchange",
                                   "x-first-death-queue", "x-first-death-reason",
-                                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"}
+                                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
+                                  "x-delivery-count"}
     return {k: v for k, v in (headers or {}).items() if k not in dropped}
 
 
