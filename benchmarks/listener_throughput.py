@@ -96,7 +96,8 @@ def main() -> None:
             preload(exchange, queue, args.messages)
             results["tcpulse Listener"].append(args.messages / listener(exchange, name, args.messages, args.prefetch))
         finally:
-            cleanup(exchange, [queue, f"{queue}/dead-letter", *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
+            cleanup(exchange, [queue, f"{queue}/dead-letter", f"{queue}/isolation",
+                               *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
     medians = {k: statistics.median(v) for k, v in results.items()}
     print(f"{args.messages} messages x {args.rounds} rounds, prefetch {args.prefetch}, no-op handler")
     for label, rates in results.items():
