@@ -11,8 +11,8 @@ Example:
     >>> tcpulse.QueueEvents.taskCompleted(taskGroupId="g")["routingKeyPattern"]
     'primary.*.*.*.*.*.*.*.g.#'
 """
-import importlib
-from typing import Any, List
+import importlib as _importlib
+from typing import Any as _Any, List as _List
 
 from tcpulse.errors import (
     BrokerFailure,
@@ -44,7 +44,7 @@ _LAZY = {
     "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
     "Event": "_listen.dispatch",
     "Listener": "_listen.listener", "on": "_listen.listener",
-    "publish": "_broker.publishing", "Publisher": "_broker.publishing",
+    "publish": "_broker.publishing", "Publisher": "_broker.publishing", "supervise": "_listen.supervisor",
 }
 
 __all__ = [
@@ -56,9 +56,9 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
     else:
         from tcpulse._api.services import generated_class
         value = generated_class(__name__, name, public=__all__)
@@ -66,7 +66,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> List[str]:
+def __dir__() -> _List[str]:
+    """tcpulse's public names: `__all__`, the classes of the active reference set and the public
+    submodules already imported (never the helpers this module itself imports)."""
     from tcpulse._api.services import generated_names
 
-    return sorted(set(globals()) | set(__all__) | set(generated_names()))
+    modules = {name for name, value in globals().items()
+               if not name.startswith("_") and type(value) is type(_importlib)}
+    return sorted(set(__all__) | set(generated_names()) | modules | {"__version__"})

@@ -25,10 +25,11 @@ from typing import Any, BinaryIO, Optional, Tuple
 import requests
 
 from tcpulse._rest.artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
-                        ObjectUrl, Retriable, Writer, WriterFactory, artifact_source, content_type, file_writers,
-                        get_url, object_options, redirect_target, retry_delay, without_query)
+                                    ObjectUrl, Retriable, Writer, WriterFactory, artifact_source, connection_failure,
+                                    content_type, emptied_on_mismatch, file_writers, get_url, object_options,
+                                    redirect_target, retry_delay, without_query)
 from tcpulse.client import BaseClient, new_session
-from tcpulse.errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
+from tcpulse.errors import TaskclusterFailure, TaskclusterRestFailure
 
 __all__ = ["downloadArtifactToBuf", "downloadArtifactToFile", "downloadArtifact", "downloadToBuf",
            "downloadToFile", "download", "redirect_target", "Writer", "WriterFactory"]
@@ -55,8 +56,9 @@ def downloadArtifactToFile(file: BinaryIO, *, taskId: str, name: str, queueServi
         >>> with open("target.zip", "wb") as file:  # doctest: +SKIP
         ...     downloadArtifactToFile(file, taskId="t", name="public/target.zip", queueService=queue)
     """
-    return downloadArtifact(taskId=taskId, name=name, runId=runId, maxRetries=maxRetries,
-                            queueService=queueService, writerFactory=file_writers(file))
+    with emptied_on_mismatch(file):
+        return downloadArtifact(taskId=taskId, name=name, runId=runId, maxRetries=maxRetries,
+                                queueService=queueService, writerFactory=file_writers(file))
 
 
 def downloadArtifact(*, taskId: str, name: str, queueService: BaseClient, writerFactory: WriterFactory,
@@ -92,13 +94,16 @@ def downloadToBuf(*, name: str, objectService: BaseClient, maxRetries: int = 5) 
 
 
 def downloadToFile(file: BinaryIO, *, name: str, objectService: BaseClient, maxRetries: int = 5) -> str:
-    """Write an object into `file` (binary, seekable, truncatable), hashes verified; its content type.
+    """Write an object into `file` (binary, seekable, truncatable), hashes verified; its content
+    type. Bytes that fail their hashes are not left in the file: it is emptied, then the error raised.
 
     Example:
         >>> with open("object.bin", "wb") as file:  # doctest: +SKIP
         ...     downloadToFile(file, name="my/object", objectService=tcpulse.Object(options))
     """
-    return download(name=name, objectService=objectService, maxRetries=maxRetries, writerFactory=file_writers(file))
+    with emptied_on_mismatch(file):
+        return download(name=name, objectService=objectService, maxRetries=maxRetries,
+                        writerFactory=file_writers(file))
 
 
 def download(*, name: str, objectService: BaseClient, writerFactory: WriterFactory, maxRetries: int = 5) -> str:
@@ -159,8 +164,7 @@ def _fetch_once(http: requests.Session, url: str, writer: Writer, timeout: Any) 
                 writer.write(chunk)
             return content_type(response.headers.get("Content-Type"))
     except requests.RequestException as exc:
-        raise Retriable(TaskclusterConnectionError(
-            f"download of {without_query(url)}: {type(exc).__name__}: {exc}", superExc=exc)) from exc
+        raise connection_failure(url, exc) from None
 
 
 def _follow(http: requests.Session, url: str, timeout: Any) -> requests.Response:

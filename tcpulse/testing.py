@@ -33,17 +33,22 @@ import os
 import random
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 try:
     import pytest
 except ImportError:  # the plain functions work without pytest; only the fixture needs it
     pytest = None
 
+from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import ROUTE_PREFIX, Event
 from tcpulse._listen.outcome import TOO_DEEP, Ack, DeadLetter, Outcome, Poison, Retry, decide, decode_body
 
+if TYPE_CHECKING:
+    from tcpulse._api.exchanges import Exchange
+
 Body = Union[Mapping[str, Any], bytes, str]
+T = TypeVar("T")
 
 
 @dataclass
@@ -141,6 +146,8 @@ def deliver(listener: Any, exchange: Any, routing_key: str, body: Body, routes: 
     report = Delivered(_exchange_name(exchange), routing_key, tuple(routes))
     try:
         decoded = decode_body(body if isinstance(body, (bytes, str)) else json.dumps(body))
+        # As live: a body its exchange's schema rejects is dead-lettered (validate="dead-letter") or logged ("warn").
+        BodyValidation(getattr(listener, "validate", "off")).check(decoded, listener.registry.source(report.exchange))
     except (Poison, RecursionError) as exc:  # the live listener dead-letters it with the same reason
         # (a dict too deep for json.dumps is too deep to send at all)
         report.attempts.append(Attempt(1, (), {}, DeadLetter(str(exc) if isinstance(exc, Poison) else TOO_DEEP)))
@@ -256,3 +263,56 @@ if pytest is not None:
     def tcpulse_harness() -> Harness:
         """Deliver messages to your handlers the way a live tcpulse listener would."""
         return Harness()
+
+
+def sample(exchange: "Exchange[T]", /, **fields: Any) -> "Event[T]":
+    """A message of `exchange` as a handler would get it: an `Event` whose body its exchange's
+    schema (from the active reference set) accepts, whose routing key carries `fields` (the other
+    required fields filled in, the same values the body holds where it names them) and whose
+    exchange is the entry's.
+
+    Example:
+        >>> from tcpulse import QueueEvents
+        >>> event = sample(QueueEvents.taskCompleted, taskGroupId="g1")
+        >>> event.fields["taskGroupId"], event.body["status"]["taskId"] == event.fields["taskId"]
+        ('g1', True)
+    """
+    return _sample(exchange, fields, None)
+
+
+def samples(exchange: "Exchange[T]", /, **fields: Any) -> Any:
+    """A Hypothesis strategy of `sample(exchange, **fields)` whose bodies vary (enum members,
+    optional properties, oneOf branches, array lengths, numbers): `@given(samples(QueueEvents.taskCompleted))`.
+    Needs the `hypothesis` package (`pip install 'tcpulse[hypothesis]'`).
+
+    Example:
+        >>> from hypothesis import given
+        >>> from tcpulse import QueueEvents
+        >>> @given(samples(QueueEvents.taskFailed, taskGroupId="g1"))
+        ... def test_failed(event):
+        ...     assert event.fields["taskGroupId"] == "g1"
+        >>> test_failed()
+    """
+    try:
+        from hypothesis import strategies
+    except ImportError:
+        raise ImportError("tcpulse.testing.samples needs Hypothesis: pip install 'tcpulse[hypothesis]'") from None
+    return strategies.randoms(use_true_random=False).map(lambda rnd: _sample(exchange, fields, rnd))
+
+
+def _sample(exchange: Any, fields: Mapping[str, Any], rnd: Optional[random.Random]) -> Event:
+    from tcpulse.references import active_set
+    from tcpulse._api.samples import sample_fields, sample_value
+    from tcpulse._api.schemas import exchange_schema, store
+
+    refset = active_set()
+    sid = exchange_schema(refset, exchange.service, exchange.name)
+    if sid is None:
+        raise ValueError(f"{exchange.service}.{exchange.name} names no message schema in the {refset.label} "
+                         f"reference set, so there is nothing to sample")
+    schemas = store(refset)
+    schema, resolve = schemas.document(sid), schemas.resolver(sid)
+    exchange(**fields)  # a misspelt field or a bad value is an error naming it, before any sampling
+    values = sample_fields(exchange.fields, fields, schema, resolve, rnd)
+    body = sample_value(schema, resolve, values, rnd)
+    return Event(body, exchange.exchange, exchange.routing_key(**values), source=exchange)

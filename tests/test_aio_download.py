@@ -139,3 +139,29 @@ def test_a_redirect_to_another_origin_is_followed_without_credentials(artifact_s
     hops = [*other_server.requests, *artifact_server.storage_requests()]
     assert [seen.path for seen in hops] == ["/moved", "/storage/T/0/public/x"]
     assert all("Authorization" not in seen.headers for seen in hops)
+
+
+def test_a_refused_connection_to_a_signed_url_shows_the_signature_nowhere(artifact_server, caplog):
+    import socket
+    import traceback
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    artifact_server.store("T", 0, "public/x", "s3", Blob(TEXT))
+    artifact_server.artifacts[("T", "0", "public/x")]["url"] = (
+        f"http://127.0.0.1:{port}/storage/T/0/public/x?X-Amz-Signature=s3cr3t-signature")
+    with caplog.at_level(logging.WARNING, logger="tcpulse.download"), \
+            pytest.raises(tcpulse.TaskclusterConnectionError) as caught:
+        fetch(artifact_server, "downloadArtifactToBuf", taskId="T", name="public/x", maxRetries=1)
+    told = "".join(traceback.format_exception(caught.type, caught.value, caught.tb))
+    assert "retrying" in caplog.text
+    for text in (told, caplog.text, repr(caught.value.superExc), str(caught.value)):
+        assert "s3cr3t" not in text
+
+
+def test_bytes_that_fail_their_hashes_are_not_left_in_the_file(artifact_server, tmp_path):
+    artifact_server.store("T", 0, "public/x", "object", mismatched_hash())
+    with open(tmp_path / "x", "wb") as file, pytest.raises(tcpulse.ObjectHashVerificationError):
+        fetch(artifact_server, "downloadArtifactToFile", file, taskId="T", name="public/x")
+    assert (tmp_path / "x").read_bytes() == b""

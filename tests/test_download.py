@@ -206,3 +206,45 @@ def test_a_queue_client_with_a_connect_and_read_timeout_pair_downloads(artifact_
     artifact_server.store("T", 0, "public/x", "object", Blob(TEXT))
     queue = tcpulse.Queue({"rootUrl": artifact_server.url, "timeout": [5, 30]})
     assert download.downloadArtifactToBuf(taskId="T", name="public/x", queueService=queue)[0] == TEXT
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_to_a_signed_url_shows_the_signature_nowhere(artifact_server, caplog):
+    """Issue 18 item 7: requests quotes the URL, query and all, in its ConnectionError text; that
+    text reached the retry warnings, TaskclusterConnectionError and its superExc."""
+    import traceback
+
+    artifact_server.store("T", 0, "public/x", "s3", Blob(TEXT))
+    signed = f"http://127.0.0.1:{closed_port()}/storage/T/0/public/x?X-Amz-Signature=s3cr3t-signature"
+    artifact_server.artifacts[("T", "0", "public/x")]["url"] = signed
+    with caplog.at_level(logging.WARNING, logger="tcpulse.download"), \
+            pytest.raises(tcpulse.TaskclusterConnectionError) as caught:
+        download.downloadArtifactToBuf(taskId="T", name="public/x", queueService=artifact_server.queue, maxRetries=1)
+    told = "".join(traceback.format_exception(caught.type, caught.value, caught.tb))
+    assert "Connection refused" in str(caught.value) and "retrying" in caplog.text
+    for text in (told, caplog.text, repr(caught.value.superExc), str(caught.value.superExc)):
+        assert "s3cr3t" not in text
+    assert isinstance(caught.value.superExc, __import__("requests").ConnectionError)
+
+
+@pytest.mark.parametrize("via", ["downloadToFile", "downloadArtifactToFile"])
+def test_bytes_that_fail_their_hashes_are_not_left_in_the_file(artifact_server, tmp_path, via):
+    """Issue 18 item 7: the file kept the tampered bytes and looked like a finished download."""
+    blob = Blob(TEXT)
+    blob.hashes["sha256"] = hashlib.sha256(b"something else").hexdigest()
+    artifact_server.store("T", 0, "public/x", "object", blob)
+    with open(tmp_path / "x", "wb") as file, pytest.raises(tcpulse.ObjectHashVerificationError):
+        if via == "downloadToFile":
+            _, credentials = artifact_server.objects["t/T/0/public/x"]
+            objects = tcpulse.Object({"rootUrl": artifact_server.url, "credentials": credentials})
+            download.downloadToFile(file, name="t/T/0/public/x", objectService=objects)
+        else:
+            download.downloadArtifactToFile(file, taskId="T", name="public/x", queueService=artifact_server.queue)
+    assert (tmp_path / "x").read_bytes() == b"" and len(artifact_server.storage_requests()) == 1

@@ -365,7 +365,7 @@ def test_an_instance_uses_its_exchange_prefix_and_leaves_the_class_alone(ex, mak
 def test_an_instance_refuses_an_unknown_option_and_a_bad_prefix():
     assert error(tcpulse.QueueEvents, exchangePrefx="x") == (
         "unknown QueueEvents option 'exchangePrefx'. Did you mean 'exchangePrefix'? Valid options: "
-        "rootUrl, baseUrl, credentials, authorizedScopes, maxRetries, signedUrlExpiration, timeout, exchangePrefix")
+        "rootUrl, baseUrl, credentials, authorizedScopes, maxRetries, signedUrlExpiration, timeout, exchangePrefix, validate")
     assert error(tcpulse.QueueEvents, {"exchangePrefix": ""}) == (
         "option 'exchangePrefix' of QueueEvents must be a non-empty string such as "
         "'exchange/taskcluster-queue/v1/' (got '')")

@@ -88,7 +88,7 @@ def test_an_unknown_path_is_404_naming_the_valid_ones(flag_server):
     _, port = flag_server
     status, _, body = get(port, "/healthz")
     assert status == 404
-    assert body == "no such path '/healthz'; try /live, /ready or /metrics\n"
+    assert body == "no such path '/healthz'; try /, /live, /ready or /metrics\n"
 
 
 def test_the_server_binds_loopback_only_by_default(flag_server):

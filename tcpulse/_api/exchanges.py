@@ -18,12 +18,13 @@ Example:
 """
 import functools
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 from tcpulse._api.binding import Binding, Immutable
 from tcpulse._api.hints import did_you_mean
 from tcpulse.errors import InvalidReference, TaskclusterTopicExchangeFailure
 from tcpulse.references import Reference, ReferenceSet, RoutingKeyField, active_set, key_layout
+from tcpulse._api.typenames import schema_id
 
 # The word a publisher puts in place of an optional field it has no value for.
 ABSENT = "_"
@@ -31,7 +32,9 @@ ABSENT = "_"
 # one options dict serves both: only exchangePrefix changes anything for events, and REST clients
 # accept (and ignore) exchangePrefix.
 CLIENT_OPTIONS = ("rootUrl", "baseUrl", "credentials", "authorizedScopes", "maxRetries",
-                  "signedUrlExpiration", "timeout", "exchangePrefix")
+                  "signedUrlExpiration", "timeout", "exchangePrefix", "validate")
+# The message body type of an exchange (a TypedDict of tcpulse.types), for type checkers only.
+T = TypeVar("T")
 
 
 def unknown_option(name: str, kind: str) -> str:
@@ -55,28 +58,65 @@ def full_exchange_name(prefix: str, suffix: str) -> str:
     return f"{prefix.rstrip('/')}/{suffix.lstrip('/')}"
 
 
-class Exchange(Immutable):
-    """One topic exchange of a service and the layout of its routing keys.
+class _InstanceDoc:
+    """`__doc__` of a class whose instances each describe themselves: on the class, its own
+    docstring; on an instance, the instance's `describe()` (what `help()` shows)."""
+
+    def __init__(self, doc: str) -> None:
+        self.doc = doc
+
+    def __get__(self, obj: Any, owner: type) -> str:
+        return self.doc if obj is None else obj.describe()
+
+
+class Exchange(Immutable, Generic[T]):
+    """One topic exchange of a service and the layout of its routing keys; `Exchange[T]` for
+    type checkers, where T is its message's TypedDict (`Exchange[TaskCompletedMessage]`).
 
     Call it to get a `Binding` (the four forms of the official client), or use
-    `routing_key()` / `parse()` for concrete keys.
+    `routing_key()` / `parse()` for concrete keys. `schema` is the id of its message's JSON
+    schema ('/schemas/queue/v1/task-completed-message.json'), '' when the reference names none.
 
     Example:
         >>> ex = find_exchange("QueueEvents.taskCompleted")
         >>> ex(taskId="abc").routing_key_pattern
         'primary.abc.*.*.*.*.*.*.*.#'
     """
-    __slots__ = ("service", "name", "exchange", "fields", "title", "description")
+    __slots__ = ("service", "name", "exchange", "fields", "title", "description", "schema")
+    __doc__ = _InstanceDoc(__doc__)  # type: ignore[assignment]
     service: str
     name: str
     exchange: str
     fields: Tuple[RoutingKeyField, ...]
     title: str
     description: str
+    schema: str
 
     def __init__(self, service: str, name: str, exchange: str, fields: Tuple[RoutingKeyField, ...],
-                 title: str = "", description: str = ""):
-        self._set(service=service, name=name, exchange=exchange, fields=fields, title=title, description=description)
+                 title: str = "", description: str = "", schema: str = ""):
+        self._set(service=service, name=name, exchange=exchange, fields=fields, title=title, description=description,
+                  schema=schema)
+
+    def describe(self) -> str:
+        """What `help()` and `__doc__` show: title, description, routing-key fields, schema.
+
+        Example:
+            >>> print(find_exchange("GithubEvents.push").describe().splitlines()[0])
+            GithubEvents.push: GitHub push Event
+        """
+        from tcpulse._api.typenames import message_type
+
+        lines = [f"{self.service}.{self.name}: {self.title}", "", self.description.strip(), "",
+                 f"Exchange: {self.exchange}", f"Routing key: {key_layout(self.fields)}"]
+        for f in self.fields:
+            kind = (f"constant {f.constant!r}" if f.constant is not None else
+                    ("required" if f.required else "optional") + (", several words" if f.multiple_words else ""))
+            lines.append(f"    {f.name} ({kind}): {' '.join(f.summary.split())}")
+        if self.schema:
+            lines.append(f"Message schema: {self.schema} (type {message_type(self.schema)})")
+        lines += ["", "Example:", f"    @app.on({self.service}.{self.name}"
+                  f"{''.join(f', {f.name}=...' for f in self.fields if f.constant is None)[:60]})"]
+        return "\n".join(lines)
 
     def _identity(self) -> Tuple[Any, ...]:
         # The description is prose: two exchanges that differ only in it are the same exchange.
@@ -88,9 +128,9 @@ class Exchange(Immutable):
     def __hash__(self) -> int:
         return hash(self._identity())
 
-    def with_exchange(self, exchange: str) -> "Exchange":
+    def with_exchange(self, exchange: str) -> "Exchange[T]":
         """The same exchange layout under another full exchange name (an instance's prefix)."""
-        return Exchange(self.service, self.name, exchange, self.fields, self.title, self.description)
+        return Exchange(self.service, self.name, exchange, self.fields, self.title, self.description, self.schema)
 
     def __repr__(self) -> str:
         return f"<Exchange {self.service}.{self.name} {self.exchange}>"
@@ -252,10 +292,12 @@ class _EventsType(type):
     """The type of the generated classes: a misspelt exchange, such as `QueueEvents.taskComplete`,
     is an AttributeError that names the closest one."""
 
-    def __getattr__(cls, name: str) -> Any:
-        if name.startswith("_") or "reference" not in vars(cls):
-            raise AttributeError(name)
-        raise _no_exchange(cls, name)
+    # Hidden from type checkers, for which an attribute missing from the static view must be an error.
+    if not TYPE_CHECKING:
+        def __getattr__(cls, name: str) -> Any:
+            if name.startswith("_") or "reference" not in vars(cls):
+                raise AttributeError(name)
+            raise _no_exchange(cls, name)
 
 
 class BaseEvents(metaclass=_EventsType):
@@ -285,8 +327,9 @@ class BaseEvents(metaclass=_EventsType):
         # Only the prefix: the options may hold credentials.
         return f"{type(self).__name__}(exchangePrefix={self.exchangePrefix!r})"
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(type(self), name)  # a miss raises the class's did-you-mean error
+    if not TYPE_CHECKING:  # as on the type: a misspelt exchange must be a type error
+        def __getattr__(self, name: str) -> Any:
+            return getattr(type(self), name)  # a miss raises the class's did-you-mean error
 
 
 def events_class(reference: Reference) -> type:
@@ -313,13 +356,14 @@ def _build_class(reference: Reference) -> type:
         "reference": reference, "exchangePrefix": reference.exchange_prefix,
     }
     for entry in reference.entries:
-        if entry.name in _RESERVED or entry.name.startswith("_"):
+        if entry.name in _RESERVED:
             raise InvalidReference(f"{reference.path}: exchange name {entry.name!r} clashes with "
                                    f"an attribute every events class has")
         exchange = Exchange(
             service=reference.name, name=entry.name, fields=entry.routing_key,
             exchange=full_exchange_name(reference.exchange_prefix or "", entry.exchange),
-            title=entry.title, description=entry.description)
+            title=entry.title, description=entry.description,
+            schema=schema_id(reference.service_name, entry.schema) if entry.schema else "")
         namespace[entry.name] = _ExchangeAttribute(exchange, entry.exchange)
     return _EventsType(reference.name, (BaseEvents,), namespace)
 

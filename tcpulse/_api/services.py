@@ -41,7 +41,7 @@ def client_class(reference: Reference, base: Optional[type] = None) -> type:
     for entry in reference.entries:
         if hasattr(base, entry.name) or entry.name in CALL_KEYWORDS:
             raise InvalidReference(f"{reference.path}: entry {entry.name!r} would hide a client attribute")
-        attributes[entry.name] = _method(reference.name, entry)
+        attributes[entry.name] = _method(reference.name, entry, reference.service_name)
     return type(reference.name, (base,), attributes)
 
 
@@ -96,13 +96,14 @@ def _hinted(message: str, hint: str) -> str:
     return f"{message}.{hint}" if hint else message
 
 
-def _method(class_name: str, entry: FunctionEntry) -> Callable[..., Any]:
+def _method(class_name: str, entry: FunctionEntry, service_name: str) -> Callable[..., Any]:
+
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return self._call(entry, args, kwargs)
 
     method.__name__ = entry.name
     method.__qualname__ = f"{class_name}.{entry.name}"
-    method.__doc__ = _method_doc(class_name, entry)
+    method.__doc__ = method_doc(class_name, entry, service_name)
     return method
 
 
@@ -111,15 +112,55 @@ def _class_doc(reference: Reference) -> str:
             f"Example:\n    client = tcpulse.{reference.name}({{'rootUrl': 'https://tc.example.com'}})")
 
 
-def _method_doc(class_name: str, entry: FunctionEntry) -> str:
+def method_doc(class_name: str, entry: FunctionEntry, service_name: str = "") -> str:
+    """What `help()` and `__doc__` of a generated method show: title, description, route,
+    route arguments, query, scopes, input and output schemas (with their tcpulse.types names).
+
+    Example:
+        >>> from tcpulse.references import open_set
+        >>> queue = open_set("bundled").get("Queue")
+        >>> entry = next(e for e in queue.entries if e.name == "claimWork")
+        >>> [l for l in method_doc("Queue", entry, "queue").splitlines() if l.startswith(("Route", "Scopes"))]
+        ['Route arguments: taskQueueId', 'Scopes: all of: queue:claim-work:<taskQueueId>, queue:worker-id:<workerGroup>/<workerId>']
+    """
+    from tcpulse._api.typenames import message_type, schema_id
+
     call_args = [*entry.args, *(["payload"] if entry.input else [])]
     lines = [entry.title, "", entry.description.strip(), "",
              f"{entry.method.upper()} {entry.route}  (stability: {entry.stability})"]
+    if entry.args:
+        lines.append(f"Route arguments: {', '.join(entry.args)}")
     if entry.query:
         lines.append(f"Query arguments: {', '.join(entry.query)}")
-    if entry.input:
-        lines.append(f"Input schema: {entry.input}")
-    if entry.output:
-        lines.append(f"Output schema: {entry.output}")
+    if entry.scopes:
+        lines.append(f"Scopes: {scope_text(entry.scopes)}")
+    for label, schema in (("Input", entry.input), ("Output", entry.output)):
+        if schema:
+            typed = f" (type {message_type(schema_id(service_name, schema))})" if service_name else ""
+            lines.append(f"{label} schema: {schema}{typed}")
     lines += ["", "Example:", f"    {class_name[0].lower()}{class_name[1:]}.{entry.name}({', '.join(call_args)})"]
     return "\n".join(lines)
+
+
+def scope_text(expression: Any) -> str:
+    """A scope expression of a reference, as one line of text (at most 200 characters).
+
+    Example:
+        >>> scope_text({"AllOf": ["a", {"AnyOf": ["b", "c"]}]})
+        'all of: a, any of (b, c)'
+    """
+    def text(node: Any, top: bool) -> str:
+        if isinstance(node, str):
+            return node
+        if isinstance(node, dict) and ("AllOf" in node or "AnyOf" in node):
+            kind = "AllOf" if "AllOf" in node else "AnyOf"
+            inner = ", ".join(text(item, False) for item in node[kind])
+            word = "all of" if kind == "AllOf" else "any of"
+            return f"{word}: {inner}" if top else f"{word} ({inner})"
+        if isinstance(node, dict) and "if" in node:
+            return f"if {node['if']}: {text(node.get('then'), False)}"
+        if isinstance(node, dict) and "for" in node:
+            return f"for each {node['for']} in {node.get('in')}: {text(node.get('each'), False)}"
+        return str(node)
+    line = text(expression, True)
+    return line if len(line) <= 200 else line[:197] + "..."

@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from tcpulse.errors import TaskclusterTopicExchangeFailure
 from tcpulse._api.exchanges import Binding, Exchange, exchange_named
@@ -64,8 +64,12 @@ def topic_matches(pattern: str, key: str) -> bool:
     return reachable[len(words)]
 
 
-class Event:
-    """One message as a handler sees it.
+T = TypeVar("T")
+
+
+class Event(Generic[T]):
+    """One message as a handler sees it; `Event[T]` for type checkers, where T is the body's
+    TypedDict (`def completed(event: Event[TaskCompletedMessage])` gets `event.body` checked).
 
     `cc` is every entry of the CC header as received; `routes` are those starting with 'route.',
     without that prefix; `fields` is the primary key parsed with the exchange's reference
@@ -82,7 +86,9 @@ class Event:
     __slots__ = ("body", "exchange", "routing_key", "cc", "routes", "redelivered", "attempt",
                  "headers", "_source", "_fields")
 
-    def __init__(self, body: Any, exchange: str, routing_key: str, cc: Sequence[str] = (),
+    body: T
+
+    def __init__(self, body: T, exchange: str, routing_key: str, cc: Sequence[str] = (),
                  redelivered: bool = False, attempt: int = 1,
                  headers: Optional[Mapping] = None, source: Optional[Exchange] = None) -> None:
         self.body = body

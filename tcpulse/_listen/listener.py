@@ -23,12 +23,12 @@ Example:
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Literal, Optional, Sequence, TypeVar, Union
 
 from tcpulse._listen.backlog import DEFAULT_THRESHOLD, BacklogWatch
 from tcpulse._broker.connection import BrokerAddress, resolve_broker
 from tcpulse._listen.dispatch import Event, Handler, Registry, bindings_for
-from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
+from tcpulse._listen.outcome import DEFAULT_MAX_BODY, DEFAULT_RETRY_DELAYS, RetryPolicy
 from tcpulse._api.exchanges import Binding
 from tcpulse._ops.metrics import Metrics
 from tcpulse._ops.logsetup import log_to_stderr_unless_configured
@@ -37,6 +37,7 @@ from tcpulse._listen.running import HandlerRuns, Watchdog
 from tcpulse._listen.shutdown import install_shutdown_signals
 from tcpulse._listen.stale import remove_stale
 from tcpulse._listen.topology import ListenerNames, check_queue_type, declare_listener_queue
+from tcpulse._listen.bodycheck import BodyValidation, check_mode
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -63,6 +64,8 @@ class Listener:
     - `auto_delete`: the named queue goes away when its last consumer does (a development
       queue; its retries and dead letters stay). An unnamed listener's queue always does.
     - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse._listen.delivery`).
+    - `max_body_bytes`: a longer body is dead-lettered unread (default 1 MiB); a compressed one
+      always is (inflating it could take gigabytes).
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
       listeners only); `delivery_limit` (default 20, either type): a message delivered that many
       times without an ack (its process died on it each time, the last time running it alone)
@@ -71,6 +74,9 @@ class Listener:
     - `shutdown_grace`: seconds running handlers get to finish after SIGTERM/SIGINT.
     - `slow_handler_warning`: seconds after which a handler still running on a message is
       warned about, once per handler and message (None: never).
+    - `validate`: check each body against its exchange's JSON schema (from the active reference
+      set): "off" (default), "warn" (log what does not match, handle it anyway) or "dead-letter"
+      (park it, the reason naming the JSON path and the rule).
 
     Example:
         >>> app = Listener(broker="memory://", concurrency=4)
@@ -84,7 +90,9 @@ class Listener:
                  retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, max_length: Optional[int] = None,
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
                  queue_type: str = "classic", delivery_limit: Optional[int] = None,
-                 slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER, auto_delete: bool = False) -> None:
+                 slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER, auto_delete: bool = False,
+                 validate: Literal["off", "warn", "dead-letter"] = "off",
+                 max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
         self.metrics = Metrics()
         self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
@@ -102,6 +110,7 @@ class Listener:
         self.max_attempts = max_attempts
         self.retry_delays = tuple(retry_delays)
         self.max_length: Optional[int] = None
+        self.max_body_bytes = DEFAULT_MAX_BODY
         self._delivery: Any = None
         self.health_port = health_port
         # Messages waiting in the queue above which a warning is logged (0: never).
@@ -110,9 +119,11 @@ class Listener:
         self.queue_type = "classic"
         self.delivery_limit: Optional[int] = None
         self._address_or_error: Any = None
+        self.validate = "off"
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
                        queue_type=queue_type, delivery_limit=delivery_limit, max_length=max_length,
-                       declare_exchanges=declare_exchanges, auto_delete=auto_delete)
+                       declare_exchanges=declare_exchanges, auto_delete=auto_delete, validate=validate,
+                       max_body_bytes=max_body_bytes)
 
     def configure(self, **options: Any) -> "Listener":
         """Change options before `run()` (the CLI applies its flags this way); `None` keeps
@@ -125,7 +136,8 @@ class Listener:
         self._check_not_running("change options")
         unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
                                   "health_port", "shutdown_grace", "queue_type", "delivery_limit",
-                                  "max_attempts", "retry_delays", "max_length", "auto_delete"}
+                                  "max_attempts", "retry_delays", "max_length", "auto_delete", "validate",
+                                  "max_body_bytes"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
         for key in ("name", "health_port", "shutdown_grace", "queue_type", "delivery_limit", "max_attempts",
@@ -136,8 +148,12 @@ class Listener:
             self.retry_delays = tuple(options["retry_delays"])
         if options.get("max_length") is not None:
             self.max_length = _positive("max_length", options["max_length"])
+        if options.get("max_body_bytes") is not None:
+            self.max_body_bytes = _positive("max_body_bytes", options["max_body_bytes"])
         if options.get("declare_exchanges") is not None:
             self.declare_exchanges = _exchanges_to_declare(options["declare_exchanges"])
+        if options.get("validate") is not None:
+            self.validate = check_mode(options["validate"])
         self._policy = RetryPolicy(self.max_attempts, self.retry_delays)
         _check_name(self.name)
         check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None,
@@ -282,8 +298,11 @@ class Listener:
         self._check_not_running("run again")
         self._running = True
         self._delivery = self._new_delivery()
+        validation = BodyValidation(self.validate)
+        validation.prepare(self._registry.source(b.exchange) for b in self.bindings())
         handling = MessageHandling(self._registry, self._delivery, self._runs, self._policy, queue=self.queue,
-                                   name=self.name, concurrency=self.concurrency)
+                                   name=self.name, concurrency=self.concurrency, validation=validation,
+                                   max_body_bytes=self.max_body_bytes)
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)

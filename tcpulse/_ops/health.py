@@ -10,6 +10,10 @@ and a `metrics` attribute (a `tcpulse._ops.metrics.Metrics`), so it stays cheap 
 - `/live`    200 while the process serves requests at all.
 - `/ready`   200 only while the listener is connected and consuming, else 503.
 - `/metrics` the listener's counters in Prometheus' text exposition format.
+- `/`        the operator's page (`tcpulse.page`), and its data at `/page.json`.
+
+A connection that sends no request for `idle_timeout` seconds is closed: each connection has a
+thread, and one held open forever would keep it forever.
 
 Example:
     >>> from tcpulse._ops.metrics import Metrics
@@ -34,6 +38,7 @@ log = logging.getLogger("tcpulse.health")
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_HOST = "127.0.0.1"
+IDLE_TIMEOUT = 10.0  # seconds a connection may wait before sending its request
 
 
 class Watched(Protocol):
@@ -58,8 +63,10 @@ class HealthServer:
         200
     """
 
-    def __init__(self, listener: Watched, port: int, host: str = DEFAULT_HOST) -> None:
+    def __init__(self, listener: Watched, port: int, host: str = DEFAULT_HOST,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.listener = listener
+        self.idle_timeout = idle_timeout
         self.host = host
         self.requested_port = port
         self._server: Optional[ThreadingHTTPServer] = None
@@ -75,7 +82,7 @@ class HealthServer:
     def start(self) -> "HealthServer":
         """Bind and serve from a daemon thread; a port in use raises OSError naming it."""
         try:
-            self._server = ThreadingHTTPServer((self.host, self.requested_port), _handler_for(self.listener))
+            self._server = ThreadingHTTPServer((self.host, self.requested_port), _handler_for(self.listener, self.idle_timeout))
         except OSError as exc:
             raise OSError(f"health endpoint cannot listen on {self.host}:{self.requested_port}: "
                           f"{exc.strerror or exc}") from exc
@@ -103,14 +110,19 @@ class HealthServer:
         self.stop()
 
 
-def _handler_for(listener: Watched) -> type:
+def _handler_for(listener: Watched, idle_timeout: float) -> type:
+    from tcpulse._ops.page import Page
+
     class Handler(_HealthHandler):
         watched = listener
+        page = Page(listener)
+        timeout = idle_timeout  # StreamRequestHandler sets it on the socket: an idle read ends
     return Handler
 
 
 class _HealthHandler(BaseHTTPRequestHandler):
     watched: Watched
+    page: Any
     server_version = "tcpulse-health"
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
@@ -139,7 +151,9 @@ class _HealthHandler(BaseHTTPRequestHandler):
                    (503, "text/plain; charset=utf-8", "not ready: not connected to the broker or not consuming\n")
         if path == "/metrics":
             return 200, PROMETHEUS_CONTENT_TYPE, self.watched.metrics.render_prometheus()
-        return 404, "text/plain; charset=utf-8", f"no such path {path!r}; try /live, /ready or /metrics\n"
+        if path in ("/", "/page.json"):
+            return self.page.answer(path)
+        return 404, "text/plain; charset=utf-8", f"no such path {path!r}; try /, /live, /ready or /metrics\n"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
         # Probes hit these paths every few seconds; access lines would drown the listener's log.

@@ -86,6 +86,17 @@ class Metrics:
             counts, total = self._histogram.get(handler, [[0], 0.0])
             return sum(counts), total
 
+    def handler_histograms(self) -> Dict[str, Tuple[List[int], float]]:
+        """handler -> (runs per bucket of HANDLER_SECONDS_BUCKETS, the last being +Inf; total seconds).
+
+        Example:
+            >>> m = Metrics(); m.handler_ran("app.h", 0.002, failed=False)
+            >>> m.handler_histograms()["app.h"][0][:3]
+            [0, 1, 0]
+        """
+        with self._lock:
+            return {name: (list(counts), total) for name, (counts, total) in self._histogram.items()}
+
     def get(self, name: str, **labels: str) -> float:
         with self._lock:
             return self._values.get((name, tuple(sorted(labels.items()))), 0)

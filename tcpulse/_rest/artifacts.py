@@ -9,7 +9,8 @@ sha512 over the decoded bytes, fed chunk by chunk) with the official client's ve
 download that do not touch the network: `ObjectUrl` (a `getUrl` answer, renewed when expired
 before a retry), `redirect_target` (never from https to anything else: `downgrade_refusal`), `without_query`
 (errors name the object, not its signature), `Retriable` and `retry_delay` (what is retried and
-its log line), `object_options` (the Object client an object artifact is fetched through) and
+its log line), `connection_failure` (a broken connection, told without the URL's query),
+`emptied_on_mismatch` (a file whose bytes fail their hashes is left empty), `object_options` (the Object client an object artifact is fetched through) and
 the writers (`HashingWriter`, `Buffer`, `file_writers`).
 
 Transport-independent, shared by the requests-based downloader (download.py) and the async one
@@ -19,20 +20,26 @@ Example:
     >>> artifact_source({"storageType": "reference", "url": "https://example.com/x"})
     ('url', 'https://example.com/x')
 """
+import contextlib
 import datetime
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional, Protocol, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, Mapping, Optional, Protocol, Tuple
 from urllib.parse import urljoin, urlsplit
 
-from tcpulse.errors import ClientUsageError, ObjectHashVerificationError, TaskclusterArtifactError, TaskclusterFailure
+from tcpulse.errors import (ClientUsageError, ObjectHashVerificationError, TaskclusterArtifactError,
+                            TaskclusterConnectionError, TaskclusterFailure)
 from tcpulse.utils import calculateSleepTime
 
 log = logging.getLogger("tcpulse.download")
 CHUNK_SIZE = 64 * 1024
 MAX_REDIRECTS = 10
+
+# A URL's query as HTTP libraries quote it in their errors ("...with url: /a?X-Amz-Signature=...").
+_QUERY = re.compile(r"\?[^\s'\")]*")
 
 # The hashes the object service's schemas accept; at least one must be present and match.
 ACCEPTABLE_HASHES = ("sha256", "sha512")
@@ -109,6 +116,10 @@ class Hashes:
         for digest in self._hashes.values():
             digest.update(chunk)
 
+    def hexdigests(self) -> Dict[str, str]:
+        """The hashes as the Object service takes them (`finishUpload`'s `hashes`)."""
+        return {name: digest.hexdigest() for name, digest in self._hashes.items()}
+
     def verify(self, expected: Mapping[str, str]) -> None:
         """Raise ObjectHashVerificationError unless every expected hash we compute matches and at
         least one acceptable hash was there to check (the official client's rules)."""
@@ -172,13 +183,46 @@ class Retriable(Exception):
         self.error = error
 
 
-def retry_delay(failure: Retriable, attempt: int, attempts: int) -> float:
-    """Seconds to wait before the next attempt, logged with why; after the last attempt, raise
-    the failure's error."""
+def connection_failure(url: str, exc: BaseException, what: str = "download") -> Retriable:
+    """A broken connection to `url` during a `what` (download, upload) as a failure worth another
+    attempt. requests and aiohttp
+    quote the URL, signature and all, in their errors: the text and the exception kept as
+    `superExc` (of the same type where it can be rebuilt from a message) keep no query.
+
+    Example:
+        >>> failure = connection_failure("https://s.example/a?X-Amz-Signature=s3cr3t",
+        ...                              OSError("Max retries exceeded with url: /a?X-Amz-Signature=s3cr3t"))
+        >>> str(failure.error), repr(failure.error.superExc)
+        ('download of https://s.example/a: OSError: Max retries exceeded with url: /a?...', "OSError('Max retries exceeded with url: /a?...')")
+    """
+    text = _QUERY.sub("?...", str(exc))
+    try:
+        clean: BaseException = type(exc)(text)
+    except Exception:  # an error type whose constructor wants more than a message
+        clean = ConnectionError(text)
+    return Retriable(TaskclusterConnectionError(f"{what} of {without_query(url)}: {type(exc).__name__}: {text}",
+                                                superExc=clean))
+
+
+@contextlib.contextmanager
+def emptied_on_mismatch(file: BinaryIO) -> Iterator[None]:
+    """Leave `file` empty when what was written fails its hashes: a file holding the wrong
+    bytes would pass for a finished download."""
+    try:
+        yield
+    except ObjectHashVerificationError:
+        file.seek(0)
+        file.truncate()
+        raise
+
+
+def retry_delay(failure: Retriable, attempt: int, attempts: int, logger: logging.Logger = log) -> float:
+    """Seconds to wait before the next attempt, logged with why (on `logger`); after the last
+    attempt, raise the failure's error."""
     if attempt >= attempts:
         raise failure.error from failure.error.superExc
     delay = calculateSleepTime(attempt)
-    log.warning("%s; retrying in %.2f s (attempt %d of %d)", failure.error, delay, attempt + 1, attempts)
+    logger.warning("%s; retrying in %.2f s (attempt %d of %d)", failure.error, delay, attempt + 1, attempts)
     return delay
 
 

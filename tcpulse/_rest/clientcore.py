@@ -17,7 +17,6 @@ Example:
     >>> queue.buildUrl("task", "abc")
     'https://tc.example.com/api/queue/v1/task/abc'
 """
-import json
 import logging
 import os
 import socket
@@ -32,7 +31,8 @@ from tcpulse.errors import ClientUsageError, TaskclusterAuthFailure, Taskcluster
 from tcpulse._api.hints import did_you_mean
 from tcpulse._rest.options import client_options, is_seconds, no_root_url, service_url
 from tcpulse.references import FunctionEntry, Reference
-from tcpulse.utils import calculateSleepTime
+from tcpulse.utils import calculateSleepTime, dumpJson
+from tcpulse._api.schemas import check_call
 
 log = logging.getLogger("tcpulse.client")
 if os.environ.get("DEBUG_TASKCLUSTER_CLIENT"):
@@ -154,7 +154,10 @@ class ClientCore:
         before anything is sent)."""
         label = self._label(entry)
         bound = bind_arguments(label, entry, args, kwargs)
-        body = None if bound.payload is None else json.dumps(bound.payload, separators=(",", ":")).encode()
+        if self.options.get("validate"):
+            check_call(label, self.serviceName or "", entry, bound)
+        # dumpJson, as the official client: datetimes in a payload (e.g. `expires`) become stringDate text.
+        body = None if bound.payload is None else dumpJson(bound.payload).encode()
         query = dict(bound.query)
         if bound.pagination_limit and "limit" in entry.query:
             query["limit"] = bound.pagination_limit

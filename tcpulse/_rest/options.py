@@ -102,6 +102,8 @@ def check_options(options: Mapping[str, Any]) -> None:
     for name in ("rootUrl", "baseUrl"):
         if options.get(name) is not None and not isinstance(options[name], str):
             raise ClientUsageError(f"option {name!r} must be a URL string (got {options[name]!r})")
+    if not isinstance(options.get("validate", False), bool):
+        raise ClientUsageError(f"option 'validate' must be True or False (got {options['validate']!r})")
     scopes = options.get("authorizedScopes")
     if scopes is not None and (isinstance(scopes, str) or not all(isinstance(s, str) for s in scopes)):
         raise ClientUsageError(f"option 'authorizedScopes' must be a list of scope strings (got {scopes!r})")

@@ -26,9 +26,10 @@ from typing import Any, BinaryIO, Callable, Optional, Tuple
 import aiohttp
 
 from tcpulse._rest.artifacts import (CHUNK_SIZE, GET_URL_REQUEST, MAX_REDIRECTS, Buffer, Hashes, HashingWriter,
-                         ObjectUrl, Retriable, Writer, artifact_source, content_type, file_writers, get_url,
-                         object_options, redirect_target, retry_delay, without_query)
-from tcpulse.errors import TaskclusterConnectionError, TaskclusterFailure, TaskclusterRestFailure
+                                    ObjectUrl, Retriable, Writer, artifact_source, connection_failure, content_type,
+                                    emptied_on_mismatch, file_writers, get_url, object_options, redirect_target,
+                                    retry_delay, without_query)
+from tcpulse.errors import TaskclusterFailure, TaskclusterRestFailure
 from tcpulse.aio.client import AsyncClient, new_session
 
 AnyWriterFactory = Callable[[], Any]  # returns a writer, or an awaitable of one
@@ -55,8 +56,9 @@ async def downloadArtifactToFile(file: BinaryIO, *, taskId: str, name: str, queu
         >>> with open("target.zip", "wb") as file:  # doctest: +SKIP
         ...     await downloadArtifactToFile(file, taskId="t", name="public/target.zip", queueService=queue)
     """
-    return await downloadArtifact(taskId=taskId, name=name, runId=runId, maxRetries=maxRetries,
-                                  queueService=queueService, writerFactory=file_writers(file))
+    with emptied_on_mismatch(file):
+        return await downloadArtifact(taskId=taskId, name=name, runId=runId, maxRetries=maxRetries,
+                                      queueService=queueService, writerFactory=file_writers(file))
 
 
 async def downloadArtifact(*, taskId: str, name: str, queueService: AsyncClient, writerFactory: AnyWriterFactory,
@@ -94,14 +96,16 @@ async def downloadToBuf(*, name: str, objectService: AsyncClient, maxRetries: in
 
 
 async def downloadToFile(file: BinaryIO, *, name: str, objectService: AsyncClient, maxRetries: int = 5) -> str:
-    """Write an object into `file` (binary, seekable, truncatable), hashes verified; its content type.
+    """Write an object into `file` (binary, seekable, truncatable), hashes verified; its content
+    type. Bytes that fail their hashes are not left in the file: it is emptied, then the error raised.
 
     Example:
         >>> with open("object.bin", "wb") as file:  # doctest: +SKIP
         ...     await downloadToFile(file, name="my/object", objectService=objects)
     """
-    return await download(name=name, objectService=objectService, maxRetries=maxRetries,
-                          writerFactory=file_writers(file))
+    with emptied_on_mismatch(file):
+        return await download(name=name, objectService=objectService, maxRetries=maxRetries,
+                              writerFactory=file_writers(file))
 
 
 async def download(*, name: str, objectService: AsyncClient, writerFactory: AnyWriterFactory,
@@ -165,8 +169,7 @@ async def _fetch_once(http: "aiohttp.ClientSession", url: str, writer: Writer) -
                     await _maybe_await(writer.write(chunk))
                 return content_type(response.headers.get("Content-Type"))
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise Retriable(TaskclusterConnectionError(
-            f"download of {without_query(url)}: {type(exc).__name__}: {exc}", superExc=exc)) from exc
+        raise connection_failure(url, exc) from None
     raise TaskclusterFailure(f"download of {without_query(url)}: more than {MAX_REDIRECTS} redirects")
 
 

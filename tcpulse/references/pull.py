@@ -6,6 +6,12 @@ name with the schemas those refer to; check each; write the set atomically (a fa
 the folder as it was); the default folder per deployment under the user's cache directory; and
 `PullError`, one line naming the URL and the problem.
 
+A deployment's answers are not trusted to be small or quick: each document is capped at
+MAX_DOCUMENT_BYTES, a set at MAX_SCHEMAS schemas, and the whole pull at DEADLINE seconds (a
+server that sends a byte every few seconds never trips a per-read timeout). The new set replaces
+the old one in a single step (both folders swapped by the kernel where it can), under a lock on
+the parent folder, so a reader never finds the folder empty and concurrent pulls queue up.
+
 The folder is in the deployment's own layout (`references/manifest.json`,
 `references/<service>/<version>/api.json`, `schemas/...`), so `sets.ReferenceSet` reads it like
 the bundled set.
@@ -13,19 +19,22 @@ the bundled set.
 Imports only the standard library (urllib for HTTP), `records`, `sets`, `tcpulse.errors` and
 `tcpulse._rest.artifacts` (its redirect rule); only the command line imports it.
 """
+import contextlib
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Set
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set
 
 from tcpulse._rest.artifacts import downgrade_refusal
 from tcpulse.errors import InvalidReference, TaskclusterFailure
@@ -33,6 +42,9 @@ from tcpulse.references.records import Reference, parse_document
 from tcpulse.references.sets import MANIFEST, manifest_paths, name_of_path
 
 TIMEOUT = 30.0
+DEADLINE = 300.0  # seconds for a whole pull; today's deployments take about 2 s
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024  # the largest of today's references is 51 kB
+MAX_SCHEMAS = 2000  # today's deployments name 166
 FETCHERS = 8
 # Path segments a deployment's reference or schema path may have: no '..', no empty segment.
 SAFE_PATH = re.compile(r"^/(references|schemas)(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+\.json$")
@@ -72,13 +84,15 @@ def default_dir(root_url: str) -> Path:
     return Path(cache) / "tcpulse" / "references" / slug
 
 
-def pull(root_url: str, directory: Optional[Path] = None, timeout: float = TIMEOUT) -> PullResult:
-    """Fetch and check a deployment's references, then write them to `directory` in one step."""
+def pull(root_url: str, directory: Optional[Path] = None, timeout: float = TIMEOUT,
+         deadline: float = DEADLINE) -> PullResult:
+    """Fetch and check a deployment's references, then write them to `directory` in one step;
+    `timeout` bounds each read, `deadline` the whole pull (seconds)."""
     root = root_url.rstrip("/")
     if urllib.parse.urlsplit(root).scheme not in ("http", "https"):
         raise PullError(f"--root-url must be the deployment's http(s) rootUrl (got {root_url!r})")
     target = Path(directory) if directory else default_dir(root)
-    fetch = _Fetcher(root, timeout)
+    fetch = _Fetcher(root, timeout, deadline)
     manifest_url = f"{root}/{MANIFEST.as_posix()}"
     manifest = fetch.json("/" + MANIFEST.as_posix(), hint="; is --root-url the deployment's rootUrl?")
     try:
@@ -99,9 +113,11 @@ def pull(root_url: str, directory: Optional[Path] = None, timeout: float = TIMEO
 class _Fetcher:
     """GETs JSON documents under one rootUrl, several at a time."""
 
-    def __init__(self, root: str, timeout: float):
+    def __init__(self, root: str, timeout: float, deadline: float):
         self.root = root
         self.timeout = timeout
+        self.deadline = deadline
+        self.ends = time.monotonic() + deadline
         self.opener = urllib.request.build_opener(_NoDowngrade())
 
     def url(self, path: str) -> str:
@@ -112,8 +128,8 @@ class _Fetcher:
             raise PullError(f"{self.url(path)}: not a path under /references/ or /schemas/ that tcpulse can store")
         url = self.url(path)
         try:
-            with self.opener.open(url, timeout=self.timeout) as response:
-                body = response.read()
+            with self.opener.open(url, timeout=self._read_timeout(url)) as response:
+                body = self._read(url, response)
         except urllib.error.HTTPError as exc:
             raise PullError(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from exc
         except (urllib.error.URLError, OSError) as exc:
@@ -125,6 +141,26 @@ class _Fetcher:
             raise PullError(f"{url}: not JSON ({exc})") from exc
         except RecursionError as exc:
             raise PullError(f"{url}: JSON nested too deep to read") from exc
+
+    def _read_timeout(self, url: str) -> float:
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise PullError(f"{url}: the pull took longer than {self.deadline:g} s; gave up")
+        return min(self.timeout, left)
+
+    def _read(self, url: str, response: Any) -> bytes:
+        """The body, a piece at a time, so that neither its size nor a slow sender escapes the caps."""
+        chunks: List[bytes] = []
+        size = 0
+        while True:
+            self._read_timeout(url)  # each read waits at most `timeout`; this bounds their sum
+            chunk = response.read1(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise PullError(f"{url}: larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; not a reference or schema")
+            chunks.append(chunk)
 
     def many(self, paths: Iterable[str]) -> List[Any]:
         with ThreadPoolExecutor(FETCHERS) as pool:
@@ -167,6 +203,9 @@ def _schemas(fetch: _Fetcher, references: List[Reference]) -> Dict[str, Any]:
                 raise PullError(f"{fetch.url(path)}: a schema must be a JSON object (got {type(schema).__name__})")
             found[path] = schema
         wanted = {ref for path in batch for ref in _referred(path, found[path])} - set(found)
+        if len(found) + len(wanted) > MAX_SCHEMAS:
+            raise PullError(f"{fetch.root}: the references name more than {MAX_SCHEMAS} schemas; "
+                            f"not pulling a set that large")
     return found
 
 
@@ -225,10 +264,48 @@ def _write(target: Path, files: Dict[str, Any], root: str) -> None:
 
 
 def _swap(staging: Path, target: Path) -> None:
-    if not target.exists():
-        staging.rename(target)
-        return
-    previous = target.with_name(f".{target.name}.previous-{os.getpid()}")
-    target.rename(previous)
-    staging.rename(target)
-    shutil.rmtree(previous, ignore_errors=True)
+    """Put `staging` in `target`'s place; `staging` then holds the previous set (if any), for
+    the caller to remove."""
+    with _locked(target.parent):
+        if not target.exists():
+            staging.rename(target)
+        elif not _exchange(staging, target):
+            # Two renames where the kernel cannot swap: restore the old set if the second fails.
+            previous = staging.with_name(staging.name + ".previous")
+            target.rename(previous)
+            try:
+                staging.rename(target)
+            except OSError:
+                previous.rename(target)
+                raise
+            previous.rename(staging)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (concurrent pulls into it take turns)."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two folders in one step (Linux's renameat2 with RENAME_EXCHANGE); False where the
+    system offers no such call."""
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(error, os.strerror(error), str(second))

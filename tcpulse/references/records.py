@@ -207,6 +207,13 @@ def _check_unique_names(entries: Tuple[Any, ...], problems: List[str]) -> None:
         seen.add(entry.name)
 
 
+def _check_entry_name(entry: Any, where: str, problems: List[str]) -> None:
+    # An entry becomes an attribute of a generated class: a name such as '__getattr__' or
+    # '__del__' would turn hasattr(), copy.copy() or garbage collection into signed requests.
+    if not entry.name.isidentifier() or entry.name.startswith("_"):
+        problems.append(f"{where}.name must be an identifier that does not start with '_' (got {entry.name!r})")
+
+
 def _strings(fields: _Fields, key: str) -> Tuple[str, ...]:
     values = fields.get(key, list, required=False, default=[])
     if not all(isinstance(v, str) for v in values):
@@ -226,6 +233,7 @@ def _function(raw: Any, where: str, problems: List[str]) -> FunctionEntry:
         input=f.get("input", str, required=False), output=f.get("output", str, required=False),
         scopes=f.obj.get("scopes"),
     )
+    _check_entry_name(entry, where, problems)
     route_args = [part[1:-1] for part in entry.route.split("/") if part.startswith("<") and part.endswith(">")]
     if route_args != list(entry.args):
         problems.append(f"{where} ({entry.name}): args {list(entry.args)} do not match route {entry.route!r}")
@@ -242,6 +250,7 @@ def _exchange(raw: Any, where: str, problems: List[str]) -> ExchangeEntry:
         exchange=f.get("exchange", str, default=""), schema=f.get("schema", str, required=False, default=""),
         routing_key=words,
     )
+    _check_entry_name(entry, where, problems)
     if sum(w.multiple_words for w in words) > 1:
         problems.append(f"{where} ({entry.name}): at most one routing-key field may span multiple words")
     return entry

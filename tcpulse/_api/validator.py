@@ -1,0 +1,344 @@
+"""A small JSON Schema validator for the subset Taskcluster's schemas use, compiled to closures.
+
+Owns: `compile_schema(schema, resolve)`, which turns a schema into a function that returns the
+first `Problem` of an instance (its JSON path, the rule it breaks, a message) or None. Each
+keyword becomes one closure, built once per schema, so checking a message costs a few dict
+lookups and calls per value instead of a walk over the schema's keywords. `$ref`s are compiled on
+first use (through `resolve`), so a schema that refers to itself terminates.
+
+Keywords: type, enum, const, properties, required, additionalProperties, patternProperties,
+minProperties, maxProperties, items (one schema or a list), minItems, maxItems, uniqueItems,
+minLength, maxLength, pattern, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf,
+oneOf, anyOf, allOf, not, $ref. `format` is an annotation here (as in JSON Schema's default),
+and so are title, description, default and examples. benchmarks/validation.py compares this with
+fastjsonschema and jsonschema; it is why tcpulse needs neither.
+
+Pure module: imports only the standard library.
+
+Example:
+    >>> check = compile_schema({"type": "object", "required": ["taskId"],
+    ...                         "properties": {"runId": {"type": "integer", "minimum": 0}}}, None)
+    >>> print(check({"taskId": "a", "runId": -1}, ()))
+    $.runId: -1 is less than the minimum 0 (rule: minimum)
+    >>> print(check({"runId": 1}, ()))
+    $: required property 'taskId' is missing (rule: required)
+"""
+import json
+import re
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+Path = Tuple[Any, ...]
+
+
+class Problem(NamedTuple):
+    """Where an instance breaks its schema: `path` (keys and indexes from the top), `rule` (the
+    keyword) and a message."""
+    path: Path
+    rule: str
+    message: str
+
+    @property
+    def where(self) -> str:
+        """The path as JSONPath text: `$.status.runs[0].state`."""
+        return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message} (rule: {self.rule})"
+
+
+Check = Callable[[Any, Path], Optional[Problem]]
+# (schema with the $ref, the $ref) -> (the schema it points to, a resolver for refs inside that one)
+Resolver = Optional[Callable[[str], Tuple[Any, "Resolver"]]]
+
+_TYPES: Dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+ANNOTATIONS = {"$id", "$schema", "title", "description", "default", "examples", "format", "definitions",
+               "$defs", "$comment", "readOnly", "writeOnly", "deprecated"}
+
+
+def compile_schema(schema: Any, resolve: Resolver) -> Check:
+    """The check function of `schema`, called as `check(value, ())`; `resolve(ref)` finds
+    what a `$ref` points to."""
+    return _Compiler(resolve).compile(schema)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Compiler:
+    def __init__(self, resolve: Resolver) -> None:
+        self.resolve = resolve
+
+    def compile(self, schema: Any) -> Check:
+        if schema is True or schema == {}:
+            return lambda value, path: None
+        if schema is False:
+            return lambda value, path: Problem(path, "false", "no value is allowed here")
+        if "$ref" in schema:
+            return self._ref(schema["$ref"])
+        checks = [self._keyword(key, schema[key], schema) for key in schema if key not in ANNOTATIONS]
+        return _first([c for c in checks if c is not None])
+
+    def _ref(self, ref: str) -> Check:
+        if self.resolve is None:
+            raise ValueError(f"schema has a $ref ({ref!r}) but no way to resolve it")
+        compiled: List[Check] = []
+        resolve = self.resolve
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if not compiled:  # on first use: a schema may refer to itself
+                target, inner = resolve(ref)
+                compiled.append(_Compiler(inner).compile(target))
+            return compiled[0](value, path)
+        return check
+
+    def _keyword(self, key: str, arg: Any, schema: Dict[str, Any]) -> Optional[Check]:
+        build = getattr(self, "_k_" + key, None)
+        if build is None:
+            if key in ("additionalItems", "dependencies", "if", "then", "else", "propertyNames", "contains"):
+                raise ValueError(f"JSON Schema keyword {key!r} is not supported by tcpulse's validator")
+            return None  # an unknown annotation
+        return build(arg, schema)
+
+    # -- any value ---------------------------------------------------------------------------
+    def _k_type(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        names = arg if isinstance(arg, list) else [arg]
+        tests = [_TYPES[name] for name in names]
+        wanted = " or ".join(names)
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            for test in tests:
+                if test(value):
+                    return None
+            return Problem(path, "type", f"{_short(value)} is not of type {wanted}")
+        return check
+
+    def _k_enum(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        allowed = list(arg)
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if any(_same(value, a) for a in allowed):
+                return None
+            return Problem(path, "enum", f"{_short(value)} is not one of {_short(allowed)}")
+        return check
+
+    def _k_const(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            return None if _same(value, arg) else Problem(path, "const", f"{_short(value)} is not {_short(arg)}")
+        return check
+
+    def _combination(self, rule: str, arg: Any, accept: Callable[[int], bool], wanted: str) -> Check:
+        parts = [self.compile(s) for s in arg]
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            passed = sum(1 for part in parts if part(value, path) is None)
+            if accept(passed):
+                return None
+            return Problem(path, rule, f"{_short(value)} matches {passed} of the {len(parts)} {rule} schemas "
+                                       f"(must match {wanted})")
+        return check
+
+    def _k_oneOf(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return self._combination("oneOf", arg, lambda n: n == 1, "exactly one")
+
+    def _k_anyOf(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return self._combination("anyOf", arg, lambda n: n >= 1, "at least one")
+
+    def _k_allOf(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _first([self.compile(s) for s in arg])
+
+    def _k_not(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        inner = self.compile(arg)
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            return Problem(path, "not", f"{_short(value)} matches a schema it must not") if inner(value, path) is None else None
+        return check
+
+    # -- objects -----------------------------------------------------------------------------
+    def _k_properties(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        props = [(name, self.compile(sub)) for name, sub in arg.items()]
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if not isinstance(value, dict):
+                return None
+            for name, sub in props:
+                if name in value:
+                    problem = sub(value[name], path + (name,))
+                    if problem is not None:
+                        return problem
+            return None
+        return check
+
+    def _k_patternProperties(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        pats = [(re.compile(p), self.compile(sub)) for p, sub in arg.items()]
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if not isinstance(value, dict):
+                return None
+            for key, item in value.items():
+                for pattern, sub in pats:
+                    if pattern.search(key):
+                        problem = sub(item, path + (key,))
+                        if problem is not None:
+                            return problem
+            return None
+        return check
+
+    def _k_required(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        names = list(arg)
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if isinstance(value, dict):
+                for name in names:
+                    if name not in value:
+                        return Problem(path, "required", f"required property {name!r} is missing")
+            return None
+        return check
+
+    def _k_additionalProperties(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        known = set(schema.get("properties", {}))
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        extra = None if arg is False else self.compile(arg)
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if not isinstance(value, dict):
+                return None
+            for key in value:
+                if key in known or any(p.search(key) for p in patterns):
+                    continue
+                if extra is None:
+                    return Problem(path, "additionalProperties",
+                                   f"property {key!r} is not allowed (allowed: {', '.join(sorted(known)) or 'none'})")
+                problem = extra(value[key], path + (key,))
+                if problem is not None:
+                    return problem
+            return None
+        return check
+
+    def _k_minProperties(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("minProperties", dict, len, lambda n: n >= arg, f"has fewer than {arg} properties")
+
+    def _k_maxProperties(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("maxProperties", dict, len, lambda n: n <= arg, f"has more than {arg} properties")
+
+    # -- arrays ------------------------------------------------------------------------------
+    def _k_items(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        if isinstance(arg, list):
+            subs = [self.compile(s) for s in arg]
+
+            def each_position(value: Any, path: Path) -> Optional[Problem]:
+                if isinstance(value, list):
+                    for index, (item, sub) in enumerate(zip(value, subs)):
+                        problem = sub(item, path + (index,))
+                        if problem is not None:
+                            return problem
+                return None
+            return each_position
+        sub = self.compile(arg)
+
+        def each(value: Any, path: Path) -> Optional[Problem]:
+            if isinstance(value, list):
+                for index, item in enumerate(value):
+                    problem = sub(item, path + (index,))
+                    if problem is not None:
+                        return problem
+            return None
+        return each
+
+    def _k_minItems(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("minItems", list, len, lambda n: n >= arg, f"has fewer than {arg} items")
+
+    def _k_maxItems(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("maxItems", list, len, lambda n: n <= arg, f"has more than {arg} items")
+
+    def _k_uniqueItems(self, arg: Any, schema: Dict[str, Any]) -> Optional[Check]:
+        if not arg:
+            return None
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if isinstance(value, list):
+                seen = set()
+                for item in value:
+                    key = json.dumps(item, sort_keys=True)
+                    if key in seen:
+                        return Problem(path, "uniqueItems", f"{_short(item)} appears more than once")
+                    seen.add(key)
+            return None
+        return check
+
+    # -- strings and numbers -----------------------------------------------------------------
+    def _k_minLength(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("minLength", str, len, lambda n: n >= arg, f"is shorter than {arg} characters")
+
+    def _k_maxLength(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("maxLength", str, len, lambda n: n <= arg, f"is longer than {arg} characters")
+
+    def _k_pattern(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        search = re.compile(arg).search
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if isinstance(value, str) and search(value) is None:
+                return Problem(path, "pattern", f"{_short(value)} does not match {arg!r}")
+            return None
+        return check
+
+    def _k_minimum(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("minimum", _NUMBER, _same_number, lambda n: n >= arg, f"is less than the minimum {arg}")
+
+    def _k_maximum(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("maximum", _NUMBER, _same_number, lambda n: n <= arg, f"is more than the maximum {arg}")
+
+    def _k_exclusiveMinimum(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("exclusiveMinimum", _NUMBER, _same_number, lambda n: n > arg, f"is not more than {arg}")
+
+    def _k_exclusiveMaximum(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("exclusiveMaximum", _NUMBER, _same_number, lambda n: n < arg, f"is not less than {arg}")
+
+    def _k_multipleOf(self, arg: Any, schema: Dict[str, Any]) -> Check:
+        return _bound("multipleOf", _NUMBER, _same_number, lambda n: (n / arg).is_integer(), f"is not a multiple of {arg}")
+
+
+_NUMBER = (int, float)
+
+
+def _first(checks: List[Check]) -> Check:
+    """One check running `checks` in order, returning the first problem."""
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(value: Any, path: Path) -> Optional[Problem]:
+        for one in checks:
+            problem = one(value, path)
+            if problem is not None:
+                return problem
+        return None
+    return check
+
+
+def _same_number(value: Any) -> Any:
+    return value
+
+
+def _bound(rule: str, kind: Any, measure: Callable[[Any], Any], ok: Callable[[Any], bool], says: str) -> Check:
+    """A check that applies to one kind of value only: `ok(measure(value))` must hold."""
+    def check(value: Any, path: Path) -> Optional[Problem]:
+        if isinstance(value, kind) and not isinstance(value, bool) and not ok(measure(value)):
+            return Problem(path, rule, f"{_short(value)} {says}")
+        return None
+    return check
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1, and 1 equals 1.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return a == b
