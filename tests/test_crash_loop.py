@@ -84,6 +84,10 @@ def test_only_the_message_that_kills_its_process_is_dead_lettered_whatever_the_p
         f"delivered {LIMIT} times without an ack (delivery_limit {LIMIT}), the last time alone: the process "
         f"handling it exited or lost its connection each time")
     assert POISON not in ledger.handled()
+    logs = "".join(path.read_text() for path in ledger.directory.glob("listener-run*.log"))
+    blamed = [line for line in logs.splitlines() if "came back unacked while it ran alone" in line]
+    assert len(blamed) == LIMIT - 2 and all(faultkit.ROUTING_KEY.format(id=POISON) in line for line in blamed), \
+        "only the killer died while it ran alone (each death before the last counted once)"
     last = ledger.directory / f"listener-run{LIMIT - 1}.log"
     assert (f"last delivery ({LIMIT} of delivery_limit {LIMIT}) of a message from {faultkit.EXCHANGE} "
             f"'{faultkit.ROUTING_KEY.format(id=POISON)}': it came back unacked each time before") in last.read_text()

@@ -377,6 +377,10 @@ class Consumer(ConsumerMixin):
         self._acks.ack(message.delivery_tag)
         self._uncounted += not counted
 
+    def flush_acks(self) -> None:
+        """Send every ack owed now."""
+        self._flush_acks(force=True)
+
     def _flush_acks(self, force: bool = False) -> None:
         owed = self._acks.owed
         if not owed:

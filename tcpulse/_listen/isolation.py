@@ -62,7 +62,7 @@ class Isolation:
 
     `delivery` is the run's `tcpulse._listen.delivery.Delivery` (its `delivery_limit`, exchange
     and isolation queue). The consumer it serves provides `pool`, `epoch`, `took(message)`
-    (a message now unacked on the channel) and `ack(message, counted)`.
+    (a message now unacked on the channel), `ack(message, counted)` and `flush_acks()`.
     """
 
     def __init__(self, delivery: Any, metrics: Any) -> None:
@@ -105,6 +105,10 @@ class Isolation:
             self._look(channel)
             return
         while not consumer.pool.busy():
+            # Acks go out before a message runs alone: one still owed (batched) when the process dies
+            # would bring its message back as if it had died with it. basic.get is a round trip,
+            # after which the broker has taken every ack sent before it.
+            consumer.flush_acks()
             message = kombu.Queue(self.queue, no_declare=True, channel=channel).get(no_ack=False)
             if message is None:
                 self.waiting = False
