@@ -59,9 +59,11 @@ from tcpulse.utils import fromNowJSON as fromNowJSON
 from tcpulse.utils import isExpired as isExpired
 from tcpulse.utils import makeB64UrlSafe as makeB64UrlSafe
 from tcpulse.utils import makeB64UrlUnsafe as makeB64UrlUnsafe
+from tcpulse.utils import makeHttpRequest as makeHttpRequest
 from tcpulse._listen.listener import on as on
 from tcpulse._rest.options import optionsFromEnvironment as optionsFromEnvironment
 from tcpulse._broker.publishing import publish as publish
+from tcpulse.utils import putFile as putFile
 from tcpulse.utils import scopeMatch as scopeMatch
 from tcpulse.utils import scope_match as scope_match
 from tcpulse.utils import slugId as slugId
