@@ -31,6 +31,8 @@ from tcpulse._listen.dispatch import Event, Handler, Registry, bindings_for
 from tcpulse._listen.outcome import DEFAULT_MAX_BODY, DEFAULT_RETRY_DELAYS, RetryPolicy
 from tcpulse._api.exchanges import Binding
 from tcpulse._ops.metrics import Metrics
+from tcpulse._ops.logsetup import log_to_stderr_unless_configured, one_line_if_uncaught
+from tcpulse.errors import BrokerFailure
 from tcpulse._listen.messages import MessageHandling
 from tcpulse._listen.running import HandlerRuns, Watchdog
 from tcpulse._listen.stale import remove_stale
@@ -120,6 +122,7 @@ class Listener:
         self.queue_type = "classic"
         self.delivery_limit: Optional[int] = None
         self._address_or_error: Any = None
+        self._log_summary = True  # False when the caller prints the run's summary itself
         self.validate = "off"
         self.adopt = False
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
@@ -358,7 +361,11 @@ class Listener:
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:
             self._consumer.run()
-            log.info("stopped listening on %s: %s", self.queue, self.metrics.summary())
+            # `tcpulse listen` prints the summary itself, on stdout: once is enough.
+            log.info("stopped listening on %s%s", self.queue, f": {self.metrics.summary()}" if self._log_summary else "")
+        except BrokerFailure as exc:  # a configuration error: one line says what to fix
+            one_line_if_uncaught(exc)
+            raise
         finally:
             watchdog.stop()
 

@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import Event, Handler, Registry
+from tcpulse._ops.metrics import readable
 from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
                                      RetryPolicy, decide, decode_body)
 from tcpulse._listen.running import Failures, HandlerRuns
@@ -159,8 +160,8 @@ class MessageHandling:
             self._taken_over_logged.add(key)
         log.warning("a retried or requeued message from %s %r was for %s, which no longer exist%s (renamed, or "
                     "its script renamed?); it goes to every handler that matches it now: %s (logged once per "
-                    "run for these handlers)", event.exchange, event.routing_key, ", ".join(gone),
-                    "s" if len(gone) == 1 else "", ", ".join(h.name for h in handlers))
+                    "run for these handlers)", event.exchange, event.routing_key, readable(", ".join(gone)),
+                    "s" if len(gone) == 1 else "", ", ".join(h.display for h in handlers))
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
         body = decode_body(message.body, self._max_body)
@@ -186,13 +187,13 @@ class MessageHandling:
             self._delivery.retry(message, origin, verdict)
             self.metrics.inc("retried")
             log.warning("%s failed on %s %r (%s); retrying in %.1f s, attempt %d of %d",
-                        ", ".join(verdict.handlers), origin.exchange, origin.routing_key,
-                        _summary(failures), verdict.delay, verdict.attempt, self._policy.max_attempts)
+                        readable(", ".join(verdict.handlers)), origin.exchange, origin.routing_key,
+                        readable(_summary(failures)), verdict.delay, verdict.attempt, self._policy.max_attempts)
         elif isinstance(verdict, DeadLetter):
             self._delivery.dead_letter(message, origin, verdict)
             self.metrics.inc("dead_lettered")
             log.error("dead-lettered a message from %s %r: %s; it waits in %s (tcpulse dead-letters "
-                      "%s --list / --requeue)", origin.exchange, origin.routing_key, verdict.reason,
+                      "%s --list / --requeue)", origin.exchange, origin.routing_key, readable(verdict.reason),
                       self._delivery.dead_letter_queue, self._name or "NAME")
 
 

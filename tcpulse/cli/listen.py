@@ -209,6 +209,8 @@ def run_listen(listeners: Any, args: argparse.Namespace) -> None:
         for listener in listeners:
             listener.configure(declare_exchanges=True)
     errors: List[BaseException] = []
+    for listener in listeners:
+        listener._log_summary = False  # printed below, on stdout
     finished = threading.Event()
     helper: Optional[threading.Thread] = None
     if messages is not None or getattr(args, "exit_when_idle", False):
