@@ -11,13 +11,14 @@ import threading
 import uuid
 from pathlib import Path
 
+import kombu
 import pytest
 
 import tcpulse
 import tcpulse.aio
 from tcpulse import Listener, QueueEvents
 from faultkit import free_port
-from listenerkit import Publisher, queue_name, running, task_key, wait_for  # noqa: F401 - queue_name is a fixture
+from listenerkit import GUEST, Publisher, queue_name, running, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 
 COMPLETED = QueueEvents.taskCompleted
 REPO = Path(__file__).resolve().parent.parent
@@ -199,3 +200,31 @@ def test_app_run_on_a_missing_exchange_ends_the_script_with_one_line_not_a_trace
         f"MissingExchange: exchange {missing!r} does not exist on amqp://{pulse_user.name}:***@127.0.0.1:5672//: is "
         "the service that publishes it running there? (for local development, Listener(..., declare_exchanges=True) "
         "creates it)"], done.stderr
+
+
+@pytest.mark.rabbitmq
+def test_the_readmes_pulse_user_lines_give_pulses_permissions(rabbitmq):
+    import re
+    import shlex
+
+    from conftest import rabbitmqctl
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- pulse-user -->\n```\n(.*?)```", readme, re.S).group(1)
+    name = f"readme-{uuid.uuid4().hex[:8]}"
+    commands = [shlex.split(line.replace("alice", name)) for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [["rabbitmqctl", "add_user"], ["rabbitmqctl", "set_permissions"]]
+    try:
+        for command in commands:
+            rabbitmqctl(*command[1:])
+        url = f"amqp://{name}:{name}-password@127.0.0.1:5672//"
+        mine = f"exchange/{name}/v1/x"
+        done = _tcpulse("publish", mine, "--routing-key", "k", "--broker", url, "--declare-exchanges")
+        assert done.returncode == 0, done.stderr  # its own exchange: created
+        refused = _tcpulse("publish", "exchange/someone-else/v1/x", "--routing-key", "k", "--broker", url,
+                           "--declare-exchanges")
+        assert refused.returncode == 1 and f"does not let user {name!r} declare exchange" in refused.stderr
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", name], capture_output=True, timeout=60)
+        with kombu.Connection(GUEST) as conn:
+            conn.channel().exchange_delete(f"exchange/{name}/v1/x")
