@@ -107,6 +107,8 @@ def test_status_reports_waiting_messages_a_dead_letter_and_the_bindings(pulse_us
     wait_for(lambda: _status(pulse_user, queue_name)["messages"] == 2, 10, what="2 waiting messages")
     status = _status(pulse_user, queue_name)
     assert status["consumers"] == 0 and status["type"] == "classic" and status["unacked"] is None
+    # One holding queue per retry delay (5, 30, 120, 600 s by default), all empty.
+    assert [h["messages"] for h in status["holding_queues"]] == [0, 0, 0, 0], status["holding_queues"]
     assert status["dead_letters"]["count"] == 1
     assert "the task definition is invalid" in status["dead_letters"]["newest"][0]["reason"]
     assert status["bindings"] == [[COMPLETED.exchange, COMPLETED(taskGroupId=queue_name).routing_key_pattern]]
