@@ -1,4 +1,4 @@
-"""`tcpulse tail` and `tcpulse status` through the real console script, on RabbitMQ as a
+"""`tcpulse --version`, `tcpulse tail` and `tcpulse status` through the real console script, on RabbitMQ as a
 Pulse-permission user: what they print, their exit codes, and that a tail leaves nothing behind."""
 import json
 import re
@@ -143,3 +143,10 @@ def test_status_tells_a_quorum_queue(pulse_user, taskcluster_exchanges, queue_na
         assert status["consumers"] == 1
     assert status["type"] == "quorum" and status["dead_letters"]["count"] == 0
     assert _status(pulse_user, queue_name)["type"] == "quorum"  # the probe changed nothing
+
+
+def test_version_prints_the_installed_version():
+    import tcpulse
+
+    done = subprocess.run([str(TCPULSE), "--version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"tcpulse {tcpulse.__version__}\n")
