@@ -149,5 +149,6 @@ def delete_listener_topology(url: str, user: str, name: str, retry_delays: Seque
     delete_delivery_exchange(url, delivery.queue)
     holding = delivery.holding_queues()
     with resolve_broker(url, environ={}).connection() as conn:
-        for queue in [delivery.queue, delivery.dead_letter_queue, record_queue(delivery.queue), *sorted(holding)]:
+        for queue in [delivery.queue, delivery.dead_letter_queue, delivery.names.isolation_queue, record_queue(delivery.queue),
+                      *sorted(holding)]:
             conn.channel().queue_delete(queue=queue)

@@ -51,7 +51,7 @@ def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: 
         record = peek_record(connection, names)
         delivery = Delivery(names.queue, RetryPolicy(retry_delays=tuple(retry_delays)), secret=record.secret)
         queues = [delivery.queue, *sorted(set(delivery.holding_queues()) | set(record.holding)),
-                  names.record_queue, *names.parking_queues().values()]
+                  names.isolation_queue, names.record_queue, *names.parking_queues().values()]
         removed = []
         with channel_on(connection) as channel:
             for queue in queues + ([delivery.dead_letter_queue] if include_dead_letters else []):

@@ -111,6 +111,9 @@ def units(old: Delivery, new: Delivery, recorded_holding: Dict[str, Dict[str, An
     for holding, args in sorted(recorded_holding.items()):
         if holding not in new_holding:
             yield holding, args, None, "migrating"
+    # What waits to run alone goes back to the listener's queue, to be run (and guarded) afresh.
+    isolation = old.names.isolation_queue
+    yield isolation, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "migrating"
     yield old.dead_letter_queue, old.dead_letter_arguments(), new.dead_letter_arguments(), "parked-dl"
     record = record_queue(old.queue)
     yield record, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "parked-rec"
