@@ -80,6 +80,20 @@ class Publisher:
         self.close()
 
 
+def http_get(port: int, path: str):
+    """(status, body) of GET http://127.0.0.1:port/path; (None, "") when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return None, ""
+
+
 def queued(user_url: str, queue: str) -> int:
     """Messages ready in `queue` (a passive declare, as the queue's Pulse user)."""
     with resolve_broker(user_url, environ={}).connection() as conn:
@@ -118,6 +132,7 @@ def delete_listener_topology(url: str, user: str, name: str, retry_delays: Seque
     delivery = Delivery(f"queue/{user}/{name}", RetryPolicy(retry_delays=tuple(retry_delays)))
     holding = delivery.holding_queues()
     with resolve_broker(url, environ={}).connection() as conn:
-        for queue in [delivery.queue, delivery.dead_letter_queue, record_queue(delivery.queue), *sorted(holding)]:
+        for queue in [delivery.queue, delivery.dead_letter_queue, delivery.names.isolation_queue, record_queue(delivery.queue),
+                      *sorted(holding)]:
             conn.channel().queue_delete(queue=queue)
         conn.channel().exchange_delete(exchange=delivery.exchange)
