@@ -17,18 +17,9 @@ import pytest
 
 from tcpulse import Binding, Listener, QueueEvents
 from tcpulse._broker.connection import resolve_broker
-from conftest import create_pulse_user
 from listenerkit import delete_listener_topology, running, task_key, wait_for
 
 COMPLETED = QueueEvents.taskCompleted
-
-
-@pytest.fixture(scope="module")
-def attacker(rabbitmq):
-    user = create_pulse_user("tcpulse-attacker")
-    yield user
-    user.delete_own_objects()
-    subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
 
 
 class Side:

@@ -7,7 +7,6 @@ a queue of its own to any `exchange/...` it can name, as Pulse allows) on the vi
 import contextlib
 import json
 import logging
-import subprocess
 
 import kombu
 import pytest
@@ -15,20 +14,11 @@ from amqp.exceptions import NotFound
 
 from tcpulse import Listener, PermanentFailure, QueueEvents
 from tcpulse._broker.connection import resolve_broker
-from conftest import create_pulse_user
 from listenerkit import Publisher, delete_listener_topology, queued, running, task_key, wait_for
 
 COMPLETED = QueueEvents.taskCompleted
 REJECTING = {"x-max-length": 0, "x-overflow": "reject-publish"}
 KEYS = ("retry-0.2s", "dead-letter", "bindings", "return")
-
-
-@pytest.fixture(scope="module")
-def attacker(rabbitmq):
-    user = create_pulse_user("tcpulse-attacker")
-    yield user
-    user.delete_own_objects()
-    subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
 
 
 @pytest.fixture
