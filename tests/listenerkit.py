@@ -132,6 +132,7 @@ def delete_listener_topology(url: str, user: str, name: str, retry_delays: Seque
     delivery = Delivery(f"queue/{user}/{name}", RetryPolicy(retry_delays=tuple(retry_delays)))
     holding = delivery.holding_queues()
     with resolve_broker(url, environ={}).connection() as conn:
-        for queue in [delivery.queue, delivery.dead_letter_queue, record_queue(delivery.queue), *sorted(holding)]:
+        for queue in [delivery.queue, delivery.dead_letter_queue, delivery.names.isolation_queue, record_queue(delivery.queue),
+                      *sorted(holding)]:
             conn.channel().queue_delete(queue=queue)
         conn.channel().exchange_delete(exchange=delivery.exchange)

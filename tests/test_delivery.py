@@ -319,7 +319,7 @@ def test_a_message_never_acked_is_dead_lettered_after_delivery_limit_deliveries_
 
 @pytest.mark.parametrize("options, message", [
     ({"queue_type": "quorom"}, r"queue_type must be one of classic, quorum \(got 'quorom'\). Did you mean 'quorum'\?"),
-    ({"delivery_limit": 5}, r"delivery_limit=5 needs queue_type='quorum': classic queues do not count deliveries"),
+    ({"delivery_limit": True}, r"delivery_limit must be an integer >= 1 \(got True\)"),
     ({"queue_type": "quorum", "delivery_limit": 0}, r"delivery_limit must be an integer >= 1 \(got 0\)"),
 ])
 def test_bad_queue_type_options_are_refused_when_the_listener_is_made(options, message):

@@ -40,10 +40,12 @@ from amqp.exceptions import AMQPError, NotFound
 from tcpulse._broker.connection import broker_errors, connect_any
 from tcpulse.errors import BrokerFailure
 from tcpulse._listen.wire import fit_headers
-from tcpulse._listen.topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
-                       explain_conflicts, holding_key, limit_key, limit_of_key, queue_arguments)
-from tcpulse._listen.outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
-                      decode_body, header_strings, header_text, trusted_headers)
+from tcpulse._listen.topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, ISOLATION_KEY, RETURN_KEY,
+                                      ListenerNames, check_queue_type, explain_conflicts, holding_key, limit_key,
+                                      limit_of_key, queue_arguments)
+from tcpulse._listen.outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, H_RETURNS, DeadLetter, Origin, Poison,
+                                     Retry, RetryPolicy, decode_body, header_strings, header_text, returns_of,
+                                     trusted_headers)
 
 log = logging.getLogger("tcpulse.delivery")
 
@@ -75,9 +77,11 @@ class Delivery:
         # An anonymous listener's queues live as long as its connection, like its own queue.
         self.exclusive = exclusive
         self.queue_type = queue_type
-        self.delivery_limit = delivery_limit
-        if queue_type == "quorum" and delivery_limit is None:
-            self.delivery_limit = DEFAULT_DELIVERY_LIMIT
+        # Deliveries without an ack before the crash-loop guard (`tcpulse._listen.isolation`)
+        # dead-letters a message, on either queue type; a quorum queue's x-delivery-limit is
+        # declared from it too (`broker_limit`), as a backstop that existing queues keep.
+        self.delivery_limit = delivery_limit or DEFAULT_DELIVERY_LIMIT
+        self.broker_limit = self.delivery_limit if queue_type == "quorum" else None
         self.names = names
         self.exchange = names.exchange
         self.dead_letter_queue = names.dead_letter_queue
@@ -109,22 +113,27 @@ class Delivery:
         """Arguments for the listener's own queue: whatever the broker drops goes to our
         dead-letter queue, `max_length` bounds it, and on quorum queues `delivery_limit` sends a
         message that keeps coming back unacked (its process dies on it) there too."""
-        key = limit_key(self.delivery_limit) if self.delivery_limit else DEAD_LETTER_KEY
+        key = limit_key(self.broker_limit) if self.broker_limit else DEAD_LETTER_KEY
         return queue_arguments(self.queue_type, dead_letter=(self.exchange, key), max_length=self.max_length,
-                               delivery_limit=self.delivery_limit)
+                               delivery_limit=self.broker_limit)
 
-    def last_delivery(self, message: Any) -> bool:
-        """Whether the queue hands `message` over for the last time before its delivery limit:
-        it came back unacked every time before (its process died on it?), and if this process
-        dies on it too, the broker dead-letters it.
+    def last_delivery(self, message: Any) -> Optional[int]:
+        """This delivery's number when it is the last one the crash-loop guard allows `message`
+        (a message run alone from the isolation queue, whose process died on it each time before:
+        if this process dies on it too, it is dead-lettered), else None.
 
         Example:
-            >>> class M: headers = {"x-delivery-count": 4}
-            >>> Delivery("queue/a/w", RetryPolicy(), queue_type="quorum", delivery_limit=5).last_delivery(M())
-            True
+            >>> class M:
+            ...     headers = {"tcpulse-returns": 4}
+            ...     delivery_info = {"exchange": "exchange/a/w/delivery", "routing_key": "isolation"}
+            >>> Delivery("queue/a/w", RetryPolicy(), delivery_limit=5).last_delivery(M())
+            5
         """
-        count = (message.headers or {}).get("x-delivery-count")
-        return bool(self.delivery_limit) and isinstance(count, int) and count >= self.delivery_limit - 1 > 0
+        info = message.delivery_info
+        if info.get("routing_key") != ISOLATION_KEY:
+            return None
+        number = returns_of(trusted_headers(message.headers, header_text(info.get("exchange", "")), self.exchange)) + 1
+        return number if number >= self.delivery_limit else None
 
     def dead_letter_arguments(self) -> Dict[str, Any]:
         """Arguments of the dead-letter queue: kept a week, at most 5,000 (oldest dropped)."""
@@ -139,8 +148,10 @@ class Delivery:
             exchange.declare()
             for name, arguments in self.holding_queues().items():
                 self._declare_queue(channel, exchange, name, [name[len(self.queue) + 1:]], arguments)
-            keys = [DEAD_LETTER_KEY] + ([limit_key(self.delivery_limit)] if self.delivery_limit else [])
+            keys = [DEAD_LETTER_KEY] + ([limit_key(self.broker_limit)] if self.broker_limit else [])
             self._declare_queue(channel, exchange, self.dead_letter_queue, keys, self.dead_letter_arguments())
+            self._declare_queue(channel, exchange, self.names.isolation_queue, [ISOLATION_KEY],
+                                queue_arguments(self.queue_type))
             channel.queue_bind(self.queue, self.exchange, RETURN_KEY)
 
     def _declare_queue(self, channel: Any, exchange: kombu.Exchange, name: str, keys: List[str],
@@ -156,6 +167,11 @@ class Delivery:
         seconds. The caller acks the original afterwards, on the same channel."""
         self._publish(message, holding_key(self.policy.base_delay(verdict.attempt)),
                       origin.retry_headers(message.headers, verdict), expiration=verdict.delay)
+
+    def isolate(self, message: Any, origin: Origin, returns: int) -> None:
+        """Publish a copy of `message` to the isolation queue, where it runs alone, with `returns`:
+        how often it came back unacked (`tcpulse._listen.isolation`). The caller acks the original."""
+        self._publish(message, ISOLATION_KEY, {**origin.moved_headers(message.headers), H_RETURNS: returns})
 
     def dead_letter(self, message: Any, origin: Origin, verdict: DeadLetter) -> None:
         """Publish `message` to the dead-letter queue with why it failed; the caller acks it."""

@@ -31,6 +31,8 @@ from tcpulse._listen.dispatch import Event, Handler, Registry, bindings_for
 from tcpulse._listen.outcome import DEFAULT_MAX_BODY, DEFAULT_RETRY_DELAYS, RetryPolicy
 from tcpulse._api.exchanges import Binding
 from tcpulse._ops.metrics import Metrics
+from tcpulse._ops.logsetup import log_to_stderr_unless_configured, one_line_if_uncaught
+from tcpulse.errors import BrokerFailure
 from tcpulse._listen.messages import MessageHandling
 from tcpulse._listen.running import HandlerRuns, Watchdog
 from tcpulse._listen.stale import remove_stale
@@ -65,8 +67,9 @@ class Listener:
     - `max_body_bytes`: a longer body is dead-lettered unread (default 1 MiB); a compressed one
       always is (inflating it could take gigabytes).
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
-      listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
-      times without an ack (its process died on it each time) goes to the dead-letter queue.
+      listeners only); `delivery_limit` (default 20, either type): a message delivered that many
+      times without an ack (its process died on it each time, the last time running it alone)
+      goes to the dead-letter queue; the messages prefetched with it do not (`tcpulse._listen.isolation`).
     - `adopt`: take over a queue of this name that another tool declared (or that has other
       arguments), in place and keeping its messages, and move it to tcpulse's layout.
     - `health_port`: serve /live, /ready and /metrics on 127.0.0.1.
@@ -119,6 +122,7 @@ class Listener:
         self.queue_type = "classic"
         self.delivery_limit: Optional[int] = None
         self._address_or_error: Any = None
+        self._log_summary = True  # False when the caller prints the run's summary itself
         self.validate = "off"
         self.adopt = False
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
@@ -343,6 +347,7 @@ class Listener:
         """Adopt the queue when asked, then consume until stopped, on this thread (whose context
         names the listener in log lines: threads it starts inherit it)."""
         from tcpulse._listen.consumer import Consumer
+        from tcpulse._listen.isolation import Isolation
 
         self._delivery = self._new_delivery()
         if self.adopt and self.name is not None and not self._address.is_memory:
@@ -355,11 +360,16 @@ class Listener:
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
+        self._consumer.guard = Isolation(self._delivery, self.metrics)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:
             self._consumer.run()
-            log.info("stopped listening on %s: %s", self.queue, self.metrics.summary())
+            # `tcpulse listen` prints the summary itself, on stdout: once is enough.
+            log.info("stopped listening on %s%s", self.queue, f": {self.metrics.summary()}" if self._log_summary else "")
+        except BrokerFailure as exc:  # a configuration error: one line says what to fix
+            one_line_if_uncaught(exc)
+            raise
         finally:
             watchdog.stop()
 

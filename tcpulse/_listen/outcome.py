@@ -39,7 +39,8 @@ H_DEAD_AT = "tcpulse-dead-lettered-at"
 # The key under which a delivery's properties say what of it could not be read (set by
 # tcpulse.wire as it reads the delivery): no AMQP property has a hyphenated name, so no publisher can set it.
 UNREADABLE = "tcpulse-unreadable"
-OWN_HEADERS = (H_ATTEMPT, H_EXCHANGE, H_ROUTING_KEY, H_CC, H_HANDLERS, H_REASON, H_FAILURES, H_DEAD_AT)
+H_RETURNS = "tcpulse-returns"  # times an isolated message came back unacked (`tcpulse._listen.isolation`)
+OWN_HEADERS = (H_ATTEMPT, H_EXCHANGE, H_ROUTING_KEY, H_CC, H_HANDLERS, H_REASON, H_FAILURES, H_DEAD_AT, H_RETURNS)
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,8 @@ def _foreign(headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     # and the broker's own dead-letter history, which only grows.
     dropped = set(OWN_HEADERS) | {"CC", "BCC", "x-death", "x-first-death-exchange",
                                   "x-first-death-queue", "x-first-death-reason",
-                                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"}
+                                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
+                                  "x-delivery-count"}
     return {k: v for k, v in (headers or {}).items() if k not in dropped}
 
 
@@ -353,6 +355,17 @@ def header_strings(value: Any) -> Tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(header_text(v) for v in value if isinstance(v, (str, bytes)))
     return ()
+
+
+def returns_of(headers: Mapping[str, Any]) -> int:
+    """How often a message in the isolation queue came back unacked, from its (trusted) headers.
+
+    Example:
+        >>> returns_of({H_RETURNS: 2}), returns_of({H_RETURNS: "x"}), returns_of({})
+        (2, 0, 0)
+    """
+    value = headers.get(H_RETURNS)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _attempt(value: Any) -> int:

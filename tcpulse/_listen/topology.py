@@ -44,6 +44,7 @@ DEFAULT_DELIVERY_LIMIT = 20  # deliveries without an ack before a quorum queue d
 DEAD_LETTER_KEY = "dead-letter"
 RETURN_KEY = "return"
 PARKING_KEYS = ("migrating", "parked-dl", "parked-rec")  # no longer than 'dead-letter': same name limit
+ISOLATION_KEY = "isolation"  # messages that came back unacked, run one at a time (`tcpulse._listen.isolation`)
 OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into the dead-letter queue
 
 
@@ -65,6 +66,7 @@ class ListenerNames:
         self.queue = queue
         self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
         self.dead_letter_queue = queue + "/" + DEAD_LETTER_KEY
+        self.isolation_queue = queue + "/" + ISOLATION_KEY
 
     @classmethod
     def of(cls, user: str, name: str) -> "ListenerNames":
@@ -88,7 +90,8 @@ class ListenerNames:
     def all(self, retry_delays: Iterable[float]) -> List[str]:
         """Every name the listener may declare with these delays (migration's included)."""
         holding = [self.holding_queue(d) for d in sorted(set(float(d) for d in retry_delays))]
-        return [self.queue, self.exchange, *holding, self.dead_letter_queue, *self.parking_queues().values()]
+        return [self.queue, self.exchange, *holding, self.dead_letter_queue, self.isolation_queue,
+                *self.parking_queues().values()]
 
     def check_lengths(self, retry_delays: Iterable[float]) -> None:
         """Raise ValueError naming the longest name over 255 bytes and by how much.
@@ -146,9 +149,6 @@ def check_queue_type(queue_type: str, delivery_limit: Optional[int], named: bool
     if delivery_limit is not None and (not isinstance(delivery_limit, int) or isinstance(delivery_limit, bool)
                                        or delivery_limit < 1):
         raise ValueError(f"delivery_limit must be an integer >= 1 (got {delivery_limit!r})")
-    if queue_type == "classic" and delivery_limit is not None:
-        raise ValueError(f"delivery_limit={delivery_limit} needs queue_type='quorum': classic queues do not "
-                         "count deliveries")
     if queue_type == "quorum" and not named:
         raise ValueError("an unnamed Listener cannot use queue_type='quorum': its queue is exclusive and goes "
                          "away with its connection, and quorum queues are durable; give the listener a name "

@@ -56,7 +56,7 @@ def delete_listener(connection: kombu.Connection, address: BrokerAddress, name: 
     _refuse_consumers(connection, delivery.queue, "delete it")
     _, recorded_holding = _record(connection, delivery)
     queues = [delivery.queue, *sorted(set(delivery.holding_queues()) | set(recorded_holding)),
-              record_queue(delivery.queue), *_parking(delivery).values()]
+              delivery.names.isolation_queue, record_queue(delivery.queue), *_parking(delivery).values()]
     removed = []
     with _channel(connection) as channel:
         for queue in queues + ([delivery.dead_letter_queue] if include_dead_letters else []):
@@ -211,6 +211,9 @@ def _units(old: Delivery, new: Delivery) -> Iterator[Tuple[str, Dict[str, Any], 
     new_holding = new.holding_queues()
     for holding, args in old.holding_queues().items():
         yield holding, args, new_holding[holding], "migrating"
+    # What waits to run alone goes back to the listener's queue, to be run (and guarded) afresh.
+    isolation = old.names.isolation_queue
+    yield isolation, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "migrating"
     yield old.dead_letter_queue, old.dead_letter_arguments(), new.dead_letter_arguments(), "parked-dl"
     record = record_queue(old.queue)
     yield record, queue_arguments(old.queue_type), queue_arguments(new.queue_type), "parked-rec"
