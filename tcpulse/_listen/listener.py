@@ -329,12 +329,16 @@ class Listener:
 
         await serve(self)
 
-    def _prepare(self, label: str, loop: Any = None) -> None:
-        """Make this run's state; its async handlers go to `loop` (None: a loop of its own)."""
+    def _check_startable(self) -> None:
+        """Raise what keeps this listener from starting (`tcpulse.run` checks every one first)."""
         if not self._registry.handlers:
             raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
         self._check_not_running("run again")
         self._address  # noqa: B018 - a bad broker URL is raised here, before any thread starts
+
+    def _prepare(self, label: str, loop: Any = None) -> None:
+        """Make this run's state; its async handlers go to `loop` (None: a loop of its own)."""
+        self._check_startable()
         self._running = True
         self._loop = loop
         self.metrics.labels = {"listener": label}
