@@ -47,15 +47,17 @@ def spy(attacker, exchange, name, arguments=None):
     return True
 
 
-def failing_listener(victim, name):
+def failing_listener(victim, name, headers=None):
     """A listener whose handler fails once (a retry), then for good on the second message (a
-    dead letter); `seen` records (body id, attempt)."""
+    dead letter); `seen` records (body id, attempt), `headers` (a list) each event's headers."""
     app = Listener(name, broker=victim.url, retry_delays=(0.2,), max_attempts=3)
     seen = []
 
     @app.on(COMPLETED, taskGroupId=name)
     def flaky(event):
         seen.append((event.body["id"], event.attempt))
+        if headers is not None:
+            headers.append(json.dumps(event.headers, default=str))
         if event.body["id"] == "doomed":
             raise PermanentFailure("never")
         if event.attempt == 1:
@@ -95,7 +97,8 @@ def test_another_pulse_user_cannot_read_retries_dead_letters_or_the_binding_reco
     letter (with its failure text) and the binding record. The secret part of the exchange's
     name is nowhere the attacker can look, nor in the listener's log."""
     caplog.set_level(logging.DEBUG)
-    app, seen = failing_listener(victim, unique_name)
+    headers = []
+    app, seen = failing_listener(victim, unique_name, headers)
     guessed = guessable(victim.name, unique_name)
     assert not spy(attacker, guessed, f"{unique_name}-read")
     run_retry_and_dead_letter(app, seen, unique_name)
@@ -103,7 +106,11 @@ def test_another_pulse_user_cannot_read_retries_dead_letters_or_the_binding_reco
     assert queued(attacker.url, f"queue/{attacker.name}/{unique_name}-read") == 0
     exchange = locate_as(victim, app.queue)
     assert exchange.startswith(guessed + "-") and len(exchange) == len(guessed) + 23
-    assert not any(exchange[len(guessed) + 1:] in r.getMessage() for r in caplog.records)
+    secret = exchange[len(guessed) + 1:]
+    # Not in the log, nor in the headers a handler sees (which it might log or forward): the
+    # broker's x-death of the retry names the holding queue's dead-letter exchange.
+    assert not any(secret in r.getMessage() for r in caplog.records)
+    assert len(headers) == 3 and not any(secret in h for h in headers)
     # Only the victim finds it: the attacker cannot read the victim's binding record.
     with pytest.raises(Exception, match="ACCESS_REFUSED"):
         locate_as(attacker, app.queue)

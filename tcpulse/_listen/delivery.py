@@ -107,6 +107,31 @@ class Delivery:
         headers = trusted_headers(message.headers, delivered_by, own)
         return Origin.of(headers, info["exchange"], info["routing_key"])
 
+    def public_headers(self, headers: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """`headers` as a handler sees them (`event.headers`): without what names one of this
+        listener's delivery exchanges (the broker's `x-death` entries of its holding queues, and
+        `x-first-death-exchange` / `x-last-death-exchange`), whose name is its secret, so a
+        handler that logs or forwards its events' headers cannot give it away.
+
+        Example:
+            >>> d = Delivery("queue/a/w", RetryPolicy(), secret="s3cr3t")
+            >>> d.public_headers({"x-death": [{"exchange": d.exchange}, {"exchange": "exchange/x"}], "k": 1})
+            {'x-death': [{'exchange': 'exchange/x'}], 'k': 1}
+        """
+        public: Dict[str, Any] = {}
+        for key, value in (headers or {}).items():
+            if key == "x-death" and isinstance(value, list):
+                value = [d for d in value if not (isinstance(d, dict) and self._names_own(d.get("exchange")))]
+                if not value:
+                    continue
+            elif key in ("x-first-death-exchange", "x-last-death-exchange") and self._names_own(value):
+                continue
+            public[key] = value
+        return public
+
+    def _names_own(self, exchange: Any) -> bool:
+        return isinstance(exchange, (str, bytes)) and self.names.owns(header_text(exchange))
+
     def holding_queue(self, attempt: int) -> str:
         """The queue a copy waits in before coming back as `attempt`."""
         return self.names.holding_queue(self.policy.base_delay(attempt))
