@@ -73,6 +73,9 @@ def add_commands(subparsers: Any) -> None:
                         "else 5,30,120,600)")
     p.add_argument("--max-length", type=positive_int, metavar="N",
                    help="the queue's x-max-length: beyond it the oldest messages go to the dead-letter queue")
+    p.add_argument("--validate", choices=("off", "warn", "dead-letter"),
+                   help="check each body against its exchange's JSON schema: log what does not match (warn) "
+                        "or park it in the dead-letter queue (default: the script's, else off)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     p.add_argument("--health-port", type=_port, metavar="P",
@@ -111,7 +114,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                            concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
                            queue_type=args.queue_type, delivery_limit=args.delivery_limit,
                            max_attempts=args.max_attempts, retry_delays=args.retry_delays,
-                           max_length=args.max_length, auto_delete=args.auto_delete)
+                           max_length=args.max_length, auto_delete=args.auto_delete, validate=args.validate)
         listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
