@@ -85,8 +85,75 @@ class _Compiler:
             return lambda value, path: Problem(path, "false", "no value is allowed here")
         if "$ref" in schema:
             return self._ref(schema["$ref"])
-        checks = [self._keyword(key, schema[key], schema) for key in schema if key not in ANNOTATIONS]
+        checks: List[Optional[Check]] = []
+        consumed: Tuple[str, ...] = ()
+        fuse = self._FUSED.get(schema.get("type")) if isinstance(schema.get("type"), str) else None
+        if fuse is not None:
+            # The usual keywords of one type checked in one closure: a message costs far fewer calls.
+            fused, consumed = fuse(self, schema)
+            checks.append(fused)
+        checks += [self._keyword(key, schema[key], schema) for key in schema
+                   if key not in ANNOTATIONS and key not in consumed]
         return _first([c for c in checks if c is not None])
+
+    def _fused_string(self, schema: Dict[str, Any]) -> Tuple[Check, Tuple[str, ...]]:
+        low, high = schema.get("minLength"), schema.get("maxLength")
+        pattern = schema.get("pattern")
+        search = re.compile(pattern).search if pattern is not None else None
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if not isinstance(value, str):
+                return Problem(path, "type", f"{_short(value)} is not of type string")
+            if low is not None and len(value) < low:
+                return Problem(path, "minLength", f"{_short(value)} is shorter than {low} characters")
+            if high is not None and len(value) > high:
+                return Problem(path, "maxLength", f"{_short(value)} is longer than {high} characters")
+            if search is not None and search(value) is None:
+                return Problem(path, "pattern", f"{_short(value)} does not match {pattern!r}")
+            return None
+        return check, ("type", "minLength", "maxLength", "pattern")
+
+    def _fused_number(self, schema: Dict[str, Any]) -> Tuple[Check, Tuple[str, ...]]:
+        kind = schema["type"]
+        is_kind = _TYPES[kind]
+        low, high = schema.get("minimum"), schema.get("maximum")
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if not is_kind(value):
+                return Problem(path, "type", f"{_short(value)} is not of type {kind}")
+            if low is not None and value < low:
+                return Problem(path, "minimum", f"{_short(value)} is less than the minimum {low}")
+            if high is not None and value > high:
+                return Problem(path, "maximum", f"{_short(value)} is more than the maximum {high}")
+            return None
+        return check, ("type", "minimum", "maximum")
+
+    def _fused_object(self, schema: Dict[str, Any]) -> Tuple[Check, Tuple[str, ...]]:
+        props = [(name, self.compile(sub)) for name, sub in schema.get("properties", {}).items()]
+        required = list(schema.get("required", []))
+        closed = schema.get("additionalProperties") is False and "patternProperties" not in schema
+        known = {name for name, _ in props}
+        allowed = ", ".join(sorted(known)) or "none"
+
+        def check(value: Any, path: Path) -> Optional[Problem]:
+            if not isinstance(value, dict):
+                return Problem(path, "type", f"{_short(value)} is not of type object")
+            for name in required:
+                if name not in value:
+                    return Problem(path, "required", f"required property {name!r} is missing")
+            for name, sub in props:
+                if name in value:
+                    problem = sub(value[name], path + (name,))
+                    if problem is not None:
+                        return problem
+            if closed:
+                for key in value:
+                    if key not in known:
+                        return Problem(path, "additionalProperties", f"property {key!r} is not allowed (allowed: {allowed})")
+            return None
+        return check, ("type", "properties", "required") + (("additionalProperties",) if closed else ())
+
+    _FUSED = {"string": _fused_string, "integer": _fused_number, "number": _fused_number, "object": _fused_object}
 
     def _ref(self, ref: str) -> Check:
         if self.resolve is None:
