@@ -117,18 +117,23 @@ def main() -> None:
     finally:
         server.stdin.close()
         server.wait(timeout=30)
+    print_table(f"{args.mib} MiB artifact to a file", "downloader", results, args.mib, args.repeat)
+
+
+def print_table(title: str, side: str, results: dict, mib: int, repeat: int) -> None:
+    """The Markdown table of RESULTS.md: per side, median RSS before, largest growth, median
+    time, speed and time against the `requests` side. Shared with upload_memory.py."""
     baseline = statistics.median(r["seconds"] for r in results["requests"])
-    print(f"{args.mib} MiB artifact to a file, median of {args.repeat} rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"| downloader | RSS before | RSS growth (peak) | seconds | MiB/s | time vs plain requests | growth < {TARGET_GROWTH_MIB} MiB |")
+    print(f"{title}, median of {repeat} rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"| {side} | RSS before | RSS growth (peak) | seconds | MiB/s | time vs plain requests | growth < {TARGET_GROWTH_MIB} MiB |")
     print("|---|---|---|---|---|---|---|")
     for name, rows in results.items():
         growth = max(r["growth"] for r in rows)
         seconds = statistics.median(r["seconds"] for r in rows)
         before = statistics.median(r["before"] for r in rows)
         verdict = "ok" if growth < TARGET_GROWTH_MIB else "MISSED"
-        print(f"| {name} | {before:.1f} MiB | {growth:+.1f} MiB | {seconds:.2f} | {args.mib / seconds:.0f} | "
+        print(f"| {name} | {before:.1f} MiB | {growth:+.1f} MiB | {seconds:.2f} | {mib / seconds:.0f} | "
               f"{seconds / baseline:.2f}x | {verdict} |")
-
 
 if __name__ == "__main__":
     main()

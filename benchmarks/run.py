@@ -6,7 +6,8 @@ printed as a table of ratios with the machine's description. Run by hand, not in
     .venv/bin/python benchmarks/run.py --only rss,import
 
 Rows and where they come from:
-- listener vs raw kombu (prefetch 100)   benchmarks/listener_throughput.py (LISTENER), its ratio line
+- listener vs raw kombu (prefetch 100)   benchmarks/listener_throughput.py (LISTENER), its ratio line: the
+                                         median of 5 alternating rounds' ratios
 - 200 bindings vs 1, same listener       here
 - 20 ms I/O handler, concurrency 32 vs 1 here
 - async 20 ms handler, concurrency 500   here: `await asyncio.sleep(0.02)` on the listener's event
@@ -310,7 +311,7 @@ def ratio_in(text: str, line_pattern: str) -> float:
 
 
 def row_throughput(args: argparse.Namespace) -> Row:
-    out = run_script("listener_throughput.py", "--messages", str(args.messages), "--rounds", str(args.rounds),
+    out = run_script("listener_throughput.py", "--messages", str(args.messages), "--rounds", str(args.throughput_rounds),
                      "--prefetch", "100")
     ratio = ratio_in(out, r"ratio listener")
     rates = dict(re.findall(r"^\s+(raw kombu|tcpulse Listener)\s+median\s+([0-9]+)", out, re.M))
@@ -373,6 +374,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="20 ms handler at async concurrency 500 and on 32 threads (default 2000)")
     parser.add_argument("--rss-messages", type=int, default=200_000, help="(default 200000)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--throughput-rounds", type=int, default=5,
+                        help="alternating rounds of the listener vs raw kombu row; its ratio is their median (default 5)")
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--official-python", default="/tmp/tcv/bin/python",
                         help="an interpreter with taskcluster==4.0.1 (python3 -m venv V && V/bin/pip install taskcluster==4.0.1)")
@@ -386,6 +389,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--only: unknown row(s) {', '.join(unknown)} (choose from {', '.join(ROWS)})")
     if args.quick:
         args.messages, args.io_messages, args.rss_messages, args.rounds, args.calls = 3000, 640, 20_000, 1, 100
+        args.throughput_rounds = 1
         args.async_messages = 1000
     print(machine_info())
     print(f"command: {' '.join([Path(sys.executable).name, 'benchmarks/run.py', *(argv or sys.argv[1:])])}\n")

@@ -12,6 +12,7 @@ Example:
     'primary.*.*.*.*.*.*.*.g.#'
 """
 import importlib as _importlib
+import sys as _sys
 from typing import Any as _Any, List as _List
 
 from tcpulse.errors import (
@@ -30,6 +31,11 @@ from tcpulse.errors import (
 )
 from tcpulse._api.exchanges import Binding, Exchange, exchanges
 from tcpulse.references import use_references
+from tcpulse._api.modules import install as _install_service_modules
+from tcpulse import errors as exceptions  # the official client's name for the errors module
+
+_install_service_modules()  # tcpulse.queue, tcpulse.aio.queue, ...: one module per service
+_sys.modules.setdefault("tcpulse.exceptions", exceptions)
 
 __version__ = "0.1.0"
 
@@ -44,7 +50,7 @@ _LAZY = {
     "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
     "Event": "_listen.dispatch",
     "Listener": "_listen.listener", "on": "_listen.listener",
-    "publish": "_broker.publishing", "Publisher": "_broker.publishing",
+    "publish": "_broker.publishing", "Publisher": "_broker.publishing", "supervise": "_listen.supervisor",
 }
 
 __all__ = [

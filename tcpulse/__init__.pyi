@@ -50,7 +50,7 @@ from tcpulse.errors import TaskclusterRestFailure as TaskclusterRestFailure
 from tcpulse.errors import TaskclusterTopicExchangeFailure as TaskclusterTopicExchangeFailure
 from tcpulse.utils import calculateSleepTime as calculateSleepTime
 from tcpulse.utils import createSession as createSession
-from tcpulse.auth import createTemporaryCredentials as createTemporaryCredentials
+from tcpulse._rest.hawk import createTemporaryCredentials as createTemporaryCredentials
 from tcpulse.utils import dumpJson as dumpJson
 from tcpulse.utils import encodeStringForB64Header as encodeStringForB64Header
 from tcpulse._api.exchanges import exchanges as exchanges
@@ -67,6 +67,7 @@ from tcpulse.utils import scope_match as scope_match
 from tcpulse.utils import slugId as slugId
 from tcpulse.utils import stableSlugId as stableSlugId
 from tcpulse.utils import stringDate as stringDate
+from tcpulse._listen.supervisor import supervise as supervise
 from tcpulse.utils import toStr as toStr
 from tcpulse.references.sets import use_references as use_references
 

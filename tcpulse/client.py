@@ -27,9 +27,13 @@ import requests.utils
 from tcpulse._rest.calls import CALL_KEYWORDS, response_result
 from tcpulse._rest.clientcore import ClientCore, log
 from tcpulse._rest.options import DEFAULT_OPTIONS, optionsFromEnvironment
+from tcpulse._rest.hawk import createTemporaryCredentials
 from tcpulse.references import FunctionEntry
+from tcpulse.utils import createSession
 
-__all__ = ["BaseClient", "CALL_KEYWORDS", "DEFAULT_OPTIONS", "optionsFromEnvironment"]
+# createSession and createTemporaryCredentials are here too, where the official client has them.
+__all__ = ["BaseClient", "CALL_KEYWORDS", "DEFAULT_OPTIONS", "createSession", "createTemporaryCredentials",
+           "optionsFromEnvironment"]
 
 
 def new_session(base_url: str) -> requests.Session:

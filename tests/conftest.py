@@ -163,6 +163,8 @@ def _sweep_guest_test_objects():
 
 
 OFFICIAL_CLIENT = "taskcluster==4.0.1"  # the release whose wire formats tcpulse matches
+# Today's official client: the control that upload, helper and module-layout tests also run on.
+CURRENT_OFFICIAL_CLIENT = "taskcluster==113.2.0"
 
 
 def _skip_or_fail(message: str) -> None:
@@ -171,32 +173,44 @@ def _skip_or_fail(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def official_python() -> str:
-    """A Python interpreter with the official client (taskcluster 4.0.1) installed, for the
-    byte-for-byte comparisons: TCPULSE_OFFICIAL_PYTHON when set, else a venv built once with pip
-    under ~/.cache/tcpulse-tests (reused by later runs; needs the package index the first time).
-    Skips when it cannot be had, except under CI=true, where it fails."""
-    given = os.environ.get("TCPULSE_OFFICIAL_PYTHON")
+def official_venv_python(spec: str, variable: str) -> str:
+    """A Python interpreter with the official client `spec` installed: $`variable` when set, else
+    a venv built once with pip under ~/.cache/tcpulse-tests (reused by later runs; needs the
+    package index the first time). Skips when it cannot be had, except under CI=true."""
+    given = os.environ.get(variable)
     if given:
         if not os.path.exists(given):
-            _skip_or_fail(f"TCPULSE_OFFICIAL_PYTHON={given} does not exist")
+            _skip_or_fail(f"{variable}={given} does not exist")
         return given
     cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
-    venv = cache / "tcpulse-tests" / OFFICIAL_CLIENT.replace("==", "-")
+    venv = cache / "tcpulse-tests" / spec.replace("==", "-")
     python, built = venv / "bin" / "python", venv / "built"
     if not built.exists():  # a half-built venv (an interrupted run) is rebuilt from scratch
         shutil.rmtree(venv, ignore_errors=True)
         steps = ([sys.executable, "-m", "venv", str(venv)],
-                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", OFFICIAL_CLIENT])
+                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", spec])
         for step in steps:
             done = subprocess.run(step, capture_output=True, text=True, timeout=600)
             if done.returncode != 0:
-                _skip_or_fail(f"cannot build a venv with {OFFICIAL_CLIENT} in {venv} ({' '.join(step[-2:])}: "
-                              f"{done.stderr.strip().splitlines()[-1:]}); set TCPULSE_OFFICIAL_PYTHON to an "
+                _skip_or_fail(f"cannot build a venv with {spec} in {venv} ({' '.join(step[-2:])}: "
+                              f"{done.stderr.strip().splitlines()[-1:]}); set {variable} to an "
                               "interpreter that has it")
-        built.write_text(OFFICIAL_CLIENT + "\n")
+        built.write_text(spec + "\n")
     return str(python)
+
+
+@pytest.fixture(scope="session")
+def official_python() -> str:
+    """A Python interpreter with the official client (taskcluster 4.0.1) installed, for the
+    byte-for-byte comparisons (TCPULSE_OFFICIAL_PYTHON overrides)."""
+    return official_venv_python(OFFICIAL_CLIENT, "TCPULSE_OFFICIAL_PYTHON")
+
+
+@pytest.fixture(scope="session")
+def current_official_python() -> str:
+    """A Python interpreter with today's official client (taskcluster 113.x), the control of the
+    upload, helper and import tests (TCPULSE_CURRENT_OFFICIAL_PYTHON overrides)."""
+    return official_venv_python(CURRENT_OFFICIAL_CLIENT, "TCPULSE_CURRENT_OFFICIAL_PYTHON")
 
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import tcpulse
-from tcpulse.auth import Credentials, hawk_ext
+from tcpulse._rest.hawk import Credentials, hawk_ext
 
 START = datetime.datetime(2024, 5, 1, 10, 0, 0)
 EXPIRY = START + datetime.timedelta(hours=2)
@@ -136,7 +136,7 @@ def test_temporary_credentials_match_the_official_4_0_1_client_given_the_same_se
     done = subprocess.run([official_python, "-c", script, name or ""], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    monkeypatch.setattr("tcpulse.auth.slugId", lambda: "fixedSeedHalf_0123456789")
+    monkeypatch.setattr("tcpulse._rest.hawk.slugId", lambda: "fixedSeedHalf_0123456789")
     ours = tcpulse.createTemporaryCredentials("issuer", "issuer-token", START, EXPIRY, ["a", "b:*"], name)
     assert ours == json.loads(done.stdout)
 

@@ -166,7 +166,7 @@ def test_create_session_gives_a_session_a_client_accepts(server):
     assert client.session is session and client.task("abc") == {"path": "/api/queue/v1/task/abc"}
 
 
-@pytest.mark.parametrize("module", ["client", "_rest.calls", "_rest.options", "auth", "utils", "errors", "_rest.artifacts", "download"])
+@pytest.mark.parametrize("module", ["client", "_rest.calls", "_rest.options", "auth", "_rest.hawk", "utils", "errors", "_rest.artifacts", "download"])
 def test_the_docstring_examples_of_the_rest_client_modules_run(module):
     import doctest
     import importlib

@@ -1,14 +1,26 @@
 """Issue 19 item 7, what a newcomer met: misspelt names get a did-you-mean, REST connection
 errors name their cause, the CLI's replay and publish say what they did and what went wrong."""
 import asyncio
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
+import uuid
+from pathlib import Path
 
 import pytest
 
 import tcpulse
 import tcpulse.aio
+from tcpulse import QueueEvents
 from faultkit import free_port
+from listenerkit import task_key
+
+COMPLETED = QueueEvents.taskCompleted
+REPO = Path(__file__).resolve().parent.parent
+TCPULSE = Path(sys.executable).parent / "tcpulse"
 
 
 def test_a_misspelt_client_method_or_module_name_is_an_attribute_error_with_a_did_you_mean():
@@ -72,3 +84,59 @@ def test_a_rest_connection_error_names_its_cause_refused_dns_tls_or_timeout(asyn
     finally:
         plain.close()
         silent.close()
+
+
+def _tcpulse(*args: str, timeout: float = 60):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "TASKCLUSTER_"))}
+    return subprocess.run([str(TCPULSE), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def _line(exchange: str, key: str, n: int) -> str:
+    return json.dumps({"exchange": exchange, "routing_key": key, "body": {"n": n}})
+
+
+@pytest.mark.rabbitmq
+def test_replay_checks_or_declares_exchanges_first_and_a_failed_publish_names_its_line_and_count(
+        pulse_user, taskcluster_exchanges, tmp_path):
+    own = f"exchange/{pulse_user.name}/v1/replayed-{uuid.uuid4().hex[:8]}"
+    recording = tmp_path / "mixed.jsonl"
+    # A Pulse user may publish to its own exchanges only: the line-4 message is refused.
+    recording.write_text("\n".join([_line(own, "a", 1), _line(own, "b", 2), "",
+                                    _line(COMPLETED.exchange, task_key(), 3)]) + "\n")
+    missing = _tcpulse("replay", str(recording), "--broker", pulse_user.url)
+    assert missing.returncode == 1, missing.stderr
+    assert missing.stderr.startswith(f"tcpulse: error: {recording} line 1: nothing was published: exchange {own!r} "
+                                     "does not exist on ") and "--declare-exchanges creates it" in missing.stderr
+    stopped = _tcpulse("replay", str(recording), "--broker", pulse_user.url, "--declare-exchanges")
+    assert stopped.returncode == 1, stopped.stderr
+    assert stopped.stderr.startswith(f"tcpulse: error: {recording} line 4: publishing to {COMPLETED.exchange} "
+                                     "failed (2 published before it): ") and "ACCESS_REFUSED" in stopped.stderr
+    assert "1 not published" in stopped.stderr and pulse_user.password not in stopped.stderr
+
+
+@pytest.mark.rabbitmq
+def test_publish_declares_the_users_own_exchange_with_declare_exchanges(pulse_user, tmp_path):
+    own = f"exchange/{pulse_user.name}/v1/published-{uuid.uuid4().hex[:8]}"
+    args = ["publish", own, "--routing-key", "build.linux", "--body", '{"ok": true}', "--broker", pulse_user.url]
+    missing = _tcpulse(*args)
+    assert missing.returncode == 1 and f"exchange {own!r} does not exist" in missing.stderr
+    assert "--declare-exchanges creates it" in missing.stderr
+    done = _tcpulse(*args, "--declare-exchanges")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"published 1 message to {own} with key build.linux"
+
+
+def test_listen_replay_says_which_lines_no_binding_matched(tmp_path):
+    script = tmp_path / "watch_g1.py"
+    script.write_text("import tcpulse\n\n\n@tcpulse.on(tcpulse.QueueEvents.taskCompleted, taskGroupId='g1')\n"
+                      "def completed(event):\n    print('handled', event.body['n'], flush=True)\n")
+    recording = tmp_path / "three.jsonl"
+    recording.write_text("\n".join([_line(COMPLETED.exchange, task_key(taskGroupId="g2"), 1),
+                                    _line(COMPLETED.exchange, task_key(taskGroupId="g1"), 2),
+                                    _line(QueueEvents.taskFailed.exchange, task_key(QueueEvents.taskFailed), 3)]))
+    done = _tcpulse("listen", str(script), "--broker", "memory://", "--replay", str(recording), "--exit-when-idle",
+                    "--idle-seconds", "0.3")
+    assert done.returncode == 0, done.stderr
+    assert "handled 2" in done.stdout and "received 1 message;" in done.stdout
+    assert ("replayed 3 messages into memory://; 2 of them (lines 1, 3) match no handler's binding, so the broker "
+            "did not deliver them to this listener") in done.stderr

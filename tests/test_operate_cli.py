@@ -131,3 +131,13 @@ def test_status_of_a_listener_that_never_ran_is_one_line_and_exit_1(pulse_user, 
                           text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert f"has no queue 'queue/{pulse_user.name}/{unique_name}'" in done.stderr
+
+
+def test_status_tells_a_quorum_queue(pulse_user, taskcluster_exchanges, queue_name):
+    app = Listener(queue_name, broker=pulse_user.url, queue_type="quorum")
+    app.add_handler(lambda event: None, COMPLETED, taskGroupId=queue_name)
+    with running(app):
+        status = _status(pulse_user, queue_name)
+        assert status["consumers"] == 1
+    assert status["type"] == "quorum" and status["dead_letters"]["count"] == 0
+    assert _status(pulse_user, queue_name)["type"] == "quorum"  # the probe changed nothing

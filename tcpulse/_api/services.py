@@ -16,7 +16,7 @@ Example:
     >>> Queue.listTaskGroup.__name__, Queue.__name__
     ('listTaskGroup', 'Queue')
 """
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tcpulse._api.hints import did_you_mean
 
@@ -66,9 +66,21 @@ def generated_class(module: str, name: str, asynchronous: bool = False, public: 
         why = why_missing(name)
         raise AttributeError(f"{missing}: {why}" if why else
                              _hinted(missing, did_you_mean(name, [*generated_names(api_only=asynchronous), *public])))
+    if reference.kind == "exchanges" and asynchronous:
+        raise AttributeError(missing)
+    key = (module, name)
+    if key not in _BUILT:
+        _BUILT[key] = _build(module, reference, asynchronous)
+    return _BUILT[key]
+
+
+# Every class built, once: `tcpulse.Queue`, `tcpulse.queue.Queue` and `tcpulse.auth.Auth` are
+# one object (the set is fixed once a class is built, so the key needs no set).
+_BUILT: Dict[Tuple[str, str], type] = {}
+
+
+def _build(module: str, reference: Reference, asynchronous: bool) -> type:
     if reference.kind == "exchanges":
-        if asynchronous:
-            raise AttributeError(missing)
         from tcpulse._api.exchanges import events_class
         return events_class(reference)
     base: Optional[type] = None

@@ -35,6 +35,7 @@ from kombu.transport import virtual
 from kombu.transport.base import to_rabbitmq_queue_arguments
 
 from tcpulse._broker.embedded import EXCHANGE_TYPES, Broker, Payload, broker_for
+from tcpulse._listen.wire import refuse_compression
 
 class _QoS(virtual.QoS):
     """Acks release a message; a reject without requeue dead-letters it, as on RabbitMQ."""
@@ -54,6 +55,9 @@ class _Message(virtual.Message):
     """A delivered message that remembers its raw form, so it can go back to its own queue."""
 
     def __init__(self, payload: Payload, channel: Any = None, **kwargs: Any):
+        headers = payload.get("headers")
+        if headers and "compression" in headers:  # before kombu inflates it, as on RabbitMQ
+            refuse_compression(headers, payload["properties"])
         super().__init__(payload, channel=channel, **kwargs)
         self.raw = payload
 

@@ -117,12 +117,17 @@ class BrokerAddress:
             # A hostname keeps kombu from warning "No hostname was supplied" on every start.
             return kombu.Connection("memory://localhost/", transport=MEMORY_TRANSPORT,
                                     virtual_host=self.vhost, **options)
+        from tcpulse._listen.wire import TRANSPORT_OPTIONS
+
         if heartbeat is None:
             heartbeat = self.query.heartbeat if self.query.heartbeat is not None else HEARTBEAT
+        options = {**self.query.connection_options(), **options}
+        # py-amqp reads deliveries through tcpulse's tolerant frame handler: a message it cannot
+        # decode stops no listener, tail, dead-letter listing or migration (tcpulse._listen.wire).
+        options["transport_options"] = {**TRANSPORT_OPTIONS, **options.get("transport_options", {})}
         return kombu.Connection(hostname=self.host, port=self.port, userid=self.user,
                                 password=self.password, virtual_host=self.vhost,
-                                ssl=self._tls(), transport="pyamqp", heartbeat=heartbeat,
-                                **{**self.query.connection_options(), **options})
+                                ssl=self._tls(), transport="pyamqp", heartbeat=heartbeat, **options)
 
 
 def _quote(text: str) -> str:

@@ -39,6 +39,7 @@ from amqp.exceptions import AMQPError, NotFound
 
 from tcpulse._broker.connection import broker_errors, connect_any
 from tcpulse.errors import BrokerFailure
+from tcpulse._listen.wire import fit_headers
 from tcpulse._listen.topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, RETURN_KEY, ListenerNames, check_queue_type,
                        explain_conflicts, holding_key, limit_key, limit_of_key, queue_arguments)
 from tcpulse._listen.outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, DeadLetter, Origin, Poison, Retry, RetryPolicy,
@@ -164,7 +165,7 @@ class Delivery:
     def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
                  expiration: Optional[float] = None) -> None:
         channel = message.channel
-        copy = copy_of(message, headers, expiration)
+        copy = copy_of(message, fit_headers(channel, headers), expiration)
         try:
             publish_confirmed(channel, copy, self.exchange, routing_key)
         except AMQPError as exc:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Literal, Opti
 from tcpulse._listen.backlog import DEFAULT_THRESHOLD, BacklogWatch
 from tcpulse._broker.connection import BrokerAddress, resolve_broker
 from tcpulse._listen.dispatch import Event, Handler, Registry, bindings_for
-from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
+from tcpulse._listen.outcome import DEFAULT_MAX_BODY, DEFAULT_RETRY_DELAYS, RetryPolicy
 from tcpulse._api.exchanges import Binding
 from tcpulse._ops.metrics import Metrics
 from tcpulse._ops.logsetup import log_to_stderr_unless_configured
@@ -64,6 +64,8 @@ class Listener:
     - `auto_delete`: the named queue goes away when its last consumer does (a development
       queue; its retries and dead letters stay). An unnamed listener's queue always does.
     - `max_attempts`, `retry_delays`, `max_length`: delivery guarantees (see `tcpulse._listen.delivery`).
+    - `max_body_bytes`: a longer body is dead-lettered unread (default 1 MiB); a compressed one
+      always is (inflating it could take gigabytes).
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
       listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
       times without an ack (its process died on it each time) goes to the dead-letter queue.
@@ -88,7 +90,8 @@ class Listener:
                  health_port: Optional[int] = None, shutdown_grace: float = DEFAULT_GRACE,
                  queue_type: str = "classic", delivery_limit: Optional[int] = None,
                  slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER, auto_delete: bool = False,
-                 validate: Literal["off", "warn", "dead-letter"] = "off") -> None:
+                 validate: Literal["off", "warn", "dead-letter"] = "off",
+                 max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
         self.metrics = Metrics()
         self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
@@ -106,6 +109,7 @@ class Listener:
         self.max_attempts = max_attempts
         self.retry_delays = tuple(retry_delays)
         self.max_length: Optional[int] = None
+        self.max_body_bytes = DEFAULT_MAX_BODY
         self._delivery: Any = None
         self.health_port = health_port
         # Messages waiting in the queue above which a warning is logged (0: never).
@@ -117,7 +121,8 @@ class Listener:
         self.validate = "off"
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
                        queue_type=queue_type, delivery_limit=delivery_limit, max_length=max_length,
-                       declare_exchanges=declare_exchanges, auto_delete=auto_delete, validate=validate)
+                       declare_exchanges=declare_exchanges, auto_delete=auto_delete, validate=validate,
+                       max_body_bytes=max_body_bytes)
 
     def configure(self, **options: Any) -> "Listener":
         """Change options before `run()` (the CLI applies its flags this way); `None` keeps
@@ -130,7 +135,8 @@ class Listener:
         self._check_not_running("change options")
         unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
                                   "health_port", "shutdown_grace", "queue_type", "delivery_limit",
-                                  "max_attempts", "retry_delays", "max_length", "auto_delete", "validate"}
+                                  "max_attempts", "retry_delays", "max_length", "auto_delete", "validate",
+                                  "max_body_bytes"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
         for key in ("name", "health_port", "shutdown_grace", "queue_type", "delivery_limit", "max_attempts",
@@ -141,6 +147,8 @@ class Listener:
             self.retry_delays = tuple(options["retry_delays"])
         if options.get("max_length") is not None:
             self.max_length = _positive("max_length", options["max_length"])
+        if options.get("max_body_bytes") is not None:
+            self.max_body_bytes = _positive("max_body_bytes", options["max_body_bytes"])
         if options.get("declare_exchanges") is not None:
             self.declare_exchanges = _exchanges_to_declare(options["declare_exchanges"])
         if options.get("validate") is not None:
@@ -291,7 +299,8 @@ class Listener:
         validation = BodyValidation(self.validate)
         validation.prepare(self._registry.source(b.exchange) for b in self.bindings())
         handling = MessageHandling(self._registry, self._delivery, self._runs, self._policy, queue=self.queue,
-                                   name=self.name, concurrency=self.concurrency, validation=validation)
+                                   name=self.name, concurrency=self.concurrency, validation=validation,
+                                   max_body_bytes=self.max_body_bytes)
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)

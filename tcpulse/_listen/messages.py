@@ -38,7 +38,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import Event, Handler, Registry
-from tcpulse._listen.outcome import DeadLetter, Origin, Outcome, Retry, RetryPolicy, decide, decode_body
+from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
+                                     RetryPolicy, decide, decode_body)
 from tcpulse._listen.running import Failures, HandlerRuns
 
 log = logging.getLogger("tcpulse.listener")
@@ -58,7 +59,7 @@ class MessageHandling:
 
     def __init__(self, registry: Registry, delivery: Any, runs: HandlerRuns, policy: RetryPolicy, *,
                  queue: str, name: Optional[str], concurrency: int,
-                 validation: Optional[BodyValidation] = None) -> None:
+                 validation: Optional[BodyValidation] = None, max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
         self._registry = registry
         self._delivery = delivery
         self._runs = runs
@@ -67,6 +68,7 @@ class MessageHandling:
         self._queue, self._name = queue, name
         self._concurrency = concurrency
         self._validation = validation or BodyValidation()
+        self._max_body = max_body_bytes
         self._pool: Any = None
         self._unmatched_logged: Dict[str, float] = {}  # exchange -> when we last warned
         self._unmatched_lock = threading.Lock()
@@ -100,6 +102,10 @@ class MessageHandling:
 
     def _prepare(self, message: Any) -> tuple:
         """(Event, the handlers it goes to), or (None, failures) for an unreadable message."""
+        unread = getattr(message, "properties", {}).get(UNREADABLE)
+        if unread is not None:  # a part py-amqp could not decode, or a compressed body (tcpulse.wire)
+            self.metrics.inc("received")
+            return None, {BODY_FAILURE: Poison(f"unreadable delivery: {unread}")}
         try:
             origin = self._delivery.origin(message)
         except Exception as exc:  # unreadable headers: a verdict, never a dead thread
@@ -152,7 +158,7 @@ class MessageHandling:
                     "s" if len(gone) == 1 else "", ", ".join(h.name for h in handlers))
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
-        body = decode_body(message.body)
+        body = decode_body(message.body, self._max_body)
         source = self._registry.source(origin.exchange)
         self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
         return Event(body, origin.exchange, origin.routing_key, origin.cc,

@@ -36,6 +36,9 @@ H_HANDLERS = "tcpulse-handlers"
 H_REASON = "tcpulse-reason"
 H_FAILURES = "tcpulse-failures"
 H_DEAD_AT = "tcpulse-dead-lettered-at"
+# The key under which a delivery's properties say what of it could not be read (set by
+# tcpulse.wire as it reads the delivery): no AMQP property has a hyphenated name, so no publisher can set it.
+UNREADABLE = "tcpulse-unreadable"
 OWN_HEADERS = (H_ATTEMPT, H_EXCHANGE, H_ROUTING_KEY, H_CC, H_HANDLERS, H_REASON, H_FAILURES, H_DEAD_AT)
 
 

@@ -22,7 +22,7 @@ import json
 import reprlib
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -55,7 +55,8 @@ class RecordingError(TaskclusterFailure, ValueError):
 
 @dataclass(frozen=True)
 class Recorded:
-    """One recorded message; `metadata` holds any other keys of its line (kept on rewrite).
+    """One recorded message; `metadata` holds any other keys of its line (kept on rewrite);
+    `line` is its line number in the file it was read from (0 when it was not read from one).
 
     Example:
         >>> Recorded("exchange/x", "primary.a", ("index.b",), {"n": 1}).cc
@@ -66,6 +67,7 @@ class Recorded:
     routes: Tuple[str, ...]
     body: Dict[str, Any]
     metadata: Dict[str, Any] = field(default_factory=dict)
+    line: int = field(default=0, compare=False)
 
     @property
     def cc(self) -> List[str]:
@@ -150,7 +152,7 @@ def read_lines(lines: Iterable[Union[str, bytes]], name: str = "<input>") -> Ite
             except UnicodeDecodeError as exc:
                 raise RecordingError(f"{where}: not valid UTF-8 (byte {exc.start})") from None
         if line.strip():
-            yield parse_line(line, where)
+            yield replace(parse_line(line, where), line=number)
 
 
 def parse_line(line: str, where: str) -> Recorded:
@@ -212,10 +214,21 @@ def write(out: IO[str], messages: Iterable[Recorded]) -> int:
     return count
 
 
+class ReplayStopped(TaskclusterFailure):
+    """A replay that stopped at `message` (its `line`), `published` messages after the start,
+    because of `error` (raised from it)."""
+
+    def __init__(self, message: Recorded, published: int, error: BaseException) -> None:
+        self.message, self.published, self.error = message, published, error
+        super().__init__(f"line {message.line}: publishing to {message.exchange} failed ({published} "
+                         f"published before it): {error}")
+
+
 def replay_into(connection: Any, messages: Sequence[Recorded],
                 progress: Optional[Callable[[int], None]] = None) -> int:
     """Publish `messages` to their exchanges on `connection` (a kombu Connection), with
-    their routes in the CC header; returns how many were published.
+    their routes in the CC header; returns how many were published. A failed publish raises
+    `ReplayStopped`, naming the message's line and how many went before it.
 
     Example:
         >>> import kombu
@@ -228,8 +241,11 @@ def replay_into(connection: Any, messages: Sequence[Recorded],
     producer = kombu.Producer(connection.channel())
     for count, message in enumerate(messages, start=1):
         headers = {"CC": message.cc} if message.routes else {}
-        producer.publish(message.body, exchange=message.exchange, routing_key=message.routing_key,
-                         headers=headers, serializer="json", delivery_mode=2)
+        try:
+            producer.publish(message.body, exchange=message.exchange, routing_key=message.routing_key,
+                             headers=headers, serializer="json", delivery_mode=2)
+        except Exception as exc:  # whatever the broker or the connection raised, kept as the cause
+            raise ReplayStopped(message, count - 1, exc) from exc
         if progress:
             progress(count)
     return len(messages)

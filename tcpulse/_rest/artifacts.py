@@ -116,6 +116,10 @@ class Hashes:
         for digest in self._hashes.values():
             digest.update(chunk)
 
+    def hexdigests(self) -> Dict[str, str]:
+        """The hashes as the Object service takes them (`finishUpload`'s `hashes`)."""
+        return {name: digest.hexdigest() for name, digest in self._hashes.items()}
+
     def verify(self, expected: Mapping[str, str]) -> None:
         """Raise ObjectHashVerificationError unless every expected hash we compute matches and at
         least one acceptable hash was there to check (the official client's rules)."""
@@ -179,8 +183,9 @@ class Retriable(Exception):
         self.error = error
 
 
-def connection_failure(url: str, exc: BaseException) -> Retriable:
-    """A broken connection to `url` as a failure worth another attempt. requests and aiohttp
+def connection_failure(url: str, exc: BaseException, what: str = "download") -> Retriable:
+    """A broken connection to `url` during a `what` (download, upload) as a failure worth another
+    attempt. requests and aiohttp
     quote the URL, signature and all, in their errors: the text and the exception kept as
     `superExc` (of the same type where it can be rebuilt from a message) keep no query.
 
@@ -195,7 +200,7 @@ def connection_failure(url: str, exc: BaseException) -> Retriable:
         clean: BaseException = type(exc)(text)
     except Exception:  # an error type whose constructor wants more than a message
         clean = ConnectionError(text)
-    return Retriable(TaskclusterConnectionError(f"download of {without_query(url)}: {type(exc).__name__}: {text}",
+    return Retriable(TaskclusterConnectionError(f"{what} of {without_query(url)}: {type(exc).__name__}: {text}",
                                                 superExc=clean))
 
 
@@ -211,13 +216,13 @@ def emptied_on_mismatch(file: BinaryIO) -> Iterator[None]:
         raise
 
 
-def retry_delay(failure: Retriable, attempt: int, attempts: int) -> float:
-    """Seconds to wait before the next attempt, logged with why; after the last attempt, raise
-    the failure's error."""
+def retry_delay(failure: Retriable, attempt: int, attempts: int, logger: logging.Logger = log) -> float:
+    """Seconds to wait before the next attempt, logged with why (on `logger`); after the last
+    attempt, raise the failure's error."""
     if attempt >= attempts:
         raise failure.error from failure.error.superExc
     delay = calculateSleepTime(attempt)
-    log.warning("%s; retrying in %.2f s (attempt %d of %d)", failure.error, delay, attempt + 1, attempts)
+    logger.warning("%s; retrying in %.2f s (attempt %d of %d)", failure.error, delay, attempt + 1, attempts)
     return delay
 
 

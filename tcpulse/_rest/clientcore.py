@@ -17,7 +17,6 @@ Example:
     >>> queue.buildUrl("task", "abc")
     'https://tc.example.com/api/queue/v1/task/abc'
 """
-import json
 import logging
 import os
 import socket
@@ -26,13 +25,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
-from tcpulse import auth
+from tcpulse._rest import hawk
 from tcpulse._rest.calls import BoundCall, bind_arguments, call_url
 from tcpulse.errors import ClientUsageError, TaskclusterAuthFailure, TaskclusterConnectionError
 from tcpulse._api.hints import did_you_mean
 from tcpulse._rest.options import client_options, is_seconds, no_root_url, service_url
 from tcpulse.references import FunctionEntry, Reference
-from tcpulse.utils import calculateSleepTime
+from tcpulse.utils import calculateSleepTime, dumpJson
 from tcpulse._api.schemas import check_call
 
 log = logging.getLogger("tcpulse.client")
@@ -86,8 +85,8 @@ class ClientCore:
 
     def __init__(self, options: Optional[Mapping[str, Any]] = None) -> None:
         self.options = client_options(options)
-        self._credentials = auth.Credentials.from_option(self.options.get("credentials"))
-        self._ext = (auth.hawk_ext(self._credentials, self.options.get("authorizedScopes"))
+        self._credentials = hawk.Credentials.from_option(self.options.get("credentials"))
+        self._ext = (hawk.hawk_ext(self._credentials, self.options.get("authorizedScopes"))
                      if self._credentials else None)
         self._base_url = service_url(self.options, self.serviceName, self.apiVersion)
         timeout = self.options["timeout"]
@@ -147,7 +146,7 @@ class ClientCore:
         url = self.buildUrl(methodName, *args, **kwargs)
         seconds = self.options["signedUrlExpiration"] if expiration is None else expiration
         expires_at = int(time.time() + seconds)
-        signature = auth.bewit(self._credentials, self._ext, url, expires_at)
+        signature = hawk.bewit(self._credentials, self._ext, url, expires_at)
         return f"{url}{'&' if '?' in url else '?'}bewit={signature}"
 
     def _request_for(self, entry: FunctionEntry, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> CallRequest:
@@ -157,7 +156,8 @@ class ClientCore:
         bound = bind_arguments(label, entry, args, kwargs)
         if self.options.get("validate"):
             check_call(label, self.serviceName or "", entry, bound)
-        body = None if bound.payload is None else json.dumps(bound.payload, separators=(",", ":")).encode()
+        # dumpJson, as the official client: datetimes in a payload (e.g. `expires`) become stringDate text.
+        body = None if bound.payload is None else dumpJson(bound.payload).encode()
         query = dict(bound.query)
         if bound.pagination_limit and "limit" in entry.query:
             query["limit"] = bound.pagination_limit
@@ -175,7 +175,7 @@ class ClientCore:
         """Content-Type for a body, and the Hawk Authorization header when there are credentials."""
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self._credentials is not None:
-            headers["Authorization"] = auth.hawk_header(
+            headers["Authorization"] = hawk.hawk_header(
                 self._credentials, self._ext, method, url, body or b"",
                 "application/json" if body is not None else "")
         return headers

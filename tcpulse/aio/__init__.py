@@ -1,5 +1,5 @@
 """Async Taskcluster clients: `tcpulse.aio.Queue`, `tcpulse.aio.Index`, ... and
-`tcpulse.aio.download`, for asyncio code such as `async def` handlers.
+`tcpulse.aio.download` and `tcpulse.aio.upload`, for asyncio code such as `async def` handlers.
 
 Owns: the async service classes, generated on first use from the same references as the sync
 ones (`tcpulse._api.services.client_class` on `tcpulse.aio.client.AsyncClient`): same options, same
@@ -18,14 +18,14 @@ Example:
 import importlib
 from typing import Any, List
 
-__all__ = ["AsyncClient", "download"]
+__all__ = ["AsyncClient", "download", "upload"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "AsyncClient":
         from tcpulse.aio.client import AsyncClient as value
-    elif name == "download":
-        value = importlib.import_module(".download", __name__)
+    elif name in ("download", "upload"):
+        value = importlib.import_module("." + name, __name__)
     else:
         from tcpulse._api.services import generated_class
         value = generated_class(__name__, name, asynchronous=True)

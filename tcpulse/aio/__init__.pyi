@@ -32,6 +32,7 @@ from tcpulse.aio.client import AsyncClient as _Client
 
 from tcpulse.aio.client import AsyncClient as AsyncClient
 from tcpulse.aio import download as download
+from tcpulse.aio import upload as upload
 
 
 class _AuthListClientsQuery(TypedDict, total=False):

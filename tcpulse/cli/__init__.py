@@ -49,6 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `listen --processes` passes to its children
     return args.func(args)
 
 

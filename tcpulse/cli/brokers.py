@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, command_parser, connect,
                    guarded, on_broker, parse_fields, script_bindings)
@@ -57,6 +57,7 @@ def _add_publish(subparsers: Any) -> None:
                       help="send a body the exchange's schema accepts, its key carrying the fields given "
                            "(the others filled in): tcpulse.testing.sample")
     broker_option(p)
+    _declare_option(p)
     p.set_defaults(func=guarded(cmd_publish))
 
 
@@ -78,6 +79,7 @@ def _add_replay(subparsers: Any) -> None:
                        "(to replay into a listener on the embedded broker, use `listen --replay`).",
                        "tcpulse replay examples/messages/task-group.jsonl --broker amqp://guest:guest@localhost:5672//")
     p.add_argument("file")
+    _declare_option(p)
     broker_option(p)
     p.set_defaults(func=guarded(cmd_replay))
 
@@ -92,6 +94,43 @@ def _add_dead_letters(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, help="at most this many")
     broker_option(p)
     p.set_defaults(func=guarded(cmd_dead_letters))
+
+
+def _declare_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--declare-exchanges", action="store_true",
+                   help="create the exchanges published to, for a local RabbitMQ without Taskcluster's services "
+                        "(a Pulse user may create only its own, exchange/<user>/...)")
+
+
+def check_exchanges(conn: Any, address: Any, names: Iterable[str], create: bool,
+                    where: Callable[[str], str] = lambda name: "") -> None:
+    """Check that the exchanges `names` exist, creating the missing ones when `create` (only
+    those: a Pulse user may not declare Taskcluster's exchanges even where they exist); a missing
+    one is one line naming it, `where` it is used and --declare-exchanges.
+
+    Example:
+        >>> conn, address = connect("memory://")
+        >>> check_exchanges(conn, address, ["exchange/nobody/v1/x"], create=False)
+        Traceback (most recent call last):
+        ...
+        tcpulse.cli.base.RuntimeFailure: exchange 'exchange/nobody/v1/x' does not exist on memory://: is the service that publishes it running there? (for local development, --declare-exchanges creates it)
+    """
+    from tcpulse._listen.topology import MissingExchange, declare_exchange
+    from tcpulse.errors import BrokerFailure
+
+    for name in dict.fromkeys(names):
+        try:
+            try:
+                declare_exchange(conn.channel(), address, name, passive=True)
+            except MissingExchange:
+                if not create:
+                    raise
+                declare_exchange(conn.channel(), address, name, passive=False)  # the refusal closed the last one
+        except MissingExchange as exc:
+            raise RuntimeFailure(where(name) + str(MissingExchange(exc.exchange, exc.broker,
+                                                                   remedy="--declare-exchanges"))) from None
+        except BrokerFailure as exc:
+            raise RuntimeFailure(where(name) + str(exc)) from None
 
 
 def outside_broker(broker: Any, command: str) -> Any:
@@ -129,6 +168,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
             raise UsageError("give --routing-key KEY, or the key's fields as field=value words")
         message = outgoing(args.exchange, _load_body(args), args.routing_key, args.route, **fields)
     address = outside_broker(args.broker, "publish")
+    conn, address = connect(address)
+    with conn:
+        check_exchanges(conn, address, [message.exchange], create=getattr(args, "declare_exchanges", False))
     try:
         with Publisher(address) as publisher:
             publisher.send(message)
@@ -174,14 +216,25 @@ def _read_text(path: str) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """`tcpulse replay`: every message of a recording, in order (see the module example)."""
-    from tcpulse._ops.recording import read, replay_into
+    """`tcpulse replay`: every message of a recording, in order (see the module example). Every
+    exchange is checked (or created, with --declare-exchanges) before the first message goes; a
+    publish that fails names its line and how many were published before it."""
+    from tcpulse._ops.recording import ReplayStopped, read, replay_into
 
     address = outside_broker(args.broker, "replay")
     messages = read(args.file)
     conn, address = connect(address)
     with conn:
-        on_broker(address, lambda: replay_into(conn, messages, progress=_progress("replayed")))
+        first_line = {}
+        for message in messages:
+            first_line.setdefault(message.exchange, message.line)
+        check_exchanges(conn, address, first_line, create=args.declare_exchanges,
+                        where=lambda name: f"{args.file} line {first_line[name]}: nothing was published: ")
+        try:
+            replay_into(conn, messages, progress=_progress("replayed"))
+        except ReplayStopped as stopped:
+            raise RuntimeFailure(f"{args.file} {stopped}; {len(messages) - stopped.published} not published "
+                                 f"(on {address.redacted}); the published ones are not taken back") from None
     print(f"replayed {len(messages)} messages from {args.file} to {address.redacted}")
     return EXIT_OK
 

@@ -16,6 +16,7 @@ Example:
 """
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import Any, List, Optional, Tuple
 from tcpulse._broker.connection import broker_errors
 from tcpulse.errors import BrokerFailure
 from tcpulse._ops.logsetup import LOG_FORMAT
+from tcpulse._listen.supervisor import PROCESS_VARIABLE
 from tcpulse._listen.topology import MissingExchange
 from tcpulse.cli.base import (EXIT_OK, RuntimeFailure, UsageError, broker_address, broker_option, connect, guarded,
                    parse_delays, positive_int, whole_number)
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL = 0.05  # seconds between idle checks on the embedded broker
 REMOTE_POLL = 0.2  # ... and on a real one, where each check costs a round trip per queue
+FILTERED_SHOWN = 5  # lines of filtered-out messages the replay summary names
 ASSIST_JOIN_TIMEOUT = 10.0  # seconds the replay/idle thread gets to finish once the listener stopped
 
 
@@ -76,10 +79,15 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--validate", choices=("off", "warn", "dead-letter"),
                    help="check each body against its exchange's JSON schema: log what does not match (warn) "
                         "or park it in the dead-letter queue (default: the script's, else off)")
+    p.add_argument("--max-body-bytes", type=positive_int, metavar="N",
+                   help="dead-letter bodies longer than N bytes unread (default: the script's, else 1048576)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     p.add_argument("--health-port", type=_port, metavar="P",
                    help="serve /live, /ready and /metrics (Prometheus) on 127.0.0.1:P")
+    p.add_argument("--processes", type=positive_int, default=1, metavar="N",
+                   help="run N processes of the listener on its queue (competing consumers, for CPU-bound "
+                        "handlers); a supervisor restarts those that die and serves one --health-port for all")
     p.add_argument("--replay", metavar="FILE",
                         help="publish this JSON Lines recording once the listener consumes "
                              "(with --broker memory:// nothing else needs to run)")
@@ -103,7 +111,10 @@ def _port(text: str) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from tcpulse._listen.scripts import ScriptError, load_listener
 
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    # A child of `--processes` says which one it is on every line (the supervisor sets the variable).
+    process = os.environ.get(PROCESS_VARIABLE)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format=LOG_FORMAT.replace("%(name)s", f"%(name)s[process {process}]") if process else LOG_FORMAT)
     if args.log_json:
         from tcpulse._ops.logsetup import JsonFormatter
         for handler in logging.getLogger().handlers:
@@ -114,10 +125,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
                            concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
                            queue_type=args.queue_type, delivery_limit=args.delivery_limit,
                            max_attempts=args.max_attempts, retry_delays=args.retry_delays,
-                           max_length=args.max_length, auto_delete=args.auto_delete, validate=args.validate)
+                           max_length=args.max_length, auto_delete=args.auto_delete,
+                           max_body_bytes=args.max_body_bytes, validate=args.validate)
         listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    if args.processes > 1:
+        return _supervise(listener, args)
     try:
         run_listen(listener, args)
     except MissingExchange as exc:
@@ -125,6 +139,49 @@ def cmd_listen(args: argparse.Namespace) -> int:
     except (BrokerFailure, OSError) as exc:  # OSError: e.g. the health port is taken
         raise RuntimeFailure(str(exc)) from None
     return EXIT_OK
+
+
+def _supervise(listener: Any, args: argparse.Namespace) -> int:
+    """`--processes N`: the checked listener runs in N children of a supervisor."""
+    from tcpulse._listen.supervisor import supervise
+
+    if listener.name is None:
+        raise UsageError("--processes needs a named listener, whose queue the processes share: give --queue NAME "
+                         "or Listener('name') in the script")
+    if listener.broker.is_memory:
+        raise UsageError("--processes needs a broker the processes can share; the embedded broker (memory://) "
+                         "lives inside one process")
+    if args.replay:
+        raise UsageError("--replay with --processes would publish the recording once per process; replay it "
+                         "with `tcpulse replay FILE` instead")
+    try:
+        return supervise(args.script, args.processes, *child_arguments(getattr(args, "argv", []), args.script),
+                         health_port=args.health_port)
+    except OSError as exc:  # the health port is taken
+        raise RuntimeFailure(str(exc)) from None
+
+
+def child_arguments(argv: List[str], script: str) -> List[str]:
+    """The options of `listen` that each child of `--processes` gets (SCRIPT apart): all but
+    `--processes` and `--health-port` (the supervisor picks each child's port).
+
+    Example:
+        >>> child_arguments(["listen", "--queue", "q", "app.py", "--processes=3", "--health-port", "9000"], "app.py")
+        ['--queue', 'q']
+    """
+    rest = argv[argv.index("listen") + 1:] if "listen" in argv else []
+    if script in rest:
+        rest.remove(script)
+    kept: List[str] = []
+    skip = False
+    for item in rest:
+        if skip:
+            skip = False
+        elif item in ("--processes", "--health-port"):
+            skip = True
+        elif not item.startswith(("--processes=", "--health-port=")):
+            kept.append(item)
+    return kept
 
 
 def run_listen(listener: Any, args: argparse.Namespace) -> None:
@@ -181,16 +238,28 @@ def _wait_ready(listener: Any, finished: threading.Event) -> bool:
     return True
 
 
-def _replay(listener: Any, messages: list) -> None:
-    from tcpulse._ops.recording import replay_into
+def _replay(listener: Any, messages: Any) -> None:
+    from tcpulse._ops.recording import ReplayStopped, replay_into
 
     conn, address = connect(listener.broker)
     with conn:
         try:
             replay_into(conn, messages)
-        except broker_errors() as exc:
-            raise RuntimeFailure(f"replaying into {address.redacted} failed: {exc}") from None
-    print(f"replayed {len(messages)} messages into {address.redacted}", file=sys.stderr, flush=True)
+        except ReplayStopped as stopped:
+            raise RuntimeFailure(f"replaying {messages.path} into {address.redacted} failed at {stopped}") from None
+    print(f"replayed {len(messages)} messages into {address.redacted}{_filtered(listener, messages)}",
+          file=sys.stderr, flush=True)
+
+
+def _filtered(listener: Any, messages: Any) -> str:
+    """Why fewer messages may arrive than were replayed: those no binding of the listener's
+    queue matches, which the broker drops, counted with the lines of the first few."""
+    lines = [m.line for m in messages if not listener.registry.select(m.exchange, m.routing_key, m.cc)]
+    if not lines:
+        return ""
+    shown = ", ".join(map(str, lines[:FILTERED_SHOWN])) + (", ..." if len(lines) > FILTERED_SHOWN else "")
+    return (f"; {len(lines)} of them (line{'s' if len(lines) > 1 else ''} {shown}) match no handler's binding, "
+            "so the broker did not deliver them to this listener")
 
 
 def _stop_when_idle(listener: Any, idle_seconds: float) -> None:

@@ -32,6 +32,7 @@ from tcpulse.references.sets import (
     active_set,
     load_all,
     open_set,
+    selected_set,
     use_references,
     why_missing,
 )
@@ -39,5 +40,5 @@ from tcpulse.references.sets import (
 __all__ = [
     "KINDS", "ExchangeEntry", "FunctionEntry", "Reference", "RoutingKeyField", "class_name", "key_layout",
     "load_file", "parse_document", "BUNDLED", "ENV_VAR", "LEGACY", "SHIPPED", "ReferenceSet",
-    "active_set", "load_all", "open_set", "use_references", "why_missing",
+    "active_set", "load_all", "open_set", "selected_set", "use_references", "why_missing",
 ]

@@ -190,6 +190,17 @@ def active_set() -> ReferenceSet:
     return _selection.used
 
 
+def selected_set() -> ReferenceSet:
+    """The set `active_set` would give, without fixing it (for lookups that build no class, such
+    as which service modules exist).
+
+    Example:
+        >>> selected_set() is active_set()
+        True
+    """
+    return _selection.used or _selection.chosen or _from_environment()
+
+
 def _from_environment() -> ReferenceSet:
     try:
         return open_set(os.environ.get(ENV_VAR) or BUNDLED)
