@@ -88,6 +88,8 @@ class StubWriter:
     def client_class(self, reference: Reference) -> str:
         out = [f"class {reference.name}(_Client):\n", _docstring(f"{reference.title}\n\n{reference.description}", "    "),
                "    def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...\n"]
+        if self.asynchronous:  # `async with tcpulse.aio.Queue(...) as queue` gives a Queue
+            out.append(f"    async def __aenter__(self) -> {reference.name}: ...\n")
         queries = []
         for entry in reference.entries:
             assert isinstance(entry, FunctionEntry)

@@ -76,6 +76,7 @@ class Auth(_Client):
       * Gain access to various services guarded by this API.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Auth: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -885,6 +886,7 @@ class Github(_Client):
     with code ForbiddenByGithub.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Github: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -1101,6 +1103,7 @@ class Hooks(_Client):
     The hooks service provides a mechanism for creating tasks in response to events.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Hooks: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -1432,6 +1435,7 @@ class Index(_Client):
     Slashes (`/`) aren't allowed in index paths.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Index: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -1664,6 +1668,7 @@ class Notify(_Client):
     and handles requests to send emails and post pulse messages.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Notify: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -1854,6 +1859,7 @@ class Object(_Client):
     Once uploaded, objects are immutable until their expiration time.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Object: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -2068,6 +2074,7 @@ class PurgeCache(_Client):
     starting a new task, and purge any caches older than the timestamp.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> PurgeCache: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -2286,6 +2293,7 @@ class Queue(_Client):
     * Any artifact's `expires` can be extended (made later, but not earlier).
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Queue: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -3572,6 +3580,7 @@ class Secrets(_Client):
     service credential or a one-time signing key.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> Secrets: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -3716,6 +3725,7 @@ class WebServer(_Client):
     profiles from task group metadata and task logs.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> WebServer: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         
@@ -3855,6 +3865,7 @@ class WorkerManager(_Client):
     outage.  Such requests can be retried as for any other 5xx response.
     """
     def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...
+    async def __aenter__(self) -> WorkerManager: ...
     async def ping(self, *, paginationHandler: Optional[Callable[[Any], Any]] = ..., paginationLimit: Optional[int] = ...) -> None:
         """Ping Server
         

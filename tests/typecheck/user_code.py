@@ -52,5 +52,23 @@ def key_for(task_id: str) -> str:
                                                schedulerId="s", taskGroupId="g")
 
 
+def official_layout(task_id: str) -> str:
+    from tcpulse.auth import Auth
+    from tcpulse.queue import Queue
+
+    client = Auth({"rootUrl": "https://tc.example.com"}).currentScopes()
+    return Queue({"rootUrl": "https://tc.example.com"}).status(task_id)["status"]["state"] + str(client["scopes"])
+
+
+async def fetch_name(task_id: str) -> str:
+    import tcpulse.aio
+    from tcpulse.aio.queue import Queue as AsyncQueue
+
+    async with tcpulse.aio.Queue({"rootUrl": "https://tc.example.com"}) as aio_queue:
+        task = await aio_queue.task(task_id)
+    status = await AsyncQueue({"rootUrl": "https://tc.example.com"}).status(task_id)
+    return task["metadata"]["name"] + status["status"]["state"]
+
+
 if __name__ == "__main__":
     app.run()
