@@ -45,11 +45,12 @@ _LAZY = {
     "slugId": "utils", "stableSlugId": "utils", "scopeMatch": "utils", "scope_match": "utils",
     "dumpJson": "utils", "toStr": "utils", "isExpired": "utils", "encodeStringForB64Header": "utils",
     "makeB64UrlSafe": "utils", "makeB64UrlUnsafe": "utils", "calculateSleepTime": "utils",
-    "createSession": "utils",
+    "createSession": "utils", "makeHttpRequest": "utils", "putFile": "utils",
     "createTemporaryCredentials": "auth",
     "optionsFromEnvironment": "_rest.options", "BaseClient": "client",
     "Event": "_listen.dispatch",
-    "Listener": "_listen.listener", "on": "_listen.listener",
+    "Listener": "_listen.listener", "on": "_listen.listener", "run": "_listen.runner",
+    "wsgi_app": "_ops.health", "asgi_app": "_ops.health",
     "publish": "_broker.publishing", "Publisher": "_broker.publishing", "supervise": "_listen.supervisor",
 }
 

@@ -48,6 +48,7 @@ from tcpulse.errors import TaskclusterConnectionError as TaskclusterConnectionEr
 from tcpulse.errors import TaskclusterFailure as TaskclusterFailure
 from tcpulse.errors import TaskclusterRestFailure as TaskclusterRestFailure
 from tcpulse.errors import TaskclusterTopicExchangeFailure as TaskclusterTopicExchangeFailure
+from tcpulse._ops.health import asgi_app as asgi_app
 from tcpulse.utils import calculateSleepTime as calculateSleepTime
 from tcpulse.utils import createSession as createSession
 from tcpulse._rest.hawk import createTemporaryCredentials as createTemporaryCredentials
@@ -59,9 +60,12 @@ from tcpulse.utils import fromNowJSON as fromNowJSON
 from tcpulse.utils import isExpired as isExpired
 from tcpulse.utils import makeB64UrlSafe as makeB64UrlSafe
 from tcpulse.utils import makeB64UrlUnsafe as makeB64UrlUnsafe
+from tcpulse.utils import makeHttpRequest as makeHttpRequest
 from tcpulse._listen.listener import on as on
 from tcpulse._rest.options import optionsFromEnvironment as optionsFromEnvironment
 from tcpulse._broker.publishing import publish as publish
+from tcpulse.utils import putFile as putFile
+from tcpulse._listen.runner import run as run
 from tcpulse.utils import scopeMatch as scopeMatch
 from tcpulse.utils import scope_match as scope_match
 from tcpulse.utils import slugId as slugId
@@ -70,6 +74,7 @@ from tcpulse.utils import stringDate as stringDate
 from tcpulse._listen.supervisor import supervise as supervise
 from tcpulse.utils import toStr as toStr
 from tcpulse.references.sets import use_references as use_references
+from tcpulse._ops.health import wsgi_app as wsgi_app
 
 
 __version__: str

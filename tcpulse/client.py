@@ -16,38 +16,22 @@ Example:
     >>> queue.buildUrl("task", "abc")
     'https://tc.example.com/api/queue/v1/task/abc'
 """
-import os
 import time
 from typing import Any, Mapping, Optional, Tuple
 
 import requests
-import requests.adapters
-import requests.utils
 
 from tcpulse._rest.calls import CALL_KEYWORDS, response_result
 from tcpulse._rest.clientcore import ClientCore, log
 from tcpulse._rest.options import DEFAULT_OPTIONS, optionsFromEnvironment
 from tcpulse._rest.hawk import createTemporaryCredentials
+from tcpulse._rest.sessions import new_session
 from tcpulse.references import FunctionEntry
 from tcpulse.utils import createSession
 
 # createSession and createTemporaryCredentials are here too, where the official client has them.
 __all__ = ["BaseClient", "CALL_KEYWORDS", "DEFAULT_OPTIONS", "createSession", "createTemporaryCredentials",
            "optionsFromEnvironment"]
-
-
-def new_session(base_url: str) -> requests.Session:
-    session = requests.Session()
-    # Read proxy and CA-bundle settings once: requests would rescan os.environ on every call
-    # (a sixth of a call's CPU time), and every call of a client goes to the same host.
-    session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(base_url)
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    # Retries are ours (with backoff and logging); urllib3 must not add its own.
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 class BaseClient(ClientCore):

@@ -3,10 +3,11 @@ base64 the way Taskcluster wants them, and the retry backoff.
 
 Owns: `fromNow`, `fromNowJSON`, `stringDate`, `slugId`, `stableSlugId`, `scopeMatch` (and its
 deprecated twin `scope_match`), `dumpJson`, `toStr`, `isExpired`, `encodeStringForB64Header`,
-`makeB64UrlSafe`, `makeB64UrlUnsafe`, `calculateSleepTime`, `createSession`.
+`makeB64UrlSafe`, `makeB64UrlUnsafe`, `calculateSleepTime`, `createSession`, and the faces of
+`makeHttpRequest` and `putFile` (plain HTTP with the official retries, in `tcpulse._rest.plainhttp`).
 
 Pure module: imports only the standard library and slugid (never kombu or mohawk; requests only
-inside `createSession`, when it is called).
+inside `createSession`, `makeHttpRequest` and `putFile`, when they are called).
 
 Example:
     >>> from tcpulse.utils import scopeMatch
@@ -277,3 +278,31 @@ def createSession(*args: Any, **kwargs: Any) -> Any:
     import requests  # here, not at the top: `import tcpulse.utils` must not load requests
 
     return requests.Session(*args, **kwargs)
+
+
+def makeHttpRequest(method: str, url: str, payload: Any, headers: Any, retries: int = 5,
+                    session: Any = None) -> Any:
+    """Send one HTTP request, retried after a connection error or a 5xx answer (up to `retries`
+    more times, a seekable payload sent again from its start); the final `requests.Response`,
+    whatever its status. Redirects are not followed; after the last try a connection error is
+    raised as requests raised it.
+
+    Example:
+        >>> makeHttpRequest("get", "https://example.com/", None, {})  # doctest: +SKIP
+        <Response [200]>
+    """
+    from tcpulse._rest.plainhttp import make_http_request
+
+    return make_http_request(method, url, payload, headers, retries, session)
+
+
+def putFile(filename: str, url: str, contentType: str) -> Any:
+    """PUT the file at `filename` to `url` (e.g. a signed storage URL), streamed from disk with its
+    Content-Length and `contentType`, retried as `makeHttpRequest`; the final response.
+
+    Example:
+        >>> putFile("build.log", signed_url, "text/plain").raise_for_status()  # doctest: +SKIP
+    """
+    from tcpulse._rest.plainhttp import put_file
+
+    return put_file(filename, url, contentType)

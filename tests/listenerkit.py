@@ -80,6 +80,20 @@ class Publisher:
         self.close()
 
 
+def http_get(port: int, path: str):
+    """(status, body) of GET http://127.0.0.1:port/path; (None, "") when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return None, ""
+
+
 def queued(user_url: str, queue: str) -> int:
     """Messages ready in `queue` (a passive declare, as the queue's Pulse user)."""
     with resolve_broker(user_url, environ={}).connection() as conn:

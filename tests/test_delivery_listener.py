@@ -198,8 +198,10 @@ def test_a_queue_argument_conflict_is_one_line_and_exit_code_1(pulse_user, taskc
     # On quorum, max_length also switches dead-lettering to at-most-once: either argument may be named.
     assert any(f"queue '{queue}' already exists with a different {arg!r} (" in line
                for arg in ("x-max-length", "x-dead-letter-strategy")[:1 if queue_type == "classic" else 2]), line
-    assert line.endswith(f"delete it (rabbitmqctl delete_queue '{queue}', or from the Pulse web UI; its "
-                         "messages are lost) or start the listener with the options it was created with")
+    assert line.endswith("another tool declared it, or this listener with other options: take it over in place, "
+                         "keeping its messages, with --adopt (Listener(..., adopt=True)), which moves it to "
+                         "tcpulse's layout"), line
+    assert "delete_queue" not in line
     assert pulse_user.password not in done.stderr + done.stdout
 
 

@@ -215,8 +215,9 @@ def test_ready_flips_to_not_ready_while_the_broker_is_down_and_back_after(privat
         publish(private_rabbitmq, range(50, 80))
         faultkit.wait_for(lambda: len(ledger.handled_by("health")) == 80, 30, "30 more messages handled", proc)
         metrics = proc.metrics()
-        assert metrics["tcpulse_reconnects_total"] >= 1
-        assert metrics["tcpulse_received_total"] == sum(ledger.handled_by("health").values())
+        series = f'{{listener="{unique_name}"}}'
+        assert metrics["tcpulse_reconnects_total" + series] >= 1
+        assert metrics["tcpulse_received_total" + series] == sum(ledger.handled_by("health").values())
         assert proc.terminate() == 0
     finally:
         if proc.proc.poll() is None:

@@ -9,13 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from listenerkit import Publisher, queue_name, task_key, wait_for  # noqa: F401 - queue_name is a fixture
+from listenerkit import Publisher, http_get as get, queue_name, task_key, wait_for  # noqa: F401 - queue_name is a fixture
 from tcpulse import QueueEvents
 from tcpulse._broker.connection import resolve_broker
 from tcpulse._listen.supervisor import Supervisor, with_label
@@ -47,16 +45,6 @@ def children_of(pid: int) -> set:
             if fields[0] != "Z" and int(fields[1]) == pid:
                 found.add(int(entry))
     return found
-
-
-def get(port: int, path: str):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return None, ""
 
 
 def consumers(url: str, queue: str) -> int:

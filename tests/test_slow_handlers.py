@@ -91,7 +91,7 @@ def test_handler_seconds_is_a_prometheus_histogram_per_handler_on_metrics(memory
         wait_for(lambda: app.metrics.get("retried") == 3, what="three handled messages")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             body = resp.read().decode()
-    waiting, failing = (f'handler="{h.name}"' for h in app.handlers)
+    waiting, failing = (f'listener="{app.label}",handler="{h.name}"' for h in app.handlers)
     assert "# TYPE tcpulse_handler_seconds histogram\n" in body
     assert f'tcpulse_handler_seconds_bucket{{{waiting},le="0.1"}} 0\n' in body
     assert f'tcpulse_handler_seconds_bucket{{{waiting},le="0.5"}} 3\n' in body

@@ -31,12 +31,10 @@ from tcpulse._listen.dispatch import Event, Handler, Registry, bindings_for
 from tcpulse._listen.outcome import DEFAULT_MAX_BODY, DEFAULT_RETRY_DELAYS, RetryPolicy
 from tcpulse._api.exchanges import Binding
 from tcpulse._ops.metrics import Metrics
-from tcpulse._ops.logsetup import log_to_stderr_unless_configured
 from tcpulse._listen.messages import MessageHandling
 from tcpulse._listen.running import HandlerRuns, Watchdog
-from tcpulse._listen.shutdown import install_shutdown_signals
 from tcpulse._listen.stale import remove_stale
-from tcpulse._listen.topology import ListenerNames, check_queue_type, declare_listener_queue
+from tcpulse._listen.topology import ListenerNames, QueueConflict, check_queue_type, declare_listener_queue
 from tcpulse._listen.bodycheck import BodyValidation, check_mode
 
 log = logging.getLogger("tcpulse.listener")
@@ -69,6 +67,8 @@ class Listener:
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
       listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
       times without an ack (its process died on it each time) goes to the dead-letter queue.
+    - `adopt`: take over a queue of this name that another tool declared (or that has other
+      arguments), in place and keeping its messages, and move it to tcpulse's layout.
     - `health_port`: serve /live, /ready and /metrics on 127.0.0.1.
     - `shutdown_grace`: seconds running handlers get to finish after SIGTERM/SIGINT.
     - `slow_handler_warning`: seconds after which a handler still running on a message is
@@ -91,13 +91,14 @@ class Listener:
                  queue_type: str = "classic", delivery_limit: Optional[int] = None,
                  slow_handler_warning: Optional[float] = DEFAULT_SLOW_HANDLER, auto_delete: bool = False,
                  validate: Literal["off", "warn", "dead-letter"] = "off",
-                 max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY, adopt: bool = False) -> None:
         self.metrics = Metrics()
         self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
         self._stop = threading.Event()
         self._running = False
         self._consumer: Any = None
+        self._loop: Any = None  # the application's event loop, under serve()
         self._anonymous = "anonymous-" + uuid.uuid4().hex[:12]
         self.name: Optional[str] = None
         self._given_broker: Optional[BrokerAddress] = None
@@ -119,10 +120,11 @@ class Listener:
         self.delivery_limit: Optional[int] = None
         self._address_or_error: Any = None
         self.validate = "off"
+        self.adopt = False
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
                        queue_type=queue_type, delivery_limit=delivery_limit, max_length=max_length,
                        declare_exchanges=declare_exchanges, auto_delete=auto_delete, validate=validate,
-                       max_body_bytes=max_body_bytes)
+                       max_body_bytes=max_body_bytes, adopt=adopt)
 
     def configure(self, **options: Any) -> "Listener":
         """Change options before `run()` (the CLI applies its flags this way); `None` keeps
@@ -136,11 +138,11 @@ class Listener:
         unknown = set(options) - {"name", "broker", "concurrency", "prefetch", "declare_exchanges",
                                   "health_port", "shutdown_grace", "queue_type", "delivery_limit",
                                   "max_attempts", "retry_delays", "max_length", "auto_delete", "validate",
-                                  "max_body_bytes"}
+                                  "max_body_bytes", "adopt"}
         if unknown:
             raise TypeError(f"unknown Listener option(s): {', '.join(sorted(unknown))}")
         for key in ("name", "health_port", "shutdown_grace", "queue_type", "delivery_limit", "max_attempts",
-                    "auto_delete"):
+                    "auto_delete", "adopt"):
             if options.get(key) is not None:
                 setattr(self, key, options[key])
         if options.get("retry_delays") is not None:
@@ -155,6 +157,9 @@ class Listener:
             self.validate = check_mode(options["validate"])
         self._policy = RetryPolicy(self.max_attempts, self.retry_delays)
         _check_name(self.name)
+        if self.adopt and self.name is None:
+            raise ValueError("adopt=True needs a named Listener: it adopts the queue queue/<user>/<name> "
+                             "(Listener('my-listener', adopt=True), or tcpulse listen --queue NAME --adopt)")
         check_queue_type(self.queue_type, self.delivery_limit, named=self.name is not None,
                          auto_delete=self.auto_delete)
         if options.get("broker") is not None:
@@ -279,51 +284,85 @@ class Listener:
         return f"Listener({self.name!r}, broker={broker!r})"
 
     # -- running --------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """How log lines and /metrics name this listener: its name (an unnamed one's generated
+        name); `tcpulse.run` prefixes the Pulse user where listeners run together share a name.
+
+        Example:
+            >>> Listener("ingest").label
+            'ingest'
+        """
+        return self.name or self._anonymous
+
     def run(self) -> None:
         """Consume until SIGTERM/SIGINT (or `stop()`), then finish running handlers within
         the grace period, ack them, and return; whatever was not started stays on the broker.
         A second signal exits the process at once (exit code 1). Raises `BrokerFailure` for
         what retrying cannot fix: a broker unreachable at start, refused credentials or
-        permissions, a missing exchange.
+        permissions, a missing exchange. `tcpulse.run(a, b)` runs several listeners this way.
 
         Example (needs a broker):
             >>> app.run()   # doctest: +SKIP
         """
-        from tcpulse._listen.consumer import Consumer
+        from tcpulse._listen.runner import run
 
+        run(self)
+
+    async def serve(self) -> None:
+        """Run on the caller's event loop until `stop()` or until cancelled: `async def` handlers
+        run on that loop (next to the application's own clients and queues), plain ones on up to
+        `concurrency` threads; the broker connection has a thread of its own. Cancelling drains
+        as SIGTERM does (running handlers finish within the grace period, then CancelledError is
+        raised); no signal handler is installed, the application owns them. Raises what `run()`
+        raises.
+
+        Example (needs a broker):
+            >>> task = asyncio.create_task(app.serve())   # doctest: +SKIP
+            >>> task.cancel(); await asyncio.wait([task])   # doctest: +SKIP
+        """
+        from tcpulse._listen.runner import serve
+
+        await serve(self)
+
+    def _prepare(self, label: str, loop: Any = None) -> None:
+        """Make this run's state; its async handlers go to `loop` (None: a loop of its own)."""
         if not self._registry.handlers:
             raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
         self._check_not_running("run again")
+        self._address  # noqa: B018 - a bad broker URL is raised here, before any thread starts
         self._running = True
+        self._loop = loop
+        self.metrics.labels = {"listener": label}
+
+    def _consume(self) -> None:
+        """Adopt the queue when asked, then consume until stopped, on this thread (whose context
+        names the listener in log lines: threads it starts inherit it)."""
+        from tcpulse._listen.consumer import Consumer
+
         self._delivery = self._new_delivery()
+        if self.adopt and self.name is not None and not self._address.is_memory:
+            self._adopt()
         validation = BodyValidation(self.validate)
         validation.prepare(self._registry.source(b.exchange) for b in self.bindings())
         handling = MessageHandling(self._registry, self._delivery, self._runs, self._policy, queue=self.queue,
                                    name=self.name, concurrency=self.concurrency, validation=validation,
-                                   max_body_bytes=self.max_body_bytes)
+                                   max_body_bytes=self.max_body_bytes, loop=self._loop)
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
-        unlog = log_to_stderr_unless_configured()
-        health = self._start_health()
-        restore = install_shutdown_signals(self.stop, self._stop.is_set, self.shutdown_grace)
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:
             self._consumer.run()
             log.info("stopped listening on %s: %s", self.queue, self.metrics.summary())
         finally:
             watchdog.stop()
-            restore()
-            if health is not None:
-                health.stop()
-            unlog()
 
-    def _start_health(self) -> Any:
-        if self.health_port is None:
-            return None
-        from tcpulse._ops.health import HealthServer
-        return HealthServer(self, self.health_port).start()
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop()` was called (or a signal asked the run to drain)."""
+        return self._stop.is_set()
 
     def stop(self) -> None:
         """Ask `run()` to drain and return (thread-safe; what the first signal does).
@@ -370,14 +409,34 @@ class Listener:
             return requeue_dead_letters(connection, self.queue, limit)
 
     # -- topology -------------------------------------------------------------------------
+    def _conflict_remedy(self) -> str:
+        if self.name is None or self._address.is_memory:
+            return "start the listener with the options it was created with"
+        from tcpulse._listen.delivery import broker_connection
+        from tcpulse._ops.maintenance import conflict_remedy
+
+        with broker_connection(self._address) as connection:
+            return conflict_remedy(connection, self._delivery, self.name)
+
+    def _adopt(self) -> None:
+        """Take over our queue if another tool declared it (`tcpulse._ops.maintenance.adopt`)."""
+        from tcpulse._listen.delivery import broker_connection
+        from tcpulse._ops.maintenance import adopt
+
+        with broker_connection(self._address) as connection:
+            adopt(connection, self._delivery, self.bindings(), report=log.info)
+
     def _declare(self, channel: Any) -> str:
         """Declare exchanges (passively unless asked), the queue and every binding, then the
         delivery topology; runs on every (re)connect. Returns the queue name."""
         declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
         bindings = self.bindings()
-        declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
-                               bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
-                               arguments=self._delivery.queue_arguments())
+        try:
+            declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
+                                   bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
+                                   arguments=self._delivery.queue_arguments())
+        except QueueConflict as exc:
+            raise QueueConflict(exc.broker_text, remedy=self._conflict_remedy()) from None
         self._delivery.declare(channel)
         if self.name is not None:  # an anonymous queue dies with its connection, bindings and all
             remove_stale(channel, self._delivery, bindings, self._address)

@@ -1,6 +1,8 @@
 """The event loop a listener with `async def` handlers runs its messages on.
 
-Owns: one asyncio event loop in a daemon thread of its own; at most `size` messages in flight
+Owns: one asyncio event loop in a daemon thread of its own, or the application's running loop
+that `await listener.serve()` was called on (then its tasks are the pool's only: closing cancels
+those and leaves the loop running); at most `size` messages in flight
 on it (each one a task awaiting `work(message)`, in delivery order); the same interface and
 epoch rule as `tcpulse._listen.pool.WorkerPool` (results land in `done` for the connection thread to
 settle; a message whose connection is gone, or that would start while stopping, is skipped,
@@ -28,9 +30,9 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Awaitable, Callable, Deque, Optional, Tuple
+from typing import Any, Awaitable, Callable, Deque, Optional, Set, Tuple
 
-from tcpulse._listen.pool import PoolState, internal_error
+from tcpulse._listen.pool import PoolState, daemon_thread, internal_error
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -40,23 +42,32 @@ CLOSE_WAIT = 1.0  # seconds cancelled tasks get to unwind when the pool closes
 
 
 class LoopPool(PoolState):
-    """Runs `work(message)` coroutines on a private event loop, at most `size` at a time.
+    """Runs `work(message)` coroutines on a private event loop (or on `loop`, a running loop the
+    pool does not own), at most `size` at a time.
 
     `done`, `running`, `pending`, `epoch`, `submit`, `set_epoch`, `busy` and `close` mean what
-    they mean on `WorkerPool`. `threads` runs the sync handlers of the same listener.
+    they mean on `WorkerPool`. `threads` runs the sync handlers of the same listener. `closed`
+    completes once `close()` has cancelled and waited for what still ran.
     """
 
-    def __init__(self, size: int, work: AsyncWork, notify: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, size: int, work: AsyncWork, notify: Callable[[], None] = lambda: None,
+                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         super().__init__(notify)
         self._size = size
         self._work = work
         self.closing = False
         self._waiting: Deque[Tuple[int, Any]] = collections.deque()
+        self._tasks: Set["asyncio.Task[None]"] = set()
         self.threads = DaemonThreads(size)
         self.beat = time.monotonic()
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, name="tcpulse-event-loop", daemon=True)
-        self._thread.start()
+        self._beat: Optional[asyncio.TimerHandle] = None
+        self.closed: "concurrent.futures.Future[None]" = concurrent.futures.Future()
+        self._owned = loop is None
+        self.loop = asyncio.new_event_loop() if loop is None else loop
+        if self._owned:
+            daemon_thread(self._serve, "tcpulse-event-loop").start()
+        else:
+            self.loop.call_soon_threadsafe(self._heartbeat)
 
     def submit(self, epoch: int, messages: list) -> None:
         with self._lock:
@@ -73,7 +84,9 @@ class LoopPool(PoolState):
         self.set_epoch(None)
         self.closing = True
         self.threads.close()
-        if not self.loop.is_closed():
+        if self.loop.is_closed():
+            self.closed.set_result(None)
+        else:
             asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
 
     def offload(self, func: Callable[[Any], Any], event: Any) -> Awaitable[Any]:
@@ -95,7 +108,7 @@ class LoopPool(PoolState):
 
     def _heartbeat(self) -> None:
         self.beat = time.monotonic()
-        self.loop.call_later(BEAT, self._heartbeat)
+        self._beat = self.loop.call_later(BEAT, self._heartbeat)
 
     def _take(self, epoch: int, messages: list) -> None:
         self._waiting.extend((epoch, message) for message in messages)
@@ -110,7 +123,9 @@ class LoopPool(PoolState):
                     self.pending -= 1
                     continue
                 self.running += 1
-            self.loop.create_task(self._one(epoch, message))
+            task = self.loop.create_task(self._one(epoch, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _one(self, epoch: int, message: Any) -> None:
         try:
@@ -128,12 +143,16 @@ class LoopPool(PoolState):
                 self._start_more()
 
     async def _shutdown(self) -> None:
-        tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
+        if self._beat is not None:
+            self._beat.cancel()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:  # a handler that swallows its cancellation is not waited for
             await asyncio.wait(tasks, timeout=CLOSE_WAIT)
-        self.loop.stop()
+        self.closed.set_result(None)
+        if self._owned:
+            self.loop.stop()
 
 
 class DaemonThreads(concurrent.futures.Executor):
@@ -158,8 +177,7 @@ class DaemonThreads(concurrent.futures.Executor):
         future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
         with self._lock:
             if self._idle == 0 and len(self._threads) < self._size:
-                thread = threading.Thread(target=self._loop, name=f"tcpulse-handler-{len(self._threads)}",
-                                          daemon=True)
+                thread = daemon_thread(self._loop, f"tcpulse-handler-{len(self._threads)}")
                 self._threads.append(thread)
                 thread.start()
             else:

@@ -54,12 +54,14 @@ class MessageHandling:
     processes them, `settle(message, event, failures)` publishes what their outcome asks for.
 
     `delivery` is the run's `tcpulse._listen.delivery.Delivery`; `runs` records handler runs (its
-    metrics are the listener's); `queue` and `name` only word log lines.
+    metrics are the listener's); `queue` and `name` only word log lines; `loop`: the running
+    event loop async handlers go to (`Listener.serve`), else the pool makes its own.
     """
 
     def __init__(self, registry: Registry, delivery: Any, runs: HandlerRuns, policy: RetryPolicy, *,
                  queue: str, name: Optional[str], concurrency: int,
-                 validation: Optional[BodyValidation] = None, max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
+                 validation: Optional[BodyValidation] = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 loop: Any = None) -> None:
         self._registry = registry
         self._delivery = delivery
         self._runs = runs
@@ -67,6 +69,7 @@ class MessageHandling:
         self._policy = policy
         self._queue, self._name = queue, name
         self._concurrency = concurrency
+        self._loop = loop  # the event loop async handlers run on (None: one of the pool's own)
         self._validation = validation or BodyValidation()
         self._max_body = max_body_bytes
         self._pool: Any = None
@@ -78,7 +81,7 @@ class MessageHandling:
         """Threads for a listener of sync handlers; an event loop once any handler is async."""
         if any(handler.is_async for handler in self._registry.handlers):
             from tcpulse._listen.looppool import LoopPool
-            self._pool = LoopPool(self._concurrency, self._process_async, notify)
+            self._pool = LoopPool(self._concurrency, self._process_async, notify, loop=self._loop)
         else:
             from tcpulse._listen.pool import WorkerPool
             self._pool = WorkerPool(self._concurrency, self._process, notify)

@@ -4,7 +4,8 @@ Owns: `size` daemon threads that run `work(message)` for each message of a job a
 result where the connection thread can settle it; the epoch rule (a message whose connection is
 gone, or that arrives while stopping, is skipped, never started); counts of queued and running
 work. Daemon threads: a handler still running after the shutdown grace must not keep the
-process alive.
+process alive. Every thread a listener starts runs in a copy of its starter's context
+(`daemon_thread`), so that its log lines name the listener (`tcpulse._ops.logsetup.speaking_for`).
 
 Imports only the standard library.
 
@@ -15,6 +16,7 @@ Example:
     (0, 'm', ('m', {}))
 """
 import collections
+import contextvars
 import logging
 import queue
 import threading
@@ -23,6 +25,16 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 log = logging.getLogger("tcpulse.listener")
 
 Work = Callable[[Any], Tuple[Any, Dict[str, BaseException]]]
+
+
+def daemon_thread(target: Callable[..., Any], name: str, *args: Any) -> threading.Thread:
+    """A daemon thread (not started) running `target(*args)` in a copy of the caller's context.
+
+    Example:
+        >>> seen = []; t = daemon_thread(seen.append, "example", 1); t.start(); t.join(); seen
+        [1]
+    """
+    return threading.Thread(target=contextvars.copy_context().run, args=(target, *args), name=name, daemon=True)
 
 
 class PoolState:
@@ -78,8 +90,7 @@ class WorkerPool(PoolState):
         super().__init__(notify)
         self._work = work
         self._jobs: "queue.SimpleQueue[Optional[Tuple[int, List[Any]]]]" = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._loop, name=f"tcpulse-handler-{i}", daemon=True)
-                         for i in range(size)]
+        self._threads = [daemon_thread(self._loop, f"tcpulse-handler-{i}") for i in range(size)]
         for thread in self._threads:
             thread.start()
 

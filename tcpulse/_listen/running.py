@@ -9,7 +9,7 @@ failure's log line); and the slow-handler watch: a handler still running after
 `slow_after` seconds is warned about once per handler and message, with its name, the
 message's key and how long it has run.
 
-Imports only the standard library and `tcpulse._ops.metrics`; asyncio only when an awaitable is
+Imports only the standard library, `tcpulse._ops.metrics` and `tcpulse._listen.pool`; asyncio only when an awaitable is
 met (a listener with sync handlers never loads it). Never imports kombu or requests.
 
 Example:
@@ -29,6 +29,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Type
 
 from tcpulse._ops.metrics import Metrics
+from tcpulse._listen.pool import daemon_thread
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -190,7 +191,7 @@ class Watchdog:
         if self._pool is None and self._runs.slow_after is None:
             return self
         interval = LAG_CHECK if self._pool is not None else min(1.0, self._runs.slow_after / 4)
-        self._thread = threading.Thread(target=self._watch, args=(interval,), name="tcpulse-watchdog", daemon=True)
+        self._thread = daemon_thread(self._watch, "tcpulse-watchdog", interval)
         self._thread.start()
         return self
 

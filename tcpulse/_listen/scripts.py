@@ -2,7 +2,7 @@
 
 Owns: importing the script as a module named after its file (so handler names read
 `task_group_watcher.completed`) without letting its name or its folder shadow any module, and
-choosing its listener: the one `Listener` it defines, else
+finding its listeners: the `Listener`s it defines (several for several Pulse sources), else
 the default listener its module-level `tcpulse.on` handlers registered on. Anything else is a
 `ScriptError` that explains what a script should look like.
 
@@ -28,26 +28,43 @@ EXPECTED = ("a handler script registers functions with `@tcpulse.on(QueueEvents.
 
 
 class ScriptError(TaskclusterFailure, ValueError):
-    """The script is missing, fails to import, or defines no (or several) listeners."""
+    """The script is missing, fails to import, defines no listener with handlers, or defines
+    several where one is expected."""
 
 
-def load_listener(path: str) -> Any:
-    """Import the script at `path` and return the `Listener` whose handlers it registers."""
+def load_listeners(path: str) -> List[Any]:
+    """Import the script at `path` and return the `Listener`s it defines, in the order it
+    defines them (else the default listener of its `tcpulse.on` handlers); each must have a
+    handler.
+
+    Example:
+        >>> [l.name for l in load_listeners("examples/two_deployments.py")]
+        ['firefox-ci', 'community-tc']
+    """
     from tcpulse._listen.listener import Listener, default_listener, reset_default_listener
 
     # A fresh default listener per load, so that loading several scripts in one process
     # (tests do) never mixes their module-level `tcpulse.on` handlers.
     reset_default_listener()
     module = _import(path)
-    found = [value for value in vars(module).values() if isinstance(value, Listener)]
-    unique: List[Any] = list({id(x): x for x in found}.values())
-    if len(unique) > 1:
-        names = ", ".join(k for k, v in vars(module).items() if isinstance(v, Listener))
-        raise ScriptError(f"{path}: defines {len(unique)} listeners ({names}); keep one per script")
-    listener = unique[0] if unique else default_listener()
-    if not listener.handlers:
-        raise ScriptError(f"{path}: registers no handlers; {EXPECTED}")
-    return listener
+    # Module globals keep their order of assignment; a listener bound to two names counts once.
+    listeners: List[Any] = list({id(v): v for v in vars(module).values() if isinstance(v, Listener)}.values())
+    listeners = listeners or [default_listener()]
+    for listener in listeners:
+        if not listener.handlers:
+            named = "" if len(listeners) == 1 else f" on listener {listener.label!r}"
+            raise ScriptError(f"{path}: registers no handlers{named}; {EXPECTED}")
+    return listeners
+
+
+def load_listener(path: str) -> Any:
+    """Import the script at `path` and return the one `Listener` whose handlers it registers
+    (for what takes one listener, as the test harness does)."""
+    listeners = load_listeners(path)
+    if len(listeners) > 1:
+        raise ScriptError(f"{path}: defines {len(listeners)} listeners "
+                          f"({', '.join(l.label for l in listeners)}) where one is expected")
+    return listeners[0]
 
 
 def _import(path: str) -> Any:

@@ -250,7 +250,7 @@ def raise_refusal(exc: Exception, what: str, address: BrokerAddress) -> None:
                             f"(Pulse users may only create queue/{address.user}/... and "
                             f"exchange/{address.user}/...): {exc}") from None
     if refusal_text(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
-        raise QueueConflict(conflict_message(str(exc))) from None
+        raise QueueConflict(str(exc)) from None
 
 
 def refusal_text(exc: Exception, code: str, class_name: str) -> bool:
@@ -259,12 +259,18 @@ def refusal_text(exc: Exception, code: str, class_name: str) -> bool:
 
 
 class QueueConflict(BrokerFailure):
-    """A queue exists with other arguments than the ones we declare (PRECONDITION_FAILED).
+    """A queue exists with other arguments than the ones we declare (PRECONDITION_FAILED);
+    `broker_text` is the broker's complaint, `remedy` what to do (default: delete it, or use
+    the options it was created with).
 
     Example:
         >>> issubclass(QueueConflict, BrokerFailure)
         True
     """
+
+    def __init__(self, broker_text: str, remedy: Optional[str] = None) -> None:
+        self.broker_text = broker_text
+        super().__init__(conflict_message(broker_text, remedy))
 
 
 class explain_conflicts:
@@ -281,11 +287,11 @@ class explain_conflicts:
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
         if exc is not None and refusal_text(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
-            raise QueueConflict(conflict_message(str(exc))) from None
+            raise QueueConflict(str(exc)) from None
         return False
 
 
-def conflict_message(broker_text: str) -> str:
+def conflict_message(broker_text: str, remedy: Optional[str] = None) -> str:
     """One line from RabbitMQ's 'inequivalent arg' complaint.
 
     Example:
@@ -299,10 +305,11 @@ def conflict_message(broker_text: str) -> str:
     arg = _between(text, "inequivalent arg '", "'")
     detail = text.split(": ", 1)[1] if ": " in text else text
     what = f"a different {arg!r}" if arg else "different arguments"
-    tool = f"rabbitmqctl delete_queue {name!r}" if kind == "queue" else f"rabbitmqadmin delete exchange name={name!r}"
-    return (f"{kind} {name!r} already exists with {what} ({detail}); delete it "
-            f"({tool}, or from the Pulse web UI; its messages are lost) "
-            "or start the listener with the options it was created with")
+    if remedy is None:
+        tool = f"rabbitmqctl delete_queue {name!r}" if kind == "queue" else f"rabbitmqadmin delete exchange name={name!r}"
+        remedy = (f"delete it ({tool}, or from the Pulse web UI; its messages are lost) "
+                  "or start the listener with the options it was created with")
+    return f"{kind} {name!r} already exists with {what} ({detail}); {remedy}"
 
 
 def _between(text: str, start: str, end: str) -> Optional[str]:

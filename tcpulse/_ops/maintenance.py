@@ -2,8 +2,10 @@
 its queues to the other queue type (classic <-> quorum) without losing a message.
 
 Owns: `delete_listener` (`tcpulse delete NAME`: the listener's queue, its retry holding queues,
-its binding record and delivery exchange; the dead-letter queue only when asked) and `migrate`
-(`tcpulse migrate NAME --to quorum|classic`). Both work within Pulse's permissions (a user's own
+its binding record and delivery exchange; the dead-letter queue only when asked), `migrate`
+(`tcpulse migrate NAME --to quorum|classic`), `adopt` (a listener started with `adopt=True`
+taking over a queue of its name that another tool declared: the same move, of that one queue,
+bound as the listener binds) and the remedy a listener's queue conflict names. Both work within Pulse's permissions (a user's own
 `queue/<user>/...` and `exchange/<user>/...`, no management API) and refuse while anything
 consumes the listener's queue.
 
@@ -24,7 +26,7 @@ Imports kombu through `tcpulse._listen.delivery`; never requests or the listener
 """
 import contextlib
 import itertools
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import kombu
 from amqp.exceptions import NotFound, PreconditionFailed
@@ -99,18 +101,66 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
         raise BrokerFailure(f"no record of what {queue} is bound to (tcpulse._listen.stale keeps one): run the listener "
                             "once with this version of tcpulse, stop it, then migrate")
     bindings = [Binding(exchange, pattern) for exchange, pattern in sorted(pairs)]
+    moves = ((source, key) for source, old_args, new_args, key in _units(old, new)
+             if _state(connection, source, old_args, new_args) == "old")
+    back = _relayout(connection, new, bindings, moves, old_type, report)
+    report(f"{queue} is a {to} queue now, with its {len(bindings)} binding(s), holding and dead-letter queues")
+    return back
+
+
+def adopt(connection: kombu.Connection, delivery: Delivery, bindings: Sequence[Binding],
+          report: Report = print) -> Optional[int]:
+    """Take over the listener queue `delivery.queue` when it exists with other arguments than
+    `delivery` gives it (another tool declared it), in place: what it holds and what is
+    published meanwhile (to `bindings`, the listener's) waits in the parking queue while the
+    queue is declared again in tcpulse's layout, then comes back. Returns how many messages came
+    back, or None when there was nothing to adopt (no such queue, or already in this layout).
+    Like `migrate`, safe to repeat after an interruption; refuses while the queue has consumers.
+    Its message headers are not trusted (`tcpulse.outcome.trusted_headers`): each message
+    dispatches by the exchange and routing key it was published with."""
+    queue, parking = delivery.queue, _parking(delivery)
+    held = _count(connection, queue)
+    interrupted = _count(connection, parking["migrating"]) is not None
+    fits = held is not None and _fits(connection, queue, delivery.queue_arguments())
+    if (held is None or fits) and not interrupted:
+        return None
+    _refuse_consumers(connection, queue, "adopt it")
+    moves = [] if held is None or fits else [(queue, "migrating")]
+    back = _relayout(connection, delivery, bindings, moves, "another layout", report)
+    report(f"adopted {queue}: {back} message(s) kept, now in tcpulse's layout with {len(bindings)} binding(s)")
+    return back
+
+
+def conflict_remedy(connection: kombu.Connection, delivery: Delivery, name: str) -> str:
+    """What to do about the listener queue `delivery.queue` refusing `delivery`'s arguments: move
+    tcpulse's queue of the other type with `tcpulse migrate`, or adopt anything else."""
+    wanted = delivery.queue_type
+    other = next(t for t in QUEUE_TYPES if t != wanted)
+    as_other = Delivery(delivery.queue, delivery.policy, delivery.max_length, queue_type=other)
+    if _fits(connection, delivery.queue, as_other.queue_arguments()):
+        return (f"it is tcpulse's {other} queue: stop its listeners and move it to a {wanted} queue without "
+                f"losing a message with `tcpulse migrate {name} --to {wanted}`")
+    return ("another tool declared it, or this listener with other options: take it over in place, keeping its "
+            "messages, with --adopt (Listener(..., adopt=True)), which moves it to tcpulse's layout")
+
+
+def _relayout(connection: kombu.Connection, new: Delivery, bindings: Sequence[Binding],
+              moves: Iterable[Tuple[str, str]], old_kind: str, report: Report) -> int:
+    """Steps 1-3 of the module docstring for `new`'s queues: each (queue, parking key) of
+    `moves` is emptied into its parking queue and deleted; then everything is declared in
+    `new`'s layout and the parking queues are emptied back. Returns how many messages came back
+    into the listener's queue."""
+    queue, parking, to = new.queue, _parking(new), new.queue_type
     with _channel(connection) as channel:
         kombu.Exchange(new.exchange, type="direct", durable=True, channel=channel).declare()
         for key, park in parking.items():
             _declare(channel, park, queue_arguments(to), [(new.exchange, key)])
         _bind(channel, parking["migrating"], bindings, new.exchange, unbind=False)
-        for source, old_args, new_args, key in _units(old, new):
-            if _state(connection, source, old_args, new_args) == "old":
-                if source == queue:  # from now on, what is published waits in the parking queue
-                    _bind(channel, queue, bindings, new.exchange, unbind=True)
-                moved = _move(connection, source, new, key, moving=source in (queue, *old.holding_queues()))
-                channel.queue_delete(source)
-                report(f"moved {moved} message(s) from {source} ({old_type}) to {parking[key]}")
+        for source, key in moves:
+            if source == queue:  # from now on, what is published waits in the parking queue
+                _bind(channel, queue, bindings, new.exchange, unbind=True)
+            moved = _empty_into_parking(connection, source, new, key)
+            report(f"moved {moved} message(s) from {source} ({old_kind}) to {parking[key]}")
         _declare(channel, queue, new.queue_arguments(), [(b.exchange, b.routing_key_pattern) for b in bindings])
         new.declare(channel)
         _declare(channel, record_queue(queue), queue_arguments(to), [(new.exchange, RECORD_KEY)])
@@ -123,8 +173,32 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
             channel.queue_delete(parking[key])
             back += count if key == "migrating" else 0
             report(f"moved {count} message(s) from {parking[key]} back to {target} ({to})")
-    report(f"{queue} is a {to} queue now, with its {len(bindings)} binding(s), holding and dead-letter queues")
     return back
+
+
+def _empty_into_parking(connection: kombu.Connection, source: str, new: Delivery, key: str) -> int:
+    """Move everything `source` holds to the parking queue of `key`, then delete it once it is
+    seen empty. An adopted queue may have bindings we do not know of, still bringing messages in
+    until the delete; what they bring and the listener binds goes to the parking queue too, so
+    only what no handler would take can be dropped. (`if_empty` is no help: a quorum queue
+    answers it by closing the connection.)"""
+    moved = 0
+    while True:
+        moved += _move(connection, source, new, key, moving=key == "migrating")
+        if not _count(connection, source):
+            with _channel(connection) as channel:
+                channel.queue_delete(source)
+            return moved
+
+
+def _fits(connection: kombu.Connection, queue: str, arguments: Dict[str, Any]) -> bool:
+    """Whether `queue` exists with exactly `arguments` (RabbitMQ tells only by refusing others)."""
+    try:
+        with _channel(connection) as channel:
+            channel.queue_declare(queue, durable=True, auto_delete=False, arguments=arguments, passive=False)
+        return True
+    except PreconditionFailed:
+        return False
 
 
 def _parking(delivery: Delivery) -> Dict[str, str]:
@@ -148,12 +222,8 @@ def _state(connection: kombu.Connection, queue: str, old_args: Dict[str, Any], n
     if _count(connection, queue) is None:
         return "absent"
     for state, arguments in (("new", new_args), ("old", old_args)):
-        try:
-            with _channel(connection) as channel:
-                channel.queue_declare(queue, durable=True, auto_delete=False, arguments=arguments)
+        if _fits(connection, queue, arguments):  # each try on a channel of its own: a refusal closes it
             return state
-        except PreconditionFailed:  # the refusal closed that channel: the next try needs a new one
-            continue
     raise BrokerFailure(f"{queue} exists with other arguments than this migration expects: pass the "
                         "--max-length, --delivery-limit and --retry-delays the listener uses")
 

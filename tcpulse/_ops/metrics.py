@@ -1,6 +1,9 @@
 """Counters a listener keeps about its own work, readable as a dict or as Prometheus text.
 
-Also one histogram, `handler_seconds` (how long each handler's runs took, per handler).
+Also one histogram, `handler_seconds` (how long each handler's runs took, per handler), and
+`render_prometheus(*metrics)`: the exposition of several listeners' metrics in one page, each
+series carrying its listener's constant labels (`Metrics.labels`, e.g. `listener="watcher"`,
+set when the listener starts), each family's HELP and TYPE once.
 
 Pure module: imports only the standard library. Thread-safe: handler threads and the
 connection thread update the same counters.
@@ -46,8 +49,10 @@ _Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 class Metrics:
     """A set of monotonically growing counters plus the time of the last message."""
 
-    def __init__(self, prefix: str = "tcpulse") -> None:
+    def __init__(self, prefix: str = "tcpulse", labels: Optional[Dict[str, str]] = None) -> None:
         self.prefix = prefix
+        # Put on every rendered series; a listener sets {"listener": its label} when it starts.
+        self.labels: Dict[str, str] = dict(labels or {})
         self._lock = threading.Lock()
         self._values: Dict[_Key, float] = {(name, ()): 0 for name in COUNTERS}
         self.last_message_at: Optional[float] = None
@@ -149,54 +154,74 @@ class Metrics:
             return {_series(name, labels): value for (name, labels), value in sorted(self._values.items())}
 
     def render_prometheus(self) -> str:
-        """The counters in Prometheus' text exposition format."""
-        lines = []
-        snapshot = self.snapshot()
-        for name in sorted({series.split("{")[0] for series in snapshot}):
+        """The counters in Prometheus' text exposition format (`render_prometheus(self)`)."""
+        return render_prometheus(self)
+
+    def families(self) -> Dict[str, Tuple[str, str, List[str]]]:
+        """Metric name -> (help, type, sample lines), every sample carrying `labels`."""
+        found: Dict[str, Tuple[str, str, List[str]]] = {}
+
+        def add(metric: str, help_text: str, kind: str, line: str) -> None:
+            found.setdefault(metric, (help_text, kind, []))[2].append(line)
+        with self._lock:
+            values = sorted(self._values.items())
+            gauges = sorted(self._gauges.items())
+            histogram = sorted((name, list(counts), total) for name, (counts, total) in self._histogram.items())
+        for (name, labels), value in values:
             metric = f"{self.prefix}_{name}_total"
-            lines.append(f"# HELP {metric} {COUNTERS.get(name, name)}")
-            lines.append(f"# TYPE {metric} counter")
-            for series, value in snapshot.items():
-                if series.split("{")[0] == name:
-                    lines.append(f"{self.prefix}_{series.replace(name, name + '_total', 1)} {value:g}")
+            add(metric, COUNTERS.get(name, name), "counter", f"{metric}{self._labelled(labels)} {value:g}")
         if self.last_message_at is not None:
             metric = f"{self.prefix}_last_message_age_seconds"
-            lines.append(f"# HELP {metric} Seconds since the last message was received.")
-            lines.append(f"# TYPE {metric} gauge")
-            lines.append(f"{metric} {time.time() - self.last_message_at:.3f}")
-        with self._lock:
-            gauges = sorted(self._gauges.items())
+            add(metric, "Seconds since the last message was received.", "gauge",
+                f"{metric}{self._labelled(())} {time.time() - self.last_message_at:.3f}")
         for name, value in gauges:
             metric = f"{self.prefix}_{name}"
-            lines.append(f"# HELP {metric} {GAUGES.get(name, name)}")
-            lines.append(f"# TYPE {metric} gauge")
-            lines.append(f"{metric} {value:g}")
-        lines.extend(self._render_histogram())
-        return "\n".join(lines) + "\n"
-
-    def _render_histogram(self) -> List[str]:
+            add(metric, GAUGES.get(name, name), "gauge", f"{metric}{self._labelled(())} {value:g}")
         metric = f"{self.prefix}_handler_seconds"
-        with self._lock:
-            series = sorted((name, list(counts), total) for name, (counts, total) in self._histogram.items())
-        if not series:
-            return []
-        lines = [f"# HELP {metric} {HANDLER_SECONDS_HELP}", f"# TYPE {metric} histogram"]
-        for name, counts, total in series:
-            label = f'handler="{_escape(name)}"'
+        for name, counts, total in histogram:
+            labels = (("handler", name),)
             cumulative = 0
             for bound, count in zip((*HANDLER_SECONDS_BUCKETS, "+Inf"), counts):
                 cumulative += count
-                lines.append(f'{metric}_bucket{{{label},le="{bound}"}} {cumulative}')
-            lines.append(f"{metric}_sum{{{label}}} {total:.6f}")
-            lines.append(f"{metric}_count{{{label}}} {cumulative}")
-        return lines
+                add(metric, HANDLER_SECONDS_HELP, "histogram",
+                    f"{metric}_bucket{self._labelled(labels + (('le', str(bound)),))} {cumulative}")
+            add(metric, HANDLER_SECONDS_HELP, "histogram", f"{metric}_sum{self._labelled(labels)} {total:.6f}")
+            add(metric, HANDLER_SECONDS_HELP, "histogram", f"{metric}_count{self._labelled(labels)} {cumulative}")
+        return found
+
+    def _labelled(self, labels: Tuple[Tuple[str, str], ...]) -> str:
+        merged = (*sorted(self.labels.items()), *labels)
+        return _braces(merged)
+
+
+def render_prometheus(*metrics: Metrics) -> str:
+    """Several listeners' metrics as one Prometheus page: each family's HELP and TYPE once, then
+    its series from every listener (told apart by their `labels`).
+
+    Example:
+        >>> a, b = Metrics(labels={"listener": "a"}), Metrics(labels={"listener": "b"})
+        >>> b.inc("received", 2)
+        >>> [line for line in render_prometheus(a, b).splitlines() if line.startswith("tcpulse_received")]
+        ['tcpulse_received_total{listener="a"} 0', 'tcpulse_received_total{listener="b"} 2']
+    """
+    merged: Dict[str, Tuple[str, str, List[str]]] = {}
+    for one in metrics:
+        for metric, (help_text, kind, lines) in one.families().items():
+            merged.setdefault(metric, (help_text, kind, []))[2].extend(lines)
+    out: List[str] = []
+    for metric, (help_text, kind, lines) in sorted(merged.items()):
+        out += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}", *lines]
+    return "\n".join(out) + "\n"
+
+
+def _braces(labels: Any) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
 def _series(name: str, labels: Tuple[Tuple[str, str], ...]) -> str:
-    if not labels:
-        return name
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-    return f"{name}{{{inner}}}"
+    return name + _braces(labels)
 
 
 def _escape(value: str) -> str:

@@ -138,16 +138,16 @@ def parse_fields(items: Sequence[str]) -> Dict[str, str]:
 
 
 def script_bindings(path: str) -> List[Tuple[str, str]]:
-    """The unique (exchange, pattern) pairs of the listener a handler script defines.
+    """The unique (exchange, pattern) pairs of the listeners a handler script defines.
 
     Example:
         >>> script_bindings("examples/index_route_listener.py")
         [('exchange/taskcluster-queue/v1/task-completed', 'route.index.project.example.#')]
     """
-    from tcpulse._listen.scripts import load_listener
+    from tcpulse._listen.scripts import load_listeners
 
-    listener = load_listener(path)
-    return [(b.exchange, b.routing_key_pattern) for b in listener.bindings()]
+    pairs = [(b.exchange, b.routing_key_pattern) for listener in load_listeners(path) for b in listener.bindings()]
+    return list(dict.fromkeys(pairs))
 
 
 def connect(broker: Any, confirm_each_publish: bool = True) -> Tuple[Any, Any]:

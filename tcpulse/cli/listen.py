@@ -1,12 +1,13 @@
-"""`tcpulse listen SCRIPT`: run the handlers a script registers, with what the command adds
-around `Listener.run()`: logging setup, `--replay FILE`, `--exit-when-idle`, `--declare-exchanges`,
-the delivery options as flags over the script's own values, and the summary line printed when the
+"""`tcpulse listen SCRIPT`: run the handlers a script registers (every `Listener` it defines, as
+`tcpulse.run` does), with what the command adds around the run: logging setup, `--replay FILE`,
+`--exit-when-idle`, `--declare-exchanges`, `--adopt`, the delivery options as flags over the
+script's own values (for each listener), and the summary line (one per listener) printed when the
 run ends.
 
-Owns: the listen options; publishing a recording into the listener's broker once it is
+Owns: the listen options; publishing a recording into the listeners' brokers once they are
 consuming (on `memory://` that is the same process, so a replay needs nothing else running);
-deciding when the listener is idle (no message for `--idle-seconds` and nothing waiting in its
-queue or its retry holding queues).
+deciding when the listeners are idle (no message for `--idle-seconds` and nothing waiting in
+their queues or their retry holding queues).
 
 Imports kombu only through `base.connect` (the listener loads it when it runs); never imports requests.
 
@@ -58,6 +59,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("script", help="a Python file that registers handlers")
     broker_option(p)
     p.add_argument("--queue", metavar="NAME", help="the listener's name: the queue is queue/<user>/NAME")
+    p.add_argument("--adopt", action="store_true",
+                   help="take over the listener's queue if another tool declared it (or with other arguments): "
+                        "in place, keeping its messages, moved to tcpulse's layout")
     p.add_argument("--auto-delete", action="store_true", default=None,
                    help="a development queue: the broker removes the named queue once its last consumer goes")
     p.add_argument("--queue-type", choices=("classic", "quorum"),
@@ -109,7 +113,7 @@ def _port(text: str) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from tcpulse._listen.scripts import ScriptError, load_listener
+    from tcpulse._listen.scripts import ScriptError, load_listeners
 
     # A child of `--processes` says which one it is on every line (the supervisor sets the variable).
     process = os.environ.get(PROCESS_VARIABLE)
@@ -120,20 +124,25 @@ def cmd_listen(args: argparse.Namespace) -> int:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
     try:
-        listener = load_listener(args.script)
-        listener.configure(name=args.queue, broker=broker_address(args.broker) if args.broker else None,
-                           concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
-                           queue_type=args.queue_type, delivery_limit=args.delivery_limit,
-                           max_attempts=args.max_attempts, retry_delays=args.retry_delays,
-                           max_length=args.max_length, auto_delete=args.auto_delete,
-                           max_body_bytes=args.max_body_bytes, validate=args.validate)
-        listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
+        listeners = load_listeners(args.script)
+        if args.queue and len(listeners) > 1:
+            raise UsageError(f"--queue names one listener, and {args.script} defines {len(listeners)} "
+                             f"({', '.join(l.label for l in listeners)}): name each in the script")
+        for listener in listeners:
+            listener.configure(name=args.queue, broker=broker_address(args.broker) if args.broker else None,
+                               concurrency=args.concurrency, prefetch=args.prefetch, health_port=args.health_port,
+                               queue_type=args.queue_type, delivery_limit=args.delivery_limit,
+                               max_attempts=args.max_attempts, retry_delays=args.retry_delays,
+                               max_length=args.max_length, auto_delete=args.auto_delete,
+                               max_body_bytes=args.max_body_bytes, adopt=True if args.adopt else None,
+                               validate=args.validate)
+            listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     if args.processes > 1:
-        return _supervise(listener, args)
+        return _supervise(listeners, args)
     try:
-        run_listen(listener, args)
+        run_listen(listeners, args)
     except MissingExchange as exc:
         raise RuntimeFailure(str(MissingExchange(exc.exchange, exc.broker, remedy="--declare-exchanges"))) from None
     except (BrokerFailure, OSError) as exc:  # OSError: e.g. the health port is taken
@@ -141,14 +150,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _supervise(listener: Any, args: argparse.Namespace) -> int:
-    """`--processes N`: the checked listener runs in N children of a supervisor."""
+def _supervise(listeners: List[Any], args: argparse.Namespace) -> int:
+    """`--processes N`: the checked listeners run in N children of a supervisor."""
     from tcpulse._listen.supervisor import supervise
 
-    if listener.name is None:
+    if any(listener.name is None for listener in listeners):
         raise UsageError("--processes needs a named listener, whose queue the processes share: give --queue NAME "
                          "or Listener('name') in the script")
-    if listener.broker.is_memory:
+    if any(listener.broker.is_memory for listener in listeners):
         raise UsageError("--processes needs a broker the processes can share; the embedded broker (memory://) "
                          "lives inside one process")
     if args.replay:
@@ -184,8 +193,9 @@ def child_arguments(argv: List[str], script: str) -> List[str]:
     return kept
 
 
-def run_listen(listener: Any, args: argparse.Namespace) -> None:
-    """Run `listener` with the replay and idle options of `args`, then print the summary.
+def run_listen(listeners: Any, args: argparse.Namespace) -> None:
+    """Run `listeners` (one, or a list run together) with the replay and idle options of `args`,
+    then print the summary (each line after its listener's label when there are several).
 
     Example:
         >>> import tcpulse
@@ -194,45 +204,57 @@ def run_listen(listener: Any, args: argparse.Namespace) -> None:
         >>> run_listen(app, argparse.Namespace(replay=None, exit_when_idle=True, idle_seconds=0.1))
         received 0 messages; handled: none; unmatched 0, retried 0, dead-lettered 0
     """
+    from tcpulse._listen.runner import run
     from tcpulse._ops.recording import read
 
+    listeners = list(listeners) if isinstance(listeners, (list, tuple)) else [listeners]
     messages = read(args.replay) if getattr(args, "replay", None) else None
     if getattr(args, "declare_exchanges", False):
-        listener.configure(declare_exchanges=True)
+        for listener in listeners:
+            listener.configure(declare_exchanges=True)
     errors: List[BaseException] = []
     finished = threading.Event()
     helper: Optional[threading.Thread] = None
     if messages is not None or getattr(args, "exit_when_idle", False):
-        helper = threading.Thread(target=_assist, args=(listener, args, messages, errors, finished),
+        helper = threading.Thread(target=_assist, args=(listeners, args, messages, errors, finished),
                                   name="tcpulse-listen-assist", daemon=True)
         helper.start()
     try:
-        listener.run()
+        run(*listeners)
     finally:
         finished.set()
         if helper is not None:  # an error it raises as the listener stops must still be seen below
             helper.join(ASSIST_JOIN_TIMEOUT)
-    print(listener.metrics.summary(), flush=True)
+    for listener in listeners:
+        label = f"{listener.label}: " if len(listeners) > 1 else ""
+        print(label + listener.metrics.summary(), flush=True)
     if errors:
         raise errors[0]
 
 
-def _assist(listener: Any, args: argparse.Namespace, messages: Optional[list],
+def _assist(listeners: List[Any], args: argparse.Namespace, messages: Optional[list],
             errors: List[BaseException], finished: threading.Event) -> None:
     try:
-        if not _wait_ready(listener, finished):
+        if not _wait_ready(listeners, finished):
             return
         if messages is not None:
-            _replay(listener, messages)
+            # Into each broker once: listeners of one broker share its exchanges.
+            for listener in {_where(l.broker): l for l in listeners}.values():
+                _replay(listener, messages)
         if args.exit_when_idle:
-            _stop_when_idle(listener, args.idle_seconds)
+            _stop_when_idle(listeners, args.idle_seconds)
     except Exception as exc:  # reported by run_listen after the listener stopped
         errors.append(exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(f"replay failed: {exc}"))
-        listener.stop()
+        for listener in listeners:
+            listener.stop()
 
 
-def _wait_ready(listener: Any, finished: threading.Event) -> bool:
-    while not listener.is_ready():
+def _where(address: Any) -> Tuple[Any, ...]:
+    return address.scheme, address.host, address.port, address.vhost
+
+
+def _wait_ready(listeners: List[Any], finished: threading.Event) -> bool:
+    while not all(listener.is_ready() for listener in listeners):
         if finished.wait(POLL):
             return False
     return True
@@ -262,20 +284,22 @@ def _filtered(listener: Any, messages: Any) -> str:
             "so the broker did not deliver them to this listener")
 
 
-def _stop_when_idle(listener: Any, idle_seconds: float) -> None:
-    waiting = _Waiting(listener)
+def _stop_when_idle(listeners: List[Any], idle_seconds: float) -> None:
+    waiting = [_Waiting(listener) for listener in listeners]
     last, quiet_since = None, time.monotonic()
     try:
-        while listener.is_ready():
-            seen = (listener.metrics.snapshot(), waiting.count())
-            if seen != last or seen[1]:
+        while all(listener.is_ready() for listener in listeners):
+            seen = [(listener.metrics.snapshot(), queues.count()) for listener, queues in zip(listeners, waiting)]
+            if seen != last or any(count for _, count in seen):
                 last, quiet_since = seen, time.monotonic()
             elif time.monotonic() - quiet_since >= idle_seconds:
-                listener.stop()
+                for listener in listeners:
+                    listener.stop()
                 return
-            time.sleep(waiting.poll)
+            time.sleep(max(queues.poll for queues in waiting))
     finally:
-        waiting.close()
+        for queues in waiting:
+            queues.close()
 
 
 class _Waiting:
