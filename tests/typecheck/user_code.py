@@ -5,6 +5,7 @@ tests/test_static_types.py runs mypy (and pyright) over this file and expects no
 from typing import List, Optional
 
 import tcpulse
+import tcpulse.aio
 from tcpulse import Event, Listener, QueueEvents
 from tcpulse.types.queue import Task, TaskCompletedMessage, TaskFailedMessage
 from tcpulse.types.workermanager import PulseWorkerMessage
@@ -31,7 +32,8 @@ def completed(event: Event[TaskCompletedMessage]) -> None:
 async def failed(event: Event[TaskFailedMessage]) -> None:
     runs = event.body["status"]["runs"]
     reason: Optional[str] = runs[-1].get("reasonResolved") if runs else None
-    print(reason)
+    status = tcpulse.aio.Queue({"rootUrl": "https://tc.example.com"}).status(event.fields["taskId"])
+    print(reason, (await status)["status"]["state"])
 
 
 @app.on(tcpulse.WorkerManagerEvents.workerRunning)
