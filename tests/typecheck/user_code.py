@@ -42,7 +42,7 @@ def worker_running(event: Event[PulseWorkerMessage]) -> None:
 
 
 def index_a_task(task_id: str) -> None:
-    index = tcpulse.Index({"rootUrl": "https://tc.example.com"})
+    index = tcpulse.Index(tcpulse.optionsFromEnvironment())
     index.insertTask("project.example.latest", {"taskId": task_id, "rank": 0, "data": {},
                                                  "expires": tcpulse.stringDate(tcpulse.fromNow("1 year"))})
     found = index.findTask("project.example.latest")
