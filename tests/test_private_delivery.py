@@ -7,6 +7,8 @@ a queue of its own to any `exchange/...` it can name, as Pulse allows) on the vi
 import contextlib
 import json
 import logging
+import subprocess
+import sys
 
 import kombu
 import pytest
@@ -258,3 +260,21 @@ def test_a_listener_on_the_old_layout_moves_to_the_private_exchange_on_start_wit
 def attacker_anywhere(victim_anywhere, request):
     """The attacker where there are users (RabbitMQ); none on memory://."""
     return None if victim_anywhere.url.startswith("memory") else request.getfixturevalue("attacker")
+
+
+@pytest.mark.rabbitmq
+def test_migrate_finds_a_listener_on_the_old_layout_and_leaves_it_on_a_private_exchange(victim, attacker, unique_name):
+    """`tcpulse migrate` on a listener that never started with this version: it moves the queues
+    to the other type and off the guessable exchange at once, nothing lost."""
+    queue, legacy = build_legacy_layout(victim.url, unique_name, "app.h")
+    assert spy(attacker, legacy, f"{unique_name}-migrate")
+    done = subprocess.run([sys.executable, "-m", "tcpulse", "migrate", unique_name, "--to", "quorum",
+                           "--retry-delays", "30", "--broker", victim.url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"deleted exchange {legacy}" in done.stdout.splitlines()
+    exchange = locate_as(victim, queue)
+    assert exchange.startswith(legacy + "-")
+    assert queued(victim.url, queue) == 2  # the waiting message and the retry, back at once
+    [letter] = Listener(unique_name, broker=victim.url).dead_letters()
+    assert (letter["body"], letter["origin_verified"], letter["exchange"]) == ({"id": "parked"}, True, COMPLETED.exchange)
+    assert queued(attacker.url, f"queue/{attacker.name}/{unique_name}-migrate") == 0

@@ -74,11 +74,12 @@ def take_record(channel: Any, delivery: Any) -> Record:
 def write_record(channel: Any, delivery: Any, record: Record, bindings: Sequence[_Pair],
                  holding: Dict[str, Dict[str, Any]]) -> Record:
     """Replace `record` (its held messages are acked once the new one is confirmed) by one naming
-    `bindings`, `holding` and the secret of `delivery`'s exchange (or `record`'s, when `delivery`
-    uses the legacy exchange this time); returns what it wrote. The exchange must exist."""
+    `bindings`, `holding` and the secret of `delivery`'s exchange, through it; returns what it
+    wrote. The exchange must exist. A record written through the legacy exchange (a listener
+    that could not move yet) names no secret: anyone may be bound there."""
     from tcpulse._listen.delivery import publish_confirmed
 
-    secret = delivery.names.secret or record.secret
+    secret = delivery.names.secret
     channel.queue_bind(queue=record_queue(delivery.queue), exchange=delivery.exchange, routing_key=RECORD_KEY)
     body = json.dumps({"bindings": sorted(bindings), "holding_queues": holding, "delivery_secret": secret,
                        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True)

@@ -17,7 +17,6 @@ listener's layout lock (`tcpulse._listen.layout`), as a starting listener does.
 
 Imports kombu through `tcpulse._listen.delivery`; never requests or the listener.
 """
-import json
 import logging
 from typing import Any, List, Optional, Sequence
 
@@ -25,12 +24,12 @@ import kombu
 
 from tcpulse._api.exchanges import Binding
 from tcpulse._broker.connection import BrokerAddress
-from tcpulse._listen.delivery import Delivery, publish_confirmed
+from tcpulse._listen.delivery import Delivery
 from tcpulse._listen.layout import (channel_on, connection_of, consumers, count, exchange_exists, layout_lock,
                                     peek_record, probe_secret, settle_secret)
 from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
 from tcpulse._listen.stale import Record, take_record
-from tcpulse._listen.topology import QUEUE_TYPES, RECORD_KEY, ListenerNames, new_secret
+from tcpulse._listen.topology import QUEUE_TYPES, ListenerNames
 from tcpulse._ops.moving import Report, fits, relayout, state, units
 from tcpulse.errors import BrokerFailure
 
@@ -96,11 +95,13 @@ def migrate(connection: kombu.Connection, address: BrokerAddress, name: str, to:
         if not record.pairs and count(connection, queue) is not None:
             raise BrokerFailure(f"no record of what {queue} is bound to (tcpulse._listen.stale keeps one): run the "
                                 "listener once with this version of tcpulse, stop it, then migrate")
-        old, new = (Delivery(queue, policy, max_length, queue_type=kind, secret=secret,
-                             delivery_limit=delivery_limit if kind == "quorum" else None)
-                    for kind, secret in ((old_type, record.secret), (to, record.secret or new_secret())))
-        if record.secret is None:
-            _record_secret(connection, old, new, record)
+        old, new = (Delivery(queue, policy, max_length, queue_type=kind, secret=record.secret,
+                             delivery_limit=delivery_limit if kind == "quorum" else None) for kind in (old_type, to))
+        if record.secret is None:  # recorded first, through the new exchange: the old one is anyone's to bind
+            recording = Delivery(queue, policy, queue_type=old_type)
+            with channel_on(connection) as channel:
+                settle_secret(channel, recording)
+            new.use(recording.names.secret)
         bindings = [Binding(exchange, pattern) for exchange, pattern in sorted(record.pairs)]
         moves = ((source, key) for source, old_args, new_args, key in units(old, new, record.holding)
                  if state(connection, source, old_args, new_args) == "old")
@@ -186,17 +187,6 @@ def move_to_private(connection: Any, delivery: Delivery, bindings: Sequence[Bind
         _drop_legacy(connection, old, delivery, log.info)
     log.warning("moved %s to its private delivery exchange (%d message(s) back in its queue); its dead letters "
                 "and binding record stay where they were", delivery.queue, back)
-
-
-def _record_secret(connection: Any, old: Delivery, new: Delivery, record: Record) -> None:
-    """Put a record naming `new`'s secret beside the old one (through the exchange it is bound to
-    now) before anything uses the secret, so a move cut short resumes with it."""
-    body = json.dumps({"bindings": sorted(record.pairs), "holding_queues": record.holding,
-                       "delivery_secret": new.names.secret})
-    with channel_on(connection) as channel:
-        message = channel.prepare_message(body.encode(), content_type="application/json", content_encoding="utf-8",
-                                          properties={"delivery_mode": 2})
-        publish_confirmed(channel, message, old.exchange, RECORD_KEY)
 
 
 def _drop_legacy(connection: Any, old: Delivery, new: Delivery, report: Report) -> None:
