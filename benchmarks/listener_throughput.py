@@ -97,7 +97,8 @@ def main() -> None:
             preload(exchange, queue, args.messages)
             results["tcpulse Listener"].append(args.messages / listener(exchange, name, args.messages, args.prefetch))
         finally:
-            cleanup(exchange, [queue, f"{queue}/dead-letter", *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
+            cleanup(exchange, [queue, f"{queue}/dead-letter", f"{queue}/isolation",
+                               *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
     medians = {k: statistics.median(v) for k, v in results.items()}
     # Each round runs both sides back to back, so its ratio is what machine noise disturbs least.
     ratios = [ours / raw for raw, ours in zip(results["raw kombu"], results["tcpulse Listener"])]

@@ -1,7 +1,7 @@
 """The two brokers the async-handler tests run on: the embedded `memory://` broker and the real
 RabbitMQ as a user with Pulse's permissions (publishing as guest, like a Taskcluster service)."""
 import json
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import kombu
 import pytest
@@ -24,9 +24,9 @@ class MemoryBroker:
     def key(self, **fields: str) -> str:
         return task_key(COMPLETED, taskGroupId=self.name, **fields)
 
-    def publish(self, body: Any, routes: Sequence[str] = (), **fields: str) -> str:
+    def publish(self, body: Any, routes: Sequence[str] = (), headers: Optional[dict] = None, **fields: str) -> str:
         key = self.key(**fields)
-        headers = {"CC": [f"route.{r}" for r in routes]} if routes else {}
+        headers = {**({"CC": [f"route.{r}" for r in routes]} if routes else {}), **(headers or {})}
         self.producer.publish(json.dumps(body), exchange=COMPLETED.exchange, routing_key=key,
                               headers=headers, content_type="application/json")
         return key
@@ -45,9 +45,9 @@ class RabbitBroker(MemoryBroker):
         self.url = pulse_user.url
         self.publisher = Publisher()
 
-    def publish(self, body: Any, routes: Sequence[str] = (), **fields: str) -> str:
+    def publish(self, body: Any, routes: Sequence[str] = (), headers: Optional[dict] = None, **fields: str) -> str:
         key = self.key(**fields)
-        self.publisher.publish(COMPLETED.exchange, key, body, routes=routes)
+        self.publisher.publish(COMPLETED.exchange, key, body, routes=routes, headers=headers)
         return key
 
     def queued(self, queue: str) -> int:

@@ -1,7 +1,10 @@
-"""The crash-loop guard: a handler that kills its process on one message, under a supervisor that
-restarts `tcpulse listen` whenever it exits. On a quorum queue with `--delivery-limit N` the
-message is dead-lettered after N deliveries, with a reason that says so, and every other
-message is handled; the supervisor stops restarting because nothing kills the process any more."""
+"""The crash-loop guard (issue 18 item 6): a handler that kills its process on one message, under a
+supervisor that restarts `tcpulse listen` whenever it exits. With `--delivery-limit N` and a
+prefetch of 20, the message is dead-lettered after N deliveries, with a reason that says so, and
+it is the only dead letter: the other messages of each crashed prefetch window (which the old
+guard dead-lettered with it, as innocent casualties) are all handled. On quorum and on classic
+queues (which count no deliveries: tcpulse does). The supervisor stops restarting because nothing
+kills the process any more."""
 import threading
 from typing import List
 
@@ -10,13 +13,14 @@ import pytest
 import faultkit
 from faultkit import Ledger, ListenerProcess, wait_for
 from tcpulse._broker.connection import resolve_broker
-from tcpulse._listen.delivery import list_dead_letters
+from tcpulse._listen.deadletters import list_dead_letters
 
 pytestmark = pytest.mark.rabbitmq
 
 LIMIT = 3
 POISON = 17
 COUNT = 60
+PREFETCH = 20
 
 CRASHING_SCRIPT = faultkit.LISTENER_SCRIPT.replace(
     "    os.write(FD,", f"    if mid == {POISON}:\n        os._exit(1)  # a segfault, an OOM kill...\n    os.write(FD,")
@@ -48,16 +52,16 @@ class Supervisor:
         return code
 
 
-def test_a_message_that_kills_its_process_is_dead_lettered_after_delivery_limit_deliveries(
-        pulse_user, taskcluster_exchanges, unique_name, tmp_path):
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+def test_only_the_message_that_kills_its_process_is_dead_lettered_whatever_the_prefetch(
+        queue_type, pulse_user, taskcluster_exchanges, unique_name, tmp_path):
     script = tmp_path / "crashing.py"
     script.write_text(CRASHING_SCRIPT)
     ledger = Ledger(tmp_path)
 
     def start(run: int) -> ListenerProcess:
-        # prefetch 1: a dying process returns only the message it died on (see docs/brokers.md).
         return ListenerProcess(script, pulse_user.url, unique_name, ledger, f"run{run}",
-                               ("--queue-type", "quorum", "--delivery-limit", str(LIMIT), "--prefetch", "1"))
+                               ("--queue-type", queue_type, "--delivery-limit", str(LIMIT), "--prefetch", str(PREFETCH)))
 
     supervisor = Supervisor(start)
     try:
@@ -67,17 +71,23 @@ def test_a_message_that_kills_its_process_is_dead_lettered_after_delivery_limit_
         others = set(range(COUNT)) - {POISON}
         wait_for(lambda: others <= set(ledger.handled()), 120, "every other message handled", supervisor.current)
         with resolve_broker(pulse_user.url, environ={}).connection() as conn:
-            [letter] = list_dead_letters(conn, f"queue/{pulse_user.name}/{unique_name}")
-        assert supervisor.exits == [1] * LIMIT, "the process died once per delivery of the poison, then no more"
+            wait_for(lambda: list_dead_letters(conn, f"queue/{pulse_user.name}/{unique_name}"), 30,
+                     "the dead letter", supervisor.current)
+            letters = list_dead_letters(conn, f"queue/{pulse_user.name}/{unique_name}")
+        assert supervisor.exits == [1] * LIMIT, "the process died once per delivery of the killer, then no more"
         assert supervisor.current.proc.poll() is None, "the last listener keeps running"
     finally:
         code = supervisor.stop()
     assert code == 0
-    assert letter["body"]["id"] == POISON
-    assert letter["reason"] == (
-        f"delivered {LIMIT} times without an ack (delivery_limit {LIMIT}): the process handling it exited or "
-        f"lost its connection each time, so queue/{pulse_user.name}/{unique_name} dead-lettered it")
+    assert [letter["body"]["id"] for letter in letters] == [POISON], "the killer, and only the killer, is parked"
+    assert letters[0]["reason"] == (
+        f"delivered {LIMIT} times without an ack (delivery_limit {LIMIT}), the last time alone: the process "
+        f"handling it exited or lost its connection each time")
     assert POISON not in ledger.handled()
+    logs = "".join(path.read_text() for path in ledger.directory.glob("listener-run*.log"))
+    blamed = [line for line in logs.splitlines() if "came back unacked while it ran alone" in line]
+    assert len(blamed) == LIMIT - 2 and all(faultkit.ROUTING_KEY.format(id=POISON) in line for line in blamed), \
+        "only the killer died while it ran alone (each death before the last counted once)"
     last = ledger.directory / f"listener-run{LIMIT - 1}.log"
     assert (f"last delivery ({LIMIT} of delivery_limit {LIMIT}) of a message from {faultkit.EXCHANGE} "
             f"'{faultkit.ROUTING_KEY.format(id=POISON)}': it came back unacked each time before") in last.read_text()

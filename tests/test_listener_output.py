@@ -75,7 +75,7 @@ def test_a_retried_message_is_received_once(unique_name):
         wait_for(lambda: app.metrics.get("acked") == 2, what="the retry to succeed")
     assert attempts == [1, 2]
     assert (app.metrics.get("received"), app.metrics.get("retried")) == (1, 1)
-    assert app.metrics.summary() == f"received 1 message; handled: {flaky.__module__}.{flaky.__qualname__} 1; " \
+    assert app.metrics.summary() == f"received 1 message; handled: {flaky.__module__}.{test_a_retried_message_is_received_once.__name__}.flaky 1; " \
                                     "unmatched 0, retried 1, dead-lettered 0"
 
 

@@ -47,7 +47,7 @@ def test_a_handler_running_past_the_threshold_is_warned_about_once_per_handler_a
         wait_for(lambda: app.metrics.get("acked") == 2, what="both acks")
     warnings = slow_warnings(caplog)
     assert len(warnings) == 2, warnings  # one per message, none for `quick`, none repeated
-    name = app.handlers[0].name
+    name = app.handlers[0].display  # as logs show it: without "<locals>"
     for key in keys:
         [line] = [w for w in warnings if repr(key) in w]
         assert re.fullmatch(rf"handler {re.escape(name)} has been running for 0\.\d s on a message from "
@@ -91,7 +91,7 @@ def test_handler_seconds_is_a_prometheus_histogram_per_handler_on_metrics(memory
         wait_for(lambda: app.metrics.get("retried") == 3, what="three handled messages")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             body = resp.read().decode()
-    waiting, failing = (f'listener="{app.label}",handler="{h.name}"' for h in app.handlers)
+    waiting, failing = (f'listener="{app.label}",handler="{h.display}"' for h in app.handlers)
     assert "# TYPE tcpulse_handler_seconds histogram\n" in body
     assert f'tcpulse_handler_seconds_bucket{{{waiting},le="0.1"}} 0\n' in body
     assert f'tcpulse_handler_seconds_bucket{{{waiting},le="0.5"}} 3\n' in body

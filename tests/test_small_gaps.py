@@ -88,3 +88,32 @@ def test_the_cli_takes_prefetch_0_and_auto_delete(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "prefetch 0: the broker sends every waiting message at once" in done.stderr
     assert "consuming from memory:// (prefetch unlimited)" in done.stderr
+
+
+def test_the_documented_app_metrics_example_runs_and_renders_what_the_docs_say(capsys):
+    import io
+    import re
+    import contextlib
+
+    import kombu
+
+    from tcpulse._ops.health import PROMETHEUS_CONTENT_TYPE
+
+    guide = (REPO / "docs" / "operating.md").read_text(encoding="utf-8")
+    code = re.search(r"<!-- metrics-example -->\n```python\n(.*?)```", guide, re.S).group(1)
+    assert "text/plain; version=0.0.4" in guide and PROMETHEUS_CONTENT_TYPE.startswith("text/plain; version=0.0.4")
+    namespace = {"__name__": "metrics_example"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(code, "docs/operating.md", "exec"), namespace)  # noqa: S102 - the guide's own example
+    app = namespace["app"]
+    assert app.metrics.summary().startswith("received 0 messages; handled: none;")
+    with running(app), kombu.Connection(str(app.broker), transport="tcpulse._broker.broker:Transport") as conn:
+        kombu.Producer(conn.channel()).publish({"n": 1}, exchange=COMPLETED.exchange, routing_key=task_key())
+        wait_for(lambda: app.metrics.get("handled", handler="metrics_example.completed") == 1, what="one message handled")
+    text = app.metrics.render_prometheus()
+    labels = f'listener="{app.label}",handler="metrics_example.completed"'
+    for line in ("# TYPE tcpulse_received_total counter", f'tcpulse_received_total{{listener="{app.label}"}} 1',
+                 f"tcpulse_handled_total{{{labels}}} 1", "# TYPE tcpulse_handler_seconds histogram",
+                 f"tcpulse_handler_seconds_count{{{labels}}} 1"):
+        assert line in text.splitlines(), (line, text)
+    assert "tcpulse_last_message_age_seconds " in text and app.metrics.snapshot()["received"] == 1

@@ -44,7 +44,9 @@ from kombu.mixins import ConsumerMixin
 from tcpulse._listen.acks import AckWindow
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse.errors import BrokerFailure
+from tcpulse._listen.delivery import PublishRefused
 from tcpulse._ops.metrics import Metrics
+from tcpulse._listen.unsettled import Settling
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -89,7 +91,9 @@ class Consumer(ConsumerMixin):
         self.address = address
         self._node = 0  # index in address.nodes of the node we connect to
         self.connection = address.nodes[0].connection()
-        self._declare, self._settle = declare, settle
+        self._declare = declare
+        # settle then ack; a copy the broker refuses keeps its message unacked for a later try
+        self._settling = Settling(settle, self.ack)
         self._prefetch, self._grace = prefetch, grace
         # How many deliveries to take in one go and to ack in one batch: with no limit (0), as
         # many as a bounded window would.
@@ -115,9 +119,11 @@ class Consumer(ConsumerMixin):
         self._channel: Any = None
         # Batched acks over the current channel (only where basic.ack(multiple) is honoured).
         self._batch = address.scheme in ("amqp", "amqps")
+        self._uncounted = 0  # acks owed on the channel that the metric 'acked' leaves out
         self._acks = AckWindow(lambda tag, multiple: self._channel.basic_ack(tag, multiple=multiple))
         self._last_heartbeat = 0.0
         self._inbox: List[Any] = []  # delivered, not yet handed to the pool
+        self.guard: Any = None  # the crash-loop guard (`tcpulse._listen.isolation.Isolation`), if any
         self.backlog: Any = None  # a tcpulse._listen.backlog.BacklogWatch, polled from this thread
 
     @property
@@ -133,7 +139,7 @@ class Consumer(ConsumerMixin):
                 try:
                     for _ in self.consume():
                         pass
-                except recoverable as exc:
+                except (*recoverable, PublishRefused) as exc:  # refused: the binding record's publish
                     self._lost(exc)
                 except _Stopped:
                     break
@@ -224,6 +230,9 @@ class Consumer(ConsumerMixin):
                         "by Pulse for growing too large) and the messages it held are LOST; redeclaring "
                         "it with all its bindings and resuming", self._queue_name)
             return
+        if isinstance(exc, PublishRefused):
+            log.warning("%s while setting up %s; reconnecting to try again", exc, self._queue_name)
+            return
         log.warning("lost the connection to %s (%s: %s); reconnecting; messages in flight (%d) "
                     "will be redelivered by the broker", self.node, type(exc).__name__, exc, in_flight)
 
@@ -276,7 +285,11 @@ class Consumer(ConsumerMixin):
         self._epoch += 1
         self.pool.set_epoch(self._epoch)
         self._acks.reset()
+        self._uncounted = 0
         self._inbox.clear()
+        self._settling.forget()
+        if self.guard is not None:
+            self.guard.connected()
         if self._ever_connected:
             self.metrics.inc("reconnects")
         self._ever_connected = True
@@ -301,9 +314,12 @@ class Consumer(ConsumerMixin):
                  f", heartbeat {heartbeat:g} s" if heartbeat else "")
 
     def on_iteration(self) -> None:
-        if self._inbox:
+        if self._inbox and not (self.guard is not None and self.guard.busy):
             self._hand_over()
         self._settle_done()
+        self._settling.poll()
+        if self.guard is not None and self._channel is not None and self.ready:
+            self.guard.step(self, self._channel)
         self._flush_acks()
         if self.backlog is not None and self._channel is not None and self.ready:
             self.backlog.poll(self._channel)
@@ -333,9 +349,19 @@ class Consumer(ConsumerMixin):
 
     # -- messages ---------------------------------------------------------------------------
     def _on_message(self, message: Any) -> None:
+        self.took(message)
+        if self.guard is None or not self.guard.hold(message):
+            self._inbox.append(message)
+
+    def took(self, message: Any) -> None:
+        """`message` is delivered on the channel (consumed, or taken with basic.get) and owes an ack."""
         if self._batch:
             self._acks.delivered(message.delivery_tag)
-        self._inbox.append(message)
+
+    @property
+    def epoch(self) -> int:
+        """The current connection's number: a result of an older one is never settled."""
+        return self._epoch
 
     def _hand_over(self) -> None:
         inbox, self._inbox = self._inbox, []
@@ -346,23 +372,30 @@ class Consumer(ConsumerMixin):
         while done:
             epoch, message, (event, failures) = done.popleft()
             if epoch == self._epoch:  # else its channel is gone and the broker redelivers it
-                self._settle(message, event, failures)
-                self.ack(message)
+                self._settling.settle(message, event, failures)
 
-    def ack(self, message: Any) -> None:
-        """Acknowledge `message` (soon, possibly together with others)."""
+    def ack(self, message: Any, counted: bool = True) -> None:
+        """Acknowledge `message` (soon, possibly together with others); `counted`: in the metric
+        'acked' (not a message the crash-loop guard moved to its isolation queue: it is acked
+        once more after its handlers ran)."""
         if not self._batch:
             message.ack()
-            self.metrics.inc("acked")
+            self.metrics.inc("acked", int(counted))
             return
         self._acks.ack(message.delivery_tag)
+        self._uncounted += not counted
+
+    def flush_acks(self) -> None:
+        """Send every ack owed now."""
+        self._flush_acks(force=True)
 
     def _flush_acks(self, force: bool = False) -> None:
         owed = self._acks.owed
         if not owed:
             return
         if force or owed >= max(1, self._window // 4) or time.monotonic() - self._acks.first_owed_at >= ACK_DELAY:
-            self.metrics.inc("acked", self._acks.flush())
+            self.metrics.inc("acked", self._acks.flush() - self._uncounted)
+            self._uncounted = 0
 
 
 class _Stopped(Exception):

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Seque
 
 from tcpulse.errors import TaskclusterTopicExchangeFailure
 from tcpulse._api.exchanges import Binding, Exchange, exchange_named
+from tcpulse._ops.metrics import readable
 
 ROUTE_PREFIX = "route."
 RESERVED = "reserved"  # the routing-key field Taskcluster keeps for later use
@@ -208,9 +209,10 @@ class _Trie:
 
 
 class Handler:
-    """A registered handler: the plain function, its stable name and its bindings;
-    `is_async` when it is an `async def` function (or an object with an `async def __call__`),
-    which the listener awaits on its event loop instead of calling on a thread.
+    """A registered handler: the plain function, its stable name (`display`: as logs and metrics
+    show it, see `tcpulse._ops.metrics.readable`) and its bindings; `is_async` when it is an `async def` function (or
+    an object with an `async def __call__`), which the listener awaits on its event loop instead
+    of calling on a thread.
 
     Example:
         >>> Handler(print, "builtins.print", ()).name
@@ -225,6 +227,10 @@ class Handler:
         self.bindings = bindings
         self.is_async = inspect.iscoroutinefunction(func) or (
             not inspect.isroutine(func) and inspect.iscoroutinefunction(getattr(func, "__call__", None)))
+
+    @property
+    def display(self) -> str:
+        return readable(self.name)
 
     def __repr__(self) -> str:
         return f"<Handler {self.name} ({len(self.bindings)} bindings)>"

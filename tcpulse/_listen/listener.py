@@ -31,6 +31,8 @@ from tcpulse._listen.dispatch import Event, Handler, Registry, bindings_for
 from tcpulse._listen.outcome import DEFAULT_MAX_BODY, DEFAULT_RETRY_DELAYS, RetryPolicy
 from tcpulse._api.exchanges import Binding
 from tcpulse._ops.metrics import Metrics
+from tcpulse._ops.logsetup import log_to_stderr_unless_configured, one_line_if_uncaught
+from tcpulse.errors import BrokerFailure
 from tcpulse._listen.messages import MessageHandling
 from tcpulse._listen.running import HandlerRuns, Watchdog
 from tcpulse._listen.stale import remove_stale
@@ -65,8 +67,9 @@ class Listener:
     - `max_body_bytes`: a longer body is dead-lettered unread (default 1 MiB); a compressed one
       always is (inflating it could take gigabytes).
     - `queue_type`: "classic" (default) or "quorum" (replicated over a RabbitMQ cluster; named
-      listeners only); `delivery_limit` (quorum only, default 20): a message delivered that many
-      times without an ack (its process died on it each time) goes to the dead-letter queue.
+      listeners only); `delivery_limit` (default 20, either type): a message delivered that many
+      times without an ack (its process died on it each time, the last time running it alone)
+      goes to the dead-letter queue; the messages prefetched with it do not (`tcpulse._listen.isolation`).
     - `adopt`: take over a queue of this name that another tool declared (or that has other
       arguments), in place and keeping its messages, and move it to tcpulse's layout.
     - `health_port`: serve /live, /ready and /metrics on 127.0.0.1.
@@ -119,6 +122,7 @@ class Listener:
         self.queue_type = "classic"
         self.delivery_limit: Optional[int] = None
         self._address_or_error: Any = None
+        self._log_summary = True  # False when the caller prints the run's summary itself
         self.validate = "off"
         self.adopt = False
         self.configure(name=name, broker=broker, concurrency=concurrency, prefetch=prefetch,
@@ -325,12 +329,16 @@ class Listener:
 
         await serve(self)
 
-    def _prepare(self, label: str, loop: Any = None) -> None:
-        """Make this run's state; its async handlers go to `loop` (None: a loop of its own)."""
+    def _check_startable(self) -> None:
+        """Raise what keeps this listener from starting (`tcpulse.run` checks every one first)."""
         if not self._registry.handlers:
             raise RuntimeError(f"{self!r} has no handlers: register one with @app.on(...) before run()")
         self._check_not_running("run again")
         self._address  # noqa: B018 - a bad broker URL is raised here, before any thread starts
+
+    def _prepare(self, label: str, loop: Any = None) -> None:
+        """Make this run's state; its async handlers go to `loop` (None: a loop of its own)."""
+        self._check_startable()
         self._running = True
         self._loop = loop
         self.metrics.labels = {"listener": label}
@@ -339,6 +347,7 @@ class Listener:
         """Adopt the queue when asked, then consume until stopped, on this thread (whose context
         names the listener in log lines: threads it starts inherit it)."""
         from tcpulse._listen.consumer import Consumer
+        from tcpulse._listen.isolation import Isolation
 
         self._delivery = self._new_delivery()
         if self.adopt and self.name is not None and not self._address.is_memory:
@@ -351,11 +360,16 @@ class Listener:
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
+        self._consumer.guard = Isolation(self._delivery, self.metrics)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:
             self._consumer.run()
-            log.info("stopped listening on %s: %s", self.queue, self.metrics.summary())
+            # `tcpulse listen` prints the summary itself, on stdout: once is enough.
+            log.info("stopped listening on %s%s", self.queue, f": {self.metrics.summary()}" if self._log_summary else "")
+        except BrokerFailure as exc:  # a configuration error: one line says what to fix
+            one_line_if_uncaught(exc)
+            raise
         finally:
             watchdog.stop()
 
@@ -392,7 +406,8 @@ class Listener:
             >>> [d["reason"] for d in Listener("task-watcher").dead_letters()]   # doctest: +SKIP
             ['failed 5 of 5 attempts']
         """
-        from tcpulse._listen.delivery import broker_connection, list_dead_letters
+        from tcpulse._listen.deadletters import list_dead_letters
+        from tcpulse._listen.delivery import broker_connection
         with broker_connection(self._address) as connection:
             return list_dead_letters(connection, self.queue, limit)
 
@@ -404,7 +419,8 @@ class Listener:
             >>> Listener("task-watcher").requeue_dead_letters()   # doctest: +SKIP
             3
         """
-        from tcpulse._listen.delivery import broker_connection, requeue_dead_letters
+        from tcpulse._listen.deadletters import requeue_dead_letters
+        from tcpulse._listen.delivery import broker_connection
         with broker_connection(self._address) as connection:
             return requeue_dead_letters(connection, self.queue, limit)
 
@@ -421,16 +437,36 @@ class Listener:
     def _adopt(self) -> None:
         """Take over our queue if another tool declared it (`tcpulse._ops.maintenance.adopt`)."""
         from tcpulse._listen.delivery import broker_connection
+        from tcpulse._listen.layout import channel_on, layout_lock, settle_secret
         from tcpulse._ops.maintenance import adopt
 
-        with broker_connection(self._address) as connection:
+        with broker_connection(self._address) as connection, layout_lock(connection, self._delivery.names):
+            with channel_on(connection) as channel:  # adopted into the private layout, its secret recorded first
+                settle_secret(channel, self._delivery)
             adopt(connection, self._delivery, self.bindings(), report=log.info)
 
     def _declare(self, channel: Any) -> str:
         """Declare exchanges (passively unless asked), the queue and every binding, then the
-        delivery topology; runs on every (re)connect. Returns the queue name."""
-        declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
+        delivery topology; runs on every (re)connect. A named listener does it under its layout
+        lock, after finding (or moving to) its private delivery exchange (`tcpulse._listen.layout`).
+        Returns the queue name."""
+        from tcpulse._listen.layout import connection_of, layout_lock
+        from tcpulse._ops.maintenance import prepare
+
         bindings = self.bindings()
+        if self.name is None:  # an anonymous queue dies with its connection, bindings and all
+            self._declare_queues(channel, bindings)
+        else:
+            with layout_lock(connection_of(channel), self._delivery.names):
+                record = prepare(channel, self._delivery, bindings)
+                self._declare_queues(channel, bindings)
+                remove_stale(channel, self._delivery, bindings, record, self._address)
+        log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
+                 "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
+        return self.queue
+
+    def _declare_queues(self, channel: Any, bindings: List[Binding]) -> None:
+        declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
         try:
             declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
                                    bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
@@ -438,11 +474,6 @@ class Listener:
         except QueueConflict as exc:
             raise QueueConflict(exc.broker_text, remedy=self._conflict_remedy()) from None
         self._delivery.declare(channel)
-        if self.name is not None:  # an anonymous queue dies with its connection, bindings and all
-            remove_stale(channel, self._delivery, bindings, self._address)
-        log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
-                 "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
-        return self.queue
 
 
 def _check_name(name: Optional[str]) -> None:

@@ -38,9 +38,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import Event, Handler, Registry
+from tcpulse._ops.metrics import readable
 from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
                                      RetryPolicy, decide, decode_body)
 from tcpulse._listen.running import Failures, HandlerRuns
+from tcpulse._listen.topology import ISOLATION_KEY, RETURN_KEY
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -125,14 +127,15 @@ class MessageHandling:
         if gone and handlers:
             self._taken_over(gone, handlers, event)
         if not handlers:
-            if origin.handlers is not None or message.delivery_info.get("exchange") == self._delivery.exchange:
+            if origin.handlers is not None or _requeued(message, self._delivery.exchange):
                 # A retry or a requeued dead letter: acking it would drop work a handler never did.
                 return None, {NO_HANDLER: LookupError(_no_handler(origin.handlers or (), gone))}
             self._unmatched(event)
-        if self._delivery.last_delivery(message):
+        last = self._delivery.last_delivery(message)
+        if last is not None:
             log.warning("last delivery (%d of delivery_limit %d) of a message from %s %r: it came back unacked "
-                        "each time before (did its process die on it?); if this process dies on it too, it is "
-                        "dead-lettered", self._delivery.delivery_limit, self._delivery.delivery_limit,
+                        "each time before (did its process die on it?); it runs alone, and if this process dies "
+                        "on it too, it is dead-lettered", last, self._delivery.delivery_limit,
                         event.exchange, event.routing_key)
         return event, handlers
 
@@ -157,16 +160,16 @@ class MessageHandling:
             self._taken_over_logged.add(key)
         log.warning("a retried or requeued message from %s %r was for %s, which no longer exist%s (renamed, or "
                     "its script renamed?); it goes to every handler that matches it now: %s (logged once per "
-                    "run for these handlers)", event.exchange, event.routing_key, ", ".join(gone),
-                    "s" if len(gone) == 1 else "", ", ".join(h.name for h in handlers))
+                    "run for these handlers)", event.exchange, event.routing_key, readable(", ".join(gone)),
+                    "s" if len(gone) == 1 else "", ", ".join(h.display for h in handlers))
 
     def _event_for(self, message: Any, origin: Origin) -> Event:
         body = decode_body(message.body, self._max_body)
         source = self._registry.source(origin.exchange)
         self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
         return Event(body, origin.exchange, origin.routing_key, origin.cc,
-                     redelivered=bool(message.delivery_info.get("redelivered")), attempt=origin.attempt,
-                     headers=message.headers, source=source)
+                     redelivered=_redelivered(message.delivery_info), attempt=origin.attempt,
+                     headers=self._delivery.public_headers(message.headers), source=source)
 
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
         """Turn a message's result into broker actions, on the connection's thread, before the
@@ -184,13 +187,13 @@ class MessageHandling:
             self._delivery.retry(message, origin, verdict)
             self.metrics.inc("retried")
             log.warning("%s failed on %s %r (%s); retrying in %.1f s, attempt %d of %d",
-                        ", ".join(verdict.handlers), origin.exchange, origin.routing_key,
-                        _summary(failures), verdict.delay, verdict.attempt, self._policy.max_attempts)
+                        readable(", ".join(verdict.handlers)), origin.exchange, origin.routing_key,
+                        readable(_summary(failures)), verdict.delay, verdict.attempt, self._policy.max_attempts)
         elif isinstance(verdict, DeadLetter):
             self._delivery.dead_letter(message, origin, verdict)
             self.metrics.inc("dead_lettered")
             log.error("dead-lettered a message from %s %r: %s; it waits in %s (tcpulse dead-letters "
-                      "%s --list / --requeue)", origin.exchange, origin.routing_key, verdict.reason,
+                      "%s --list / --requeue)", origin.exchange, origin.routing_key, readable(verdict.reason),
                       self._delivery.dead_letter_queue, self._name or "NAME")
 
 
@@ -200,6 +203,19 @@ def _raw_origin(delivery: Any, message: Any) -> Origin:
         return delivery.origin(message)
     except Exception:
         return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
+
+
+def _redelivered(info: Any) -> bool:
+    # A message that came back unacked runs from the isolation queue, as a copy the broker
+    # delivers for the first time: it was redelivered all the same.
+    return bool(info.get("redelivered")) or info.get("routing_key") == ISOLATION_KEY
+
+
+def _requeued(message: Any, own_exchange: str) -> bool:
+    """Whether `message` came back through the listener's delivery exchange (a requeued dead
+    letter, a retry): work a handler took on, unlike a message from a stale binding."""
+    info = message.delivery_info
+    return info.get("exchange") == own_exchange and info.get("routing_key") == RETURN_KEY
 
 
 def _no_handler(recorded: Sequence[str], gone: Sequence[str]) -> str:

@@ -39,7 +39,8 @@ H_DEAD_AT = "tcpulse-dead-lettered-at"
 # The key under which a delivery's properties say what of it could not be read (set by
 # tcpulse.wire as it reads the delivery): no AMQP property has a hyphenated name, so no publisher can set it.
 UNREADABLE = "tcpulse-unreadable"
-OWN_HEADERS = (H_ATTEMPT, H_EXCHANGE, H_ROUTING_KEY, H_CC, H_HANDLERS, H_REASON, H_FAILURES, H_DEAD_AT)
+H_RETURNS = "tcpulse-returns"  # times an isolated message came back unacked (`tcpulse._listen.isolation`)
+OWN_HEADERS = (H_ATTEMPT, H_EXCHANGE, H_ROUTING_KEY, H_CC, H_HANDLERS, H_REASON, H_FAILURES, H_DEAD_AT, H_RETURNS)
 
 
 @dataclass(frozen=True)
@@ -303,10 +304,11 @@ class Origin:
         return {**requeued, H_HANDLERS: failed} if failed else requeued
 
 
-def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str, own_exchange: str) -> Dict[str, Any]:
+def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str,
+                    own_exchange: Union[str, Sequence[str]]) -> Dict[str, Any]:
     """`headers` as far as they can be believed: tcpulse's own headers only on a message the
-    broker delivered through `own_exchange` (the listener's delivery exchange, where only its
-    Pulse user may publish). Anyone who may publish to a bound exchange can set them, and would
+    broker delivered through `own_exchange` (the listener's delivery exchange, or any of several,
+    where only its Pulse user may publish). Anyone who may publish to a bound exchange can set them, and would
     otherwise pick the exchange and key a message dispatches as, skip handlers or jump attempts.
 
     Example:
@@ -316,7 +318,7 @@ def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str, own
         >>> trusted_headers(forged, "exchange/u/w/delivery", "exchange/u/w/delivery") == forged
         True
     """
-    if delivered_by == own_exchange:
+    if delivered_by in ((own_exchange,) if isinstance(own_exchange, str) else own_exchange):
         return dict(headers or {})
     return {k: v for k, v in (headers or {}).items() if k not in OWN_HEADERS}
 
@@ -326,7 +328,8 @@ def _foreign(headers: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     # and the broker's own dead-letter history, which only grows.
     dropped = set(OWN_HEADERS) | {"CC", "BCC", "x-death", "x-first-death-exchange",
                                   "x-first-death-queue", "x-first-death-reason",
-                                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason"}
+                                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
+                                  "x-delivery-count"}
     return {k: v for k, v in (headers or {}).items() if k not in dropped}
 
 
@@ -353,6 +356,17 @@ def header_strings(value: Any) -> Tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(header_text(v) for v in value if isinstance(v, (str, bytes)))
     return ()
+
+
+def returns_of(headers: Mapping[str, Any]) -> int:
+    """How often a message in the isolation queue came back unacked, from its (trusted) headers.
+
+    Example:
+        >>> returns_of({H_RETURNS: 2}), returns_of({H_RETURNS: "x"}), returns_of({})
+        (2, 0, 0)
+    """
+    value = headers.get(H_RETURNS)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _attempt(value: Any) -> int:

@@ -5,11 +5,13 @@ Owns: calling a message's matching handlers in registration order and collecting
 from the listener's event loop (`run_async`, which awaits `async def` handlers there and hands
 sync ones to threads); completing an awaitable a sync caller got back (`run_awaitable`); the
 per-run record (counters `handled` / `handler_errors`, the `handler_seconds` histogram, the
-failure's log line); and the slow-handler watch: a handler still running after
+failure's traceback: at ERROR once per handler and exception type, else at DEBUG, as the line
+saying what happens to the message, a retry or a dead letter, follows each failure anyway; a
+`PermanentFailure` says all in its text, so its traceback is at DEBUG only); and the slow-handler watch: a handler still running after
 `slow_after` seconds is warned about once per handler and message, with its name, the
 message's key and how long it has run.
 
-Imports only the standard library, `tcpulse._ops.metrics` and `tcpulse._listen.pool`; asyncio only when an awaitable is
+Imports only the standard library, `tcpulse.errors`, `tcpulse._ops.metrics` and `tcpulse._listen.pool`; asyncio only when an awaitable is
 met (a listener with sync handlers never loads it). Never imports kombu or requests.
 
 Example:
@@ -28,8 +30,9 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Type
 
-from tcpulse._ops.metrics import Metrics
+from tcpulse._ops.metrics import Metrics, readable
 from tcpulse._listen.pool import daemon_thread
+from tcpulse.errors import PermanentFailure
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -57,6 +60,7 @@ class HandlerRuns:
         # the loop that run handlers, read by check_slow (dict operations are atomic).
         self.active: Dict[int, Tuple[str, str, str, float]] = {}
         self._warned: set = set()
+        self._tracebacks_shown: set = set()  # (handler name, exception type) logged at ERROR so far
         self.by_task: Dict[Any, int] = {}  # asyncio task -> token of the run it is in
         self._tokens = itertools.count()
 
@@ -134,8 +138,15 @@ class HandlerRuns:
             self._failed(name, event, started, exc)
 
     def _failed(self, name: str, event: Any, started: float, exc: BaseException) -> None:
+        name = readable(name)
         self.metrics.handler_ran(name, time.monotonic() - started, failed=True)
-        log.error("handler %s failed on %r", name, event, exc_info=exc)
+        seen = (name, type(exc))
+        if isinstance(exc, PermanentFailure) or seen in self._tracebacks_shown:
+            log.debug("handler %s failed on %r", name, event, exc_info=exc)
+            return
+        self._tracebacks_shown.add(seen)
+        log.error("handler %s failed on %r (the traceback of a %s from this handler is shown once; "
+                  "later ones at DEBUG)", name, event, type(exc).__name__, exc_info=exc)
 
     def check_slow(self, now: Optional[float] = None) -> int:
         """Warn about each run that has gone on for longer than `slow_after`, once per run;
@@ -150,7 +161,7 @@ class HandlerRuns:
                 warned += 1
                 log.warning("handler %s has been running for %.1f s on a message from %s with key %r "
                             "(slow_handler_warning=%g s); it is still running and its message stays "
-                            "unacked until it returns", name, now - started, exchange, key, self.slow_after)
+                            "unacked until it returns", readable(name), now - started, exchange, key, self.slow_after)
         return warned
 
 

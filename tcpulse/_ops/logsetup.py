@@ -8,7 +8,8 @@ tasks working for a listener carry its label in a context variable, and a log re
 there gets the attribute `listener` and, for tcpulse's own loggers while several listeners run
 in the process (`running_listeners`), the message prefix `[label] ` (with one, every line is
 its). Done in the log record factory, not in a handler or a filter, so that it holds whatever
-logging the application configured. Imports only the standard library.
+logging the application configured. Also a configuration error that ends a script as one line
+(`one_line_if_uncaught`). Imports only the standard library.
 
 Example:
     >>> logging.Formatter(LOG_FORMAT).format(logging.makeLogRecord(
@@ -18,9 +19,10 @@ Example:
 import contextvars
 import json
 import logging
+import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -92,7 +94,7 @@ def log_to_stderr_unless_configured() -> Callable[[], None]:
         _stderr_users += 1
         if _stderr_users == 1:
             _stderr_undo = _add_stderr_handler()
-    released = []
+    released: List[bool] = []
 
     def undo() -> None:
         global _stderr_users, _stderr_undo
@@ -124,6 +126,23 @@ def _add_stderr_handler() -> Optional[Callable[[], None]]:
     return remove
 
 
+def one_line_if_uncaught(error: BaseException) -> None:
+    """Should `error` (about to be raised) end the program uncaught, print it as one line
+    (`BrokerFailure: exchange ... does not exist ...`) instead of a traceback through tcpulse's
+    internals: it names what to fix, and the frames would not help. Any other exception, or this
+    one caught and printed by the application, is left as it is. Main thread only, as Python's
+    hook is.
+    """
+    previous = sys.excepthook
+
+    def hook(kind: Any, value: BaseException, traceback: Any) -> None:
+        if value is not error:
+            previous(kind, value, traceback)
+            return
+        print(f"{type(value).__name__}: {value}", file=sys.stderr, flush=True)
+    sys.excepthook = hook
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per log line (time, level, logger, message, plus `exc` when present).
 
@@ -142,8 +161,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "listener", None) is not None:
-            line["listener"] = record.listener
+        listener = getattr(record, "listener", None)
+        if listener is not None:
+            line["listener"] = listener
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

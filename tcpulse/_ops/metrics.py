@@ -4,6 +4,7 @@ Also one histogram, `handler_seconds` (how long each handler's runs took, per ha
 `render_prometheus(*metrics)`: the exposition of several listeners' metrics in one page, each
 series carrying its listener's constant labels (`Metrics.labels`, e.g. `listener="watcher"`,
 set when the listener starts), each family's HELP and TYPE once.
+Handler names are kept as people read them (`readable`): `handler=` may be given either way.
 
 Pure module: imports only the standard library. Thread-safe: handler threads and the
 connection thread update the same counters.
@@ -61,7 +62,7 @@ class Metrics:
         self._histogram: Dict[str, List[Any]] = {}
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+        key = _key(name, labels)
         with self._lock:
             self._values[key] = self._values.get(key, 0) + amount
             if name == "received":
@@ -76,6 +77,7 @@ class Metrics:
             >>> m.get("handled", handler="app.h"), m.handler_seconds("app.h")
             (1, (1, 0.2))
         """
+        handler = readable(handler)
         key = ("handler_errors" if failed else "handled", (("handler", handler),))
         with self._lock:
             self._values[key] = self._values.get(key, 0) + 1
@@ -88,7 +90,7 @@ class Metrics:
     def handler_seconds(self, handler: str) -> Tuple[int, float]:
         """(runs observed, total seconds) of `handler`."""
         with self._lock:
-            counts, total = self._histogram.get(handler, [[0], 0.0])
+            counts, total = self._histogram.get(readable(handler), [[0], 0.0])
             return sum(counts), total
 
     def handler_histograms(self) -> Dict[str, Tuple[List[int], float]]:
@@ -104,7 +106,7 @@ class Metrics:
 
     def get(self, name: str, **labels: str) -> float:
         with self._lock:
-            return self._values.get((name, tuple(sorted(labels.items()))), 0)
+            return self._values.get(_key(name, labels), 0)
 
     def total(self, name: str) -> float:
         """The sum of a counter over all its label values."""
@@ -218,6 +220,24 @@ def _braces(labels: Any) -> str:
     if not labels:
         return ""
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+
+
+def readable(text: str) -> str:
+    """`text` with handler names as people read them: a function defined inside another reads
+    `app.main.completed`, not `app.main.<locals>.completed`. For logs and metrics only: a
+    handler's name itself (which retries record) keeps the `<locals>` part.
+
+    Example:
+        >>> readable("handled app.main.<locals>.completed, app.main.<locals>.make.<locals>.h")
+        'handled app.main.completed, app.main.make.h'
+    """
+    return text.replace("<locals>.", "")
+
+
+def _key(name: str, labels: Dict[str, str]) -> _Key:
+    if "handler" in labels:
+        labels = {**labels, "handler": readable(labels["handler"])}
+    return name, tuple(sorted(labels.items()))
 
 
 def _series(name: str, labels: Tuple[Tuple[str, str], ...]) -> str:

@@ -68,7 +68,7 @@ def add_commands(subparsers: Any) -> None:
                    help="the queue's type (default: the script's, else classic); quorum queues are "
                         "replicated over a RabbitMQ cluster and need --queue or a named Listener")
     p.add_argument("--delivery-limit", type=positive_int, metavar="N",
-                   help="quorum only: dead-letter a message delivered N times without an ack (its "
+                   help="dead-letter a message delivered N times without an ack, the last time alone (its "
                         "process died on it each time; default 20)")
     p.add_argument("--concurrency", type=positive_int, help="handler threads (default: the script's, else 1: in order)")
     p.add_argument("--prefetch", type=whole_number,
@@ -213,6 +213,8 @@ def run_listen(listeners: Any, args: argparse.Namespace) -> None:
         for listener in listeners:
             listener.configure(declare_exchanges=True)
     errors: List[BaseException] = []
+    for listener in listeners:
+        listener._log_summary = False  # printed below, on stdout
     finished = threading.Event()
     helper: Optional[threading.Thread] = None
     if messages is not None or getattr(args, "exit_when_idle", False):
