@@ -168,10 +168,12 @@ class Delivery:
         self._publish(message, holding_key(self.policy.base_delay(verdict.attempt)),
                       origin.retry_headers(message.headers, verdict), expiration=verdict.delay)
 
-    def isolate(self, message: Any, origin: Origin, returns: int) -> None:
-        """Publish a copy of `message` to the isolation queue, where it runs alone, with `returns`:
-        how often it came back unacked (`tcpulse._listen.isolation`). The caller acks the original."""
-        self._publish(message, ISOLATION_KEY, {**origin.moved_headers(message.headers), H_RETURNS: returns})
+    def isolate(self, message: Any, origin: Origin, returns: int, alone: bool = True) -> None:
+        """Publish a copy of `message` that came back unacked, with `returns`: how often it did
+        (`tcpulse._listen.isolation`), to the isolation queue where it runs alone, or (not `alone`)
+        to the back of the listener's queue. The caller acks the original."""
+        self._publish(message, ISOLATION_KEY if alone else RETURN_KEY,
+                      {**origin.moved_headers(message.headers), H_RETURNS: returns})
 
     def dead_letter(self, message: Any, origin: Origin, verdict: DeadLetter) -> None:
         """Publish `message` to the dead-letter queue with why it failed; the caller acks it."""
