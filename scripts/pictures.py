@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 GUEST = "amqp://guest:guest@127.0.0.1:5672//"
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-dev-shm-usage",
@@ -71,16 +71,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build_finished(event) -> None:
+def build_finished(event: Any) -> None:
     time.sleep(0.002 * (1 + len(event.routing_key) % 5))
 
 
-def report_checked(event) -> None:
+def report_checked(event: Any) -> None:
     if event.body.get("bad"):
         raise ValueError("artifact public/report.json is missing")
 
 
-def demo_listener(broker: str, exchange: str, health_port: int):
+def demo_listener(broker: str, exchange: str, health_port: int) -> Any:
     """A listener with two handlers on `exchange`; `report_checked` fails on a body with "bad"."""
     import tcpulse
 
@@ -150,7 +150,7 @@ def tail_picture(out: Path, broker: str = GUEST) -> Path:
         page.unlink()
 
 
-def _wait(condition, timeout: float = 30.0) -> None:
+def _wait(condition: Callable[[], Any], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -1,4 +1,4 @@
-"""`tcpulse tail` and `tcpulse status` through the real console script, on RabbitMQ as a
+"""`tcpulse --version`, `tcpulse tail` and `tcpulse status` through the real console script, on RabbitMQ as a
 Pulse-permission user: what they print, their exit codes, and that a tail leaves nothing behind."""
 import json
 import re
@@ -107,6 +107,8 @@ def test_status_reports_waiting_messages_a_dead_letter_and_the_bindings(pulse_us
     wait_for(lambda: _status(pulse_user, queue_name)["messages"] == 2, 10, what="2 waiting messages")
     status = _status(pulse_user, queue_name)
     assert status["consumers"] == 0 and status["type"] == "classic" and status["unacked"] is None
+    # One holding queue per retry delay (5, 30, 120, 600 s by default), all empty.
+    assert [h["messages"] for h in status["holding_queues"]] == [0, 0, 0, 0], status["holding_queues"]
     assert status["dead_letters"]["count"] == 1
     assert "the task definition is invalid" in status["dead_letters"]["newest"][0]["reason"]
     assert status["bindings"] == [[COMPLETED.exchange, COMPLETED(taskGroupId=queue_name).routing_key_pattern]]
@@ -141,3 +143,10 @@ def test_status_tells_a_quorum_queue(pulse_user, taskcluster_exchanges, queue_na
         assert status["consumers"] == 1
     assert status["type"] == "quorum" and status["dead_letters"]["count"] == 0
     assert _status(pulse_user, queue_name)["type"] == "quorum"  # the probe changed nothing
+
+
+def test_version_prints_the_installed_version():
+    import tcpulse
+
+    done = subprocess.run([str(TCPULSE), "--version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"tcpulse {tcpulse.__version__}\n")

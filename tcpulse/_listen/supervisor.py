@@ -104,6 +104,7 @@ class Supervisor:
         self.finished: set = set()  # slots whose child exited 0 on its own (e.g. --exit-when-idle)
         self.metrics = _Aggregated(self)
         self._signals = 0
+        self._terminated: set = set()  # pids already sent SIGTERM for the signal
         self._lock = threading.RLock()  # also taken by the signal handler, on the same thread
 
     # -- what the health server reads ------------------------------------------------------
@@ -154,6 +155,7 @@ class Supervisor:
         log.info("%s: passing SIGTERM to %d process(es)%s", name, len(children),
                  "; they exit at once" if self._signals > 1 else ", which finish their running handlers")
         for child in children:
+            self._terminated.add(child.proc.pid)
             _signal(child, signal.SIGTERM)
 
     def _watch(self) -> int:
@@ -203,8 +205,8 @@ class Supervisor:
     def _stop_all(self, code: int) -> int:
         """SIGTERM what still runs (unless a signal already did), wait for every child, return
         `code`, or 1 when a child did not exit cleanly after a signal."""
-        if not self._signals:
-            for child in self.live_children():
+        for child in self.live_children():  # all, or one started as the signal came
+            if child.proc.pid not in self._terminated:
                 _signal(child, signal.SIGTERM)
         self.restart_at.clear()
         deadline = time.monotonic() + STOP_WAIT

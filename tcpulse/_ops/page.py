@@ -5,7 +5,7 @@ connected to and its uptime; received, handled and failed per minute; per-handle
 duration percentiles (estimated from the `handler_seconds` histogram); the backlog, the dead
 letters and the recent errors. The page refreshes itself every few seconds, loads nothing from
 elsewhere (inline style, no script), shows no secret (the node is its redacted address; errors
-are the listener's own log lines, cut short) and changes nothing: the port has no
+are the listener's own warning and error lines, cut short) and changes nothing: the port has no
 authentication, so there are no buttons.
 
 Rates come from samples of the counters taken whenever the page or its JSON is asked for (and
@@ -40,26 +40,34 @@ RATE_WINDOW = 60.0  # seconds the per-minute rates look back
 RECENT_ERRORS = 10
 ERROR_TEXT = 300  # characters of an error line shown
 PERCENTILES = (0.5, 0.95, 0.99)
+ERROR_LOGGERS = ("tcpulse.listener", "tcpulse.delivery", "tcpulse.backlog")  # where a listener's warnings go
 RATES = (("received", ("received",)), ("handled", ("handled",)), ("failed", ("handler_errors",)))
 
 
-class RecentErrors(logging.Handler):
-    """Keeps the last few warnings and errors the listener logs (`tcpulse.listener`)."""
+class RecentErrors(logging.Filter):
+    """Keeps the last few warnings and errors a listener logs (on ERROR_LOGGERS). A filter on
+    those loggers, not a handler: a handler there would count as logging being configured, and
+    an application without any would no longer see warnings through Python's last resort."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__()
         self.lines: Deque[Tuple[float, str]] = deque(maxlen=RECENT_ERRORS)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-            if record.exc_info and record.exc_info[1] is not None:
-                exc = record.exc_info[1]
-                text += f": {type(exc).__name__}: {exc}"
-        except Exception:  # noqa: BLE001 - a log line that cannot be formatted must not break the page
-            text = str(record.msg)
-        text = text if len(text) <= ERROR_TEXT else text[:ERROR_TEXT - 1] + "…"
-        self.lines.append((record.created, text))
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            self.lines.append((record.created, _error_text(record)))
+        return True
+
+
+def _error_text(record: logging.LogRecord) -> str:
+    try:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f": {type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - a log line that cannot be formatted must not break the page
+        text = str(record.msg)
+    return text if len(text) <= ERROR_TEXT else text[:ERROR_TEXT - 1] + "…"
 
 
 _errors = RecentErrors()
@@ -68,9 +76,10 @@ _errors_installed = threading.Lock()
 
 def _install_errors() -> RecentErrors:
     with _errors_installed:
-        logger = logging.getLogger("tcpulse.listener")
-        if _errors not in logger.handlers:
-            logger.addHandler(_errors)
+        for name in ERROR_LOGGERS:
+            logger = logging.getLogger(name)
+            if _errors not in logger.filters:
+                logger.addFilter(_errors)
     return _errors
 
 
