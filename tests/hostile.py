@@ -95,6 +95,8 @@ HOSTILE: Dict[str, Hostile] = {
     "timestamp_2_63": Hostile(properties(headers=table([(b"sent", timestamp(2 ** 63))])), KEY, "'sent'"),
     "nested_timestamp": Hostile(properties(headers=table([(b"trace", array(array(timestamp(2 ** 62))))])),
                                 KEY, "'trace'"),
+    # Decoding with it takes quadratic time (1 MB: minutes of the connection thread, whose heartbeats stop).
+    "content_encoding_punycode": Hostile(properties(content_encoding=b"punycode"), KEY, "content_encoding 'punycode'"),
     "array_5000_deep": Hostile(properties(headers=table([(b"deep", nested(5000))])), KEY, "'deep'"),
 }
 

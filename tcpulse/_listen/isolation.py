@@ -42,11 +42,11 @@ Example:
 """
 import logging
 import time
-from typing import Any, Dict, List
+from typing import Any, List
 
 import kombu
 
-from tcpulse._listen.outcome import DeadLetter, Origin, header_text, returns_of, trusted_headers
+from tcpulse._listen.outcome import DeadLetter, Origin, returns_of
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -105,7 +105,7 @@ class Isolation:
     def step(self, consumer: Any, channel: Any) -> None:
         """Move what came back; once nothing runs, start the next isolated message alone."""
         for message in self._returned:
-            returns = returns_of(self._trusted(message)) + 1
+            returns = returns_of(self._delivery.trusted(message)) + 1
             alone = returns > 1 or not self._again
             self._delivery.isolate(message, self._origin(message), returns=returns, alone=alone)
             consumer.ack(message, counted=False)
@@ -132,7 +132,7 @@ class Isolation:
     def _returned_again(self, consumer: Any, message: Any) -> None:
         """`message` ran alone and came back unacked: one more return, and at the limit, the end."""
         origin = self._origin(message)
-        returns = returns_of(self._trusted(message)) + 1
+        returns = returns_of(self._delivery.trusted(message)) + 1
         if returns >= self.limit:
             reason = (f"delivered {returns} times without an ack (delivery_limit {self.limit}), the last "
                       f"time alone: the process handling it exited or lost its connection each time")
@@ -155,10 +155,6 @@ class Isolation:
             return
         self._looked_at = now
         self.waiting = channel.queue_declare(queue=self.queue, passive=True)[1] > 0
-
-    def _trusted(self, message: Any) -> Dict[str, Any]:
-        info = message.delivery_info
-        return trusted_headers(message.headers, header_text(info.get("exchange", "")), self._delivery.exchange)
 
     def _origin(self, message: Any) -> Origin:
         try:

@@ -40,7 +40,7 @@ from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import Event, Handler, Registry
 from tcpulse._ops.metrics import readable
 from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
-                                     RetryPolicy, decide, decode_body, returns_of, trusted_headers)
+                                     RetryPolicy, decide, decode_body, returns_of)
 from tcpulse._listen.running import Failures, HandlerRuns
 from tcpulse._listen.topology import ISOLATION_KEY, RETURN_KEY
 
@@ -127,7 +127,7 @@ class MessageHandling:
         if gone and handlers:
             self._taken_over(gone, handlers, event)
         if not handlers:
-            if origin.handlers is not None or (_requeued(message, self._delivery.exchange)
+            if origin.handlers is not None or (_requeued(message, self._delivery.names)
                                                and not self._redelivered(message)):
                 # A retry or a requeued dead letter: acking it would drop work a handler never did.
                 return None, {NO_HANDLER: LookupError(_no_handler(origin.handlers or (), gone))}
@@ -159,8 +159,7 @@ class MessageHandling:
         info = message.delivery_info
         if info.get("redelivered") or info.get("routing_key") == ISOLATION_KEY:
             return True
-        return info.get("exchange") == self._delivery.exchange and returns_of(
-            trusted_headers(message.headers, info["exchange"], self._delivery.exchange)) > 0
+        return self._delivery.names.owns(info.get("exchange", "")) and returns_of(self._delivery.trusted(message)) > 0
 
     def _taken_over(self, gone: List[str], handlers: List[Handler], event: Event) -> None:
         key = (tuple(gone), tuple(h.name for h in handlers))
@@ -179,7 +178,7 @@ class MessageHandling:
         self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
         return Event(body, origin.exchange, origin.routing_key, origin.cc,
                      redelivered=self._redelivered(message), attempt=origin.attempt,
-                     headers=message.headers, source=source)
+                     headers=self._delivery.public_headers(message.headers), source=source)
 
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
         """Turn a message's result into broker actions, on the connection's thread, before the
@@ -215,11 +214,12 @@ def _raw_origin(delivery: Any, message: Any) -> Origin:
         return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
 
 
-def _requeued(message: Any, own_exchange: str) -> bool:
-    """Whether `message` came back through the listener's delivery exchange (a requeued dead
-    letter, a retry): work a handler took on, unlike a message from a stale binding."""
+def _requeued(message: Any, names: Any) -> bool:
+    """Whether `message` came back through a delivery exchange of the listener (`names`, its
+    `ListenerNames`): a requeued dead letter, a retry; work a handler took on, unlike a message
+    from a stale binding."""
     info = message.delivery_info
-    return info.get("exchange") == own_exchange and info.get("routing_key") == RETURN_KEY
+    return info.get("routing_key") == RETURN_KEY and names.owns(info.get("exchange", ""))
 
 
 def _no_handler(recorded: Sequence[str], gone: Sequence[str]) -> str:

@@ -23,15 +23,12 @@ Example (needs a broker):
 import asyncio
 import contextlib
 import contextvars
-import logging
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from tcpulse._ops.logsetup import log_to_stderr_unless_configured, running_listeners, speaking_for
 from tcpulse._listen.pool import daemon_thread
 from tcpulse._listen.shutdown import install_shutdown_signals
-
-log = logging.getLogger("tcpulse.listener")
 
 JOIN_EVERY = 0.2  # seconds between checks of the listener threads (signals are handled meanwhile)
 
@@ -67,6 +64,8 @@ def _check(listeners: Sequence[Any]) -> None:
             raise TypeError(f"run() takes Listener objects (got {listener!r})")
     if len({id(listener) for listener in listeners}) < len(listeners):
         raise ValueError("run() got the same Listener twice; pass each once")
+    for listener in listeners:  # all of them before any starts
+        listener._check_startable()
 
 
 def run(*listeners: Any) -> None:

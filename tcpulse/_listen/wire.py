@@ -13,6 +13,8 @@ Owns, in one place:
   name a `compression` before anyone can look at its size (242 bytes of bzip2 become 300 MiB).
   The header is taken off before kombu sees it, and the message is marked, so its raw bytes are
   dead-lettered and never inflated (a dead-letter listing does not inflate them either).
+- the content encodings py-amqp may decode a body with (`_check_encoding`): a linear-time text
+  encoding, never whatever codec a publisher names (some take quadratic time).
 - `fit_headers`: the headers of a retry or dead-letter copy shrunk to fit in one frame (the
   broker closes a connection that sends a bigger one; the message comes back and the listener
   would loop).
@@ -38,6 +40,7 @@ Example (a header frame whose content type is not UTF-8, then its body frame):
     >>> message.properties["content_type"], message.properties[UNREADABLE]
     ('?!', "content_type b'\\\\xff!' is not UTF-8")
 """
+import codecs
 import json
 import struct
 from collections import defaultdict
@@ -56,6 +59,9 @@ H_DROPPED = "tcpulse-dropped"  # on a copy whose headers were shrunk to fit in o
 # weight and body size (12), and room for every property but the headers (flags, two
 # shortstrs of up to 256 bytes, expiration, delivery mode, ...).
 HEADER_FRAME_OVERHEAD = 8 + 12 + 2 + 3 * 256 + 16
+# Codecs (as `codecs.lookup` names them) py-amqp may decode a body with: linear-time text encodings.
+TEXT_ENCODINGS = frozenset({"utf-8", "utf-16", "utf-16-be", "utf-16-le", "utf-32", "utf-32-be", "utf-32-le",
+                            "ascii", "iso8859-1"})
 TEXT_KEPT = 1000  # characters of each failure text kept in a copy shrunk to fit in one frame
 
 _ARGUMENTS = {  # the content-carrying methods: their argument formats and names (py-amqp's spec)
@@ -84,14 +90,15 @@ def frame_handler(connection: Any, callback: Callback) -> Callable[[Tuple[int, i
     expected: Dict[int, int] = defaultdict(lambda: 1)
     partial: Dict[int, Message] = {}
 
-    def on_frame(frame: Tuple[int, int, Any]) -> bool:
+    def on_frame(frame: Tuple[int, int, Any], unpack_from: Any = unpack_from, content: Any = _ARGUMENTS,
+                 read_header: Any = _read_header) -> bool:  # locals, not globals: this runs 3 times a message
         frame_type, channel, buf = frame
         connection.bytes_recv += 1
         if frame_type not in (expected[channel], 8):
             raise UnexpectedFrame(f"Received frame {frame_type} while expecting type: {expected[channel]}")
         if frame_type == 1:
             method_sig = unpack_from(">HH", buf, 0)
-            if method_sig in _ARGUMENTS:  # its content (header, then body frames) follows
+            if method_sig in content:  # its content (header, then body frames) follows
                 partial[channel] = Message(frame_method=method_sig, frame_args=buf)
                 expected[channel] = 2
                 return False
@@ -99,7 +106,7 @@ def frame_handler(connection: Any, callback: Callback) -> Callable[[Tuple[int, i
             return True
         if frame_type == 2:
             message = partial[channel]
-            _read_header(message, buf)
+            read_header(message, buf)
         elif frame_type == 3:
             message = partial[channel]
             message.inbound_body(buf)
@@ -110,7 +117,10 @@ def frame_handler(connection: Any, callback: Callback) -> Callable[[Tuple[int, i
             return False
         expected[channel] = 1
         del partial[channel]
-        _dispatch(callback, channel, message)
+        try:
+            callback(channel, message.frame_method, message.frame_args, message)
+        except UnicodeDecodeError:  # py-amqp reads the method's arguments before any listener sees them
+            _dispatch_readable(callback, channel, message)
         return True
     return on_frame
 
@@ -120,32 +130,66 @@ def _read_header(message: Message, buf: Any) -> None:
         message.inbound_header(buf)
     except Exception as exc:  # noqa: BLE001 - whatever py-amqp fails on, the fields are read again below
         _, message.body_size = unpack_from(">HxxQ", buf, 0)
-        message.properties, problems = readable_properties(buf, 12)
-        mark(message.properties, problems or [f"properties ({type(exc).__name__}: {exc})"])
         message.ready = not message.body_size
-        return
-    headers = message.properties.get("application_headers")
+        try:
+            message.properties, problems = readable_properties(buf, 12)
+        except (IndexError, struct.error):  # the property list is cut short: nothing of it is trusted
+            message.properties, problems = {}, []
+        mark(message.properties, problems or [f"properties ({type(exc).__name__}: {exc})"])
+    properties = message.properties
+    headers = properties.get("application_headers")
     if headers:
         if "compression" in headers:
-            refuse_compression(headers, message.properties)
-        # py-amqp >= 5.3 keeps a header key that is not UTF-8 as bytes where older versions
-        # raise: unreadable either way, so the delivery is treated alike whatever the version.
-        keys = [key for key in headers if key.__class__ is bytes]
-        if keys:
-            mark(message.properties, [f"header key {key!r} is not UTF-8" for key in keys])
-            for key in keys:
-                del headers[key]
+            refuse_compression(headers, properties)
+        try:
+            "".join(headers)  # the cheapest check that every key is text (this runs for every message)
+        except TypeError:
+            _drop_bytes_keys(headers, properties)
+    encoding = properties.get("content_encoding")
+    if encoding is not None and encoding != "utf-8":
+        _check_encoding(properties)
 
 
-def _dispatch(callback: Callback, channel: int, message: Message) -> None:
+def _drop_bytes_keys(headers: Dict[Any, Any], properties: Dict[str, Any]) -> None:
+    """py-amqp >= 5.3 keeps a header key that is not UTF-8 as bytes where older versions raise:
+    unreadable either way, so the delivery is treated alike whatever the version."""
+    keys = [key for key in headers if isinstance(key, bytes)]
+    mark(properties, [f"header key {key!r} is not UTF-8" for key in keys])
+    for key in keys:
+        del headers[key]
+
+
+def _check_encoding(properties: Dict[str, Any]) -> None:
+    """Keep py-amqp from decoding a body with any codec a publisher names: it decodes with the
+    `content_encoding` given, and some codecs take quadratic time (160 kB of 'punycode' take
+    10 s of the connection thread, whose heartbeats then stop). One that is not a text
+    encoding tcpulse reads is taken off and the delivery marked; a name that is no codec at
+    all ('binary') leaves the body as bytes anyway.
+
+    Example:
+        >>> properties = {"content_encoding": "punycode"}
+        >>> _check_encoding(properties); properties
+        {'tcpulse-unreadable': "content_encoding 'punycode' is not a text encoding tcpulse reads (utf-8, utf-16, utf-32, ascii, latin-1)"}
+    """
+    encoding = properties["content_encoding"]
     try:
-        callback(channel, message.frame_method, message.frame_args, message)
-    except UnicodeDecodeError:  # py-amqp reads the method's arguments before any listener sees them
-        args, problems = readable_arguments(message.frame_method, message.frame_args)
-        if not problems:
-            raise
-        mark(message.properties, problems)
-        callback(channel, message.frame_method, args, message)
+        readable = codecs.lookup(encoding).name in TEXT_ENCODINGS
+    except LookupError:
+        return
+    if not readable:
+        del properties["content_encoding"]
+        mark(properties, [f"content_encoding {encoding!r} is not a text encoding tcpulse reads "
+                          "(utf-8, utf-16, utf-32, ascii, latin-1)"])
+
+
+def _dispatch_readable(callback: Callback, channel: int, message: Message) -> None:
+    """Dispatch `message` again with its arguments made readable, after py-amqp failed to
+    decode them; re-raise when they were readable (the error came from elsewhere)."""
+    args, problems = readable_arguments(message.frame_method, message.frame_args)
+    if not problems:
+        raise
+    mark(message.properties, problems)
+    callback(channel, message.frame_method, args, message)
 
 
 def readable_arguments(method_sig: Tuple[int, int], payload: Any) -> Tuple[bytes, List[str]]:

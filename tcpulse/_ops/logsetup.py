@@ -22,7 +22,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -94,7 +94,7 @@ def log_to_stderr_unless_configured() -> Callable[[], None]:
         _stderr_users += 1
         if _stderr_users == 1:
             _stderr_undo = _add_stderr_handler()
-    released = []
+    released: List[bool] = []
 
     def undo() -> None:
         global _stderr_users, _stderr_undo
@@ -161,8 +161,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "listener", None) is not None:
-            line["listener"] = record.listener
+        listener = getattr(record, "listener", None)
+        if listener is not None:
+            line["listener"] = listener
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
