@@ -59,14 +59,19 @@ class Record:
 
 
 def take_record(channel: Any, delivery: Any) -> Record:
-    """Declare the record queue of `delivery`'s listener and take every record message in it,
-    unacked (a competing process may have left one of its own)."""
+    """Declare the record queue of `delivery`'s listener (when there is none) and take every
+    record message in it, unacked (a competing process may have left one of its own)."""
     import kombu
+
+    from tcpulse._listen.layout import connection_of, count
 
     name = record_queue(delivery.queue)
     # Of the listener's queue type: a classic record would make the listener depend on one node.
-    channel.queue_declare(queue=name, durable=True, exclusive=False, auto_delete=False,
-                          arguments=queue_arguments(delivery.queue_type))
+    # One of the other type is read as it is: the listener's own queue, declared next, says what
+    # to do about the type (`tcpulse migrate`), in one line.
+    if count(connection_of(channel), name) is None:
+        channel.queue_declare(queue=name, durable=True, exclusive=False, auto_delete=False,
+                              arguments=queue_arguments(delivery.queue_type))
     queue = kombu.Queue(name, channel=channel)
     return read_records(list(iter(lambda: queue.get(no_ack=False), None)), name)
 
