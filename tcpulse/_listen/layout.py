@@ -3,11 +3,10 @@
 Owns: the lock that lets one connection at a time read or change a listener's layout
 (`layout_lock`), reading the binding record (`take_record` for a starting listener, which keeps
 it unacked until it writes the next; `peek_record` for the tools), finding a listener's delivery
-exchange for the tools (`locate`:
-its secret comes from the binding record; a listener that has not moved yet keeps the legacy
-name), and recording a new one before anything uses it (`settle_secret`), and reading the one a listener
-queue names when its record was deleted (`probe_secret`). What a starting listener does with
-them is `tcpulse._ops.maintenance.prepare`.
+exchange for the tools (`locate`: its secret comes from the binding record; a listener that has
+not moved yet keeps the legacy name), recording a new secret before anything uses it
+(`settle_secret`), and reading the one a listener queue names when its record was deleted
+(`probe_secret`). What a starting listener does with them is `tcpulse._ops.maintenance.prepare`.
 
 Why a lock: the secret lives in one place, the binding record, which a reader takes off its
 queue to read it (AMQP has no peek). A listener starting while another process holds the record
