@@ -113,7 +113,10 @@ class _Channel(virtual.Channel):
     def _next_delivery_tag(self) -> int:
         return 0  # the broker numbers each copy when a consumer takes it
 
-    def basic_publish(self, message: Payload, exchange: str, routing_key: str, **kwargs: Any) -> Tuple[int, int]:
+    def basic_publish(self, message: Payload, exchange: str, routing_key: str, **kwargs: Any) -> None:
+        self._publish(message, exchange, routing_key)
+
+    def _publish(self, message: Payload, exchange: str, routing_key: str) -> Tuple[int, int]:
         self._inplace_augment_message(message, exchange, routing_key)
         message["properties"]["delivery_info"]["redelivered"] = False
         return self.broker.publish(message, exchange, routing_key)
@@ -123,7 +126,7 @@ class _Channel(virtual.Channel):
         """Publish as py-amqp's confirmed publish does against RabbitMQ: a mandatory message that
         reaches no queue goes to the `basic_return` handlers (or raises NO_ROUTE), one that a queue
         refuses (full, `reject-publish`) raises MessageNacked."""
-        reached, refused = self.basic_publish(message, exchange, routing_key)
+        reached, refused = self._publish(message, exchange, routing_key)
         if mandatory and not reached:
             exc = amqp_errors.ChannelError("NO_ROUTE", reply_code=312)
             if not self.events["basic_return"]:
