@@ -124,6 +124,16 @@ def pulse_user(rabbitmq) -> PulseUser:
 
 
 @pytest.fixture(scope="session")
+def attacker(rabbitmq) -> PulseUser:
+    """A second Pulse-like user, for tests that replay what another Pulse user can do to the
+    first (`pulse_user`)."""
+    user = create_pulse_user("tcpulse-attacker")
+    yield user
+    user.delete_own_objects()
+    subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
 def taskcluster_exchanges(rabbitmq) -> list:
     """Declare, as guest, every exchange of the shipped references on the broker, as the
     Taskcluster services themselves do on Pulse; a Pulse user may then declare them passively."""

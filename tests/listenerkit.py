@@ -122,6 +122,22 @@ def queue_name(pulse_user, unique_name) -> Iterator[str]:
     delete_listener_topology(pulse_user.url, pulse_user.name, unique_name)
 
 
+def delivery_exchange(url: str, queue: str) -> str:
+    """The delivery exchange listener queue `queue` uses now (its secret is in its binding record)."""
+    from tcpulse._listen.layout import locate
+    from tcpulse._listen.topology import ListenerNames
+
+    with resolve_broker(url, environ={}).connection() as conn:
+        return locate(conn, ListenerNames(queue)).exchange
+
+
+def delete_delivery_exchange(url: str, queue: str) -> None:
+    """Delete the delivery exchange of listener queue `queue` (exchanges outlive their user)."""
+    exchange = delivery_exchange(url, queue)
+    with resolve_broker(url, environ={}).connection() as conn:
+        conn.channel().exchange_delete(exchange=exchange)
+
+
 def delete_listener_topology(url: str, user: str, name: str, retry_delays: Sequence[float] = (5, 30, 120, 600)) -> None:
     """Delete the queues and exchange a listener named `name` (with these `retry_delays`)
     declares for `user`."""
@@ -130,9 +146,9 @@ def delete_listener_topology(url: str, user: str, name: str, retry_delays: Seque
     from tcpulse._listen.stale import record_queue
 
     delivery = Delivery(f"queue/{user}/{name}", RetryPolicy(retry_delays=tuple(retry_delays)))
+    delete_delivery_exchange(url, delivery.queue)
     holding = delivery.holding_queues()
     with resolve_broker(url, environ={}).connection() as conn:
         for queue in [delivery.queue, delivery.dead_letter_queue, delivery.names.isolation_queue, record_queue(delivery.queue),
                       *sorted(holding)]:
             conn.channel().queue_delete(queue=queue)
-        conn.channel().exchange_delete(exchange=delivery.exchange)

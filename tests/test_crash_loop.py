@@ -13,7 +13,7 @@ import pytest
 import faultkit
 from faultkit import Ledger, ListenerProcess, wait_for
 from tcpulse._broker.connection import resolve_broker
-from tcpulse._listen.delivery import list_dead_letters
+from tcpulse._listen.deadletters import list_dead_letters
 
 pytestmark = pytest.mark.rabbitmq
 

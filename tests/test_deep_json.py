@@ -9,10 +9,9 @@ import sys
 import pytest
 
 from tcpulse import Listener, QueueEvents
-from tcpulse._broker.connection import resolve_broker
 from tcpulse._listen.outcome import MAX_DEPTH, Poison, decode_body
 from tcpulse.testing import deliver
-from listenerkit import Publisher, running, task_key, wait_for
+from listenerkit import Publisher, delete_delivery_exchange, running, task_key, wait_for
 
 COMPLETED = QueueEvents.taskCompleted
 TOO_DEEP = f"body is JSON nested more than {MAX_DEPTH} levels deep"
@@ -66,5 +65,4 @@ def test_the_dead_letters_of_a_deeply_nested_body_can_be_listed(pulse_user, task
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["reason"] == TOO_DEEP
     finally:
-        with resolve_broker(pulse_user.url, environ={}).connection() as conn:
-            conn.channel().exchange_delete(f"exchange/{pulse_user.name}/{unique_name}/delivery")
+        delete_delivery_exchange(pulse_user.url, f"queue/{pulse_user.name}/{unique_name}")

@@ -11,7 +11,8 @@ from amqp.exceptions import AccessRefused
 
 from tcpulse import Listener, QueueEvents
 from tcpulse._broker.connection import resolve_broker
-from tcpulse._listen.delivery import Delivery, list_dead_letters, requeue_dead_letters
+from tcpulse._listen.deadletters import list_dead_letters, requeue_dead_letters
+from tcpulse._listen.delivery import Delivery
 from tcpulse.errors import BrokerFailure
 from tcpulse._listen.outcome import DeadLetter, Origin, Retry, RetryPolicy, decode_body
 from tcpulse._listen.topology import QueueConflict, explain_conflicts
@@ -194,7 +195,10 @@ def test_a_full_listener_queue_drops_its_oldest_messages_into_the_dead_letter_qu
         records = list_dead_letters(conn, queue)
         assert [r["body"]["i"] for r in records] == [0, 1]
         assert records[0]["reason"] == f"dropped by the broker from {queue} (maxlen)"
-        assert [(r["routing_key"], r["routes"]) for r in records] == [("primary.0", ["r.0"]), ("primary.1", ["r.1"])]
+        # Dropped straight from a bound exchange: the origin is only what x-death says, which a
+        # publisher can write itself, so it is shown as a claim and not requeued.
+        assert [(r["origin_verified"], r["exchange"], r["claimed_origin"]) for r in records] == [
+            (False, None, {"exchange": source.name, "routing_key": f"primary.{i}", "routes": [f"r.{i}"]}) for i in (0, 1)]
         assert channel.queue_declare(queue, passive=True).message_count == 3
 
 
@@ -286,11 +290,12 @@ def test_bad_delivery_options_are_refused_when_the_listener_is_made(options, mes
 def test_the_docstring_examples_run(monkeypatch):
     import doctest
 
+    import tcpulse._listen.deadletters
     import tcpulse._listen.delivery
 
     monkeypatch.delenv("PULSE_URL", raising=False)
-    failures, tried = doctest.testmod(tcpulse._listen.delivery)
-    assert tried > 10 and failures == 0
+    results = [doctest.testmod(module) for module in (tcpulse._listen.delivery, tcpulse._listen.deadletters)]
+    assert sum(tried for _, tried in results) > 10 and sum(failures for failures, _ in results) == 0
 
 
 def test_a_message_never_acked_is_dead_lettered_after_delivery_limit_deliveries_with_that_reason(
@@ -313,7 +318,8 @@ def test_a_message_never_acked_is_dead_lettered_after_delivery_limit_deliveries_
         assert counts == [0, 1, 2]
         assert record["reason"] == (f"delivered 3 times without an ack (delivery_limit 3): the process handling "
                                     f"it exited or lost its connection each time, so {queue} dead-lettered it")
-        assert (record["routing_key"], record["routes"], record["body"]) == ("primary.crash", ["r.c"], {"status": "ok"})
+        assert record["claimed_origin"] == {"exchange": source.name, "routing_key": "primary.crash", "routes": ["r.c"]}
+        assert (record["origin_verified"], record["body"]) == (False, {"status": "ok"})
         assert channel.queue_declare(queue, passive=True).message_count == 0
 
 
@@ -328,15 +334,15 @@ def test_bad_queue_type_options_are_refused_when_the_listener_is_made(options, m
 
 
 def test_a_listener_name_too_long_for_its_queues_is_refused_naming_the_name_and_by_how_much():
-    name = "n" * 232  # exchange/guest/<name>/delivery is then 256 bytes
+    name = "n" * 209  # exchange/guest/<name>/delivery-<22-character secret> is then 256 bytes
     with pytest.raises(ValueError) as caught:
         Listener(name, broker="memory://")
     assert str(caught.value) == (
-        f"exchange name 'exchange/guest/{'n' * 19}...{'n' * 31}/delivery' is 256 bytes, 1 over RabbitMQ's "
-        "limit of 255: shorten the listener name by at least 1 byte")
-    assert Listener("n" * 231, broker="memory://").queue == "queue/guest/" + "n" * 231
+        f"exchange name 'exchange/guest/{'n' * 19}...{'n' * 8}/delivery-<22 random characters>' is 256 bytes, 1 over "
+        "RabbitMQ's limit of 255: shorten the listener name by at least 1 byte")
+    assert Listener("n" * 208, broker="memory://").queue == "queue/guest/" + "n" * 208
 
 
-def test_a_listener_name_is_measured_in_bytes_and_with_its_longest_retry_suffix():
-    with pytest.raises(ValueError, match=r"queue name '.*/retry-86400s' is 256 bytes, 1 over"):
-        Listener("é" * 113 + "abcde", broker="memory://", retry_delays=(86400,))  # 118 characters, 231 bytes
+def test_a_listener_name_is_measured_in_bytes():
+    with pytest.raises(ValueError, match=r"exchange name '.*/delivery-<22 random characters>' is 256 bytes, 1 over"):
+        Listener("é" * 102 + "abcde", broker="memory://")  # 107 characters, 209 bytes

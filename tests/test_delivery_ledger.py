@@ -11,7 +11,7 @@ import pytest
 
 from tcpulse import Listener, QueueEvents
 from tcpulse._broker.connection import resolve_broker
-from tcpulse._listen.delivery import list_dead_letters
+from tcpulse._listen.deadletters import list_dead_letters
 from listenerkit import GUEST, queued, running, task_key, wait_for
 
 pytestmark = pytest.mark.rabbitmq

@@ -12,10 +12,11 @@ import pytest
 
 from tcpulse import Listener, PermanentFailure, QueueEvents, TaskclusterRestFailure
 from tcpulse._broker.connection import resolve_broker
-from tcpulse._listen.delivery import Delivery, list_dead_letters
+from tcpulse._listen.deadletters import list_dead_letters
+from tcpulse._listen.delivery import Delivery
 from tcpulse._listen.outcome import RetryPolicy
 from conftest import rabbitmqctl
-from listenerkit import Publisher, queued, running, task_key, wait_for
+from listenerkit import Publisher, delete_delivery_exchange, queued, running, task_key, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -23,11 +24,10 @@ COMPLETED = QueueEvents.taskCompleted
 
 
 @pytest.fixture(autouse=True)
-def delete_delivery_exchange(pulse_user, unique_name):
+def cleanup_delivery_exchange(pulse_user, unique_name):
     """Exchanges outlive their user; the queues go when the session's user is cleaned up."""
     yield
-    with pulse_connection(pulse_user) as conn:
-        conn.channel().exchange_delete(f"exchange/{pulse_user.name}/{unique_name}/delivery")
+    delete_delivery_exchange(pulse_user.url, f"queue/{pulse_user.name}/{unique_name}")
 
 
 def pulse_connection(pulse_user):
@@ -269,10 +269,13 @@ def test_a_retry_queue_deleted_under_the_listener_loses_nothing(pulse_user, task
             conn.channel().queue_delete(holding_queues(app)[0])
         pub.publish(COMPLETED.exchange, task_key(taskGroupId=unique_name), {"id": "x"})
         wait_for(lambda: seen and seen[-1][0] == 2, what="attempt 2")
-    # The copy found no queue, so the original was not acked: it came again, then was retried.
-    assert seen == [(1, False), (1, True), (2, False)]
-    assert any(f"could not hand a message to exchange/{pulse_user.name}/{unique_name}/delivery with key "
-               "'retry-0.2s' (Basic.return: (312) NO_ROUTE)" in r.getMessage() for r in caplog.records)
+    # The copy found no queue: the listener declared its retry queues again and resent it, before
+    # acking the original, without reconnecting or running the handler again.
+    assert seen == [(1, False), (2, False)] and app.metrics.get("reconnects") == 0
+    assert any(r.getMessage().startswith("the broker returned a copy sent with key 'retry-0.2s' through the "
+                                         "listener's delivery exchange (Basic.return: (312) NO_ROUTE: no queue is "
+                                         "bound there for that key); declaring the retry and dead-letter queues")
+               for r in caplog.records)
 
 
 def test_an_unnamed_listener_retries_through_queues_that_vanish_with_it(pulse_user, taskcluster_exchanges, unique_name):
@@ -293,7 +296,7 @@ def test_an_unnamed_listener_retries_through_queues_that_vanish_with_it(pulse_us
             with pytest.raises(Exception, match="NOT_FOUND"):
                 conn.channel().queue_declare(queue, passive=True)
         with pytest.raises(Exception, match="NOT_FOUND"):
-            conn.channel().exchange_declare("exchange/" + app.queue[len("queue/"):] + "/delivery", "direct", passive=True)
+            conn.channel().exchange_declare(app._delivery.exchange, "direct", passive=True)
 
 
 def test_an_unnamed_quorum_listener_is_refused_in_one_line():

@@ -10,13 +10,14 @@ so a listener example builds its listener and registers its handlers without blo
 
 A block whose first line is `# not run: <why>` is left out, and listed with its reason.
 """
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -76,13 +77,21 @@ class Deployment(ArtifactServer):
         return self.route(seen)
 
 
-def declare_exchanges(existing: List[str], named: List[str]) -> None:
-    """Declare the exchanges an example publishes to that are not Taskcluster's (a Pulse user's own)."""
+@contextlib.contextmanager
+def own_exchanges(existing: List[str], named: List[str]) -> Iterator[None]:
+    """The exchanges an example publishes to that are not Taskcluster's (a Pulse user's own),
+    declared for the block and deleted after it."""
     import kombu
 
+    exchanges = [kombu.Exchange(name, type="topic", durable=False) for name in sorted(set(named) - set(existing))]
     with kombu.Connection(GUEST_URL) as conn:
-        for name in set(named) - set(existing):
-            kombu.Exchange(name, type="topic", durable=False, auto_delete=True)(conn.channel()).declare()
+        for exchange in exchanges:
+            exchange(conn.channel()).declare()
+        try:
+            yield
+        finally:
+            for exchange in exchanges:
+                exchange(conn.channel()).delete()
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +113,11 @@ def run_page(page: Path, deployment: Deployment, folder: Path) -> subprocess.Com
 @pytest.mark.parametrize("page", [page for page in PAGES if python_blocks(page)], ids=lambda page: page.name)
 def test_the_python_examples_of_the_page_run(page, deployment, tmp_path, request):
     text = page.read_text(encoding="utf-8")
-    if "amqp://..." in text:  # the page publishes: the exchanges must exist, as on Pulse
-        declare_exchanges(request.getfixturevalue("taskcluster_exchanges"), re.findall(r'"(exchange/[^"]+)"', text))
-    done = run_page(page, deployment, tmp_path)
+    with contextlib.ExitStack() as stack:
+        if "amqp://..." in text:  # the page publishes: the exchanges must exist, as on Pulse
+            stack.enter_context(own_exchanges(request.getfixturevalue("taskcluster_exchanges"),
+                                              re.findall(r'"(exchange/[^"]+)"', text)))
+        done = run_page(page, deployment, tmp_path)
     assert done.returncode == 0, done.stderr
 
 

@@ -81,3 +81,15 @@ def test_an_exchange_entry_shows_its_exchange_routing_key_fields_and_message_sch
     assert "exchange: exchange/taskcluster-queue/v1/task-completed" in section
     assert "message schema: v1/task-completed-message.json#" in section
     assert section.index("taskGroupId") < section.index("reserved")
+
+
+def test_the_readme_links_only_to_pages_and_anchors_that_exist(site: Path) -> None:
+    links = re.findall(r"\]\(([^)#]+\.md)(#[^)]*)?\)", (REPO / "README.md").read_text(encoding="utf-8"))
+    assert len(links) >= 10
+    for target, anchor in links:
+        assert (REPO / target).is_file(), target
+        page = site / Path(target).relative_to("docs").with_suffix("") / "index.html"
+        if Path(target).stem == "index":
+            page = site / "index.html"
+        if anchor:
+            assert f'id="{anchor[1:]}"' in page.read_text(encoding="utf-8"), f"{target}{anchor}"

@@ -8,14 +8,12 @@ injected, so no private node is needed). The ledger line and the peak RSS are pr
 pytest's capture, as in tests/test_faults.py.
 """
 import json
-import subprocess
 
 import amqp
 import pytest
 
 import faultkit
 import hostile
-from conftest import create_pulse_user
 from faultkit import Ledger, ListenerProcess, counter, quiet_metrics, wait_for
 from listenerkit import queue_name  # noqa: F401 - a fixture
 from tcpulse import Listener
@@ -49,18 +47,17 @@ def rss_kib(pid: int, field: str) -> int:
 
 
 @pytest.fixture
-def attacker(rabbitmq, unique_name):
-    """A second Pulse user, its exchange, and a confirming py-amqp channel on it."""
-    user = create_pulse_user("tcpulse-attacker")
-    exchange = f"exchange/{user.name}/{unique_name}"
-    with hostile.exchange_of(user, exchange) as channel:
+def attack(attacker, unique_name):
+    """The attacker's exchange (a second Pulse user's, conftest `attacker`) and a confirming
+    py-amqp channel on it."""
+    exchange = f"exchange/{attacker.name}/{unique_name}"
+    with hostile.exchange_of(attacker, exchange) as channel:
         yield exchange, channel
-    subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
 
 
 def test_undecodable_deliveries_and_a_compression_bomb_among_1000_good_messages(
-        pulse_user, attacker, queue_name, tmp_path, capsys):
-    exchange, channel = attacker
+        pulse_user, attack, queue_name, tmp_path, capsys):
+    exchange, channel = attack
     script = tmp_path / "victim.py"
     script.write_text(SCRIPT)
     ledger = Ledger(tmp_path)

@@ -3,32 +3,23 @@ deliveries that py-amqp cannot decode, a compression bomb, and headers as large 
 (issue 18, items 1 and 2). Each is dead-lettered with a reason naming what could not be read;
 the listener never dies, never reconnects, and handles the good messages behind them.
 
-Real RabbitMQ with two Pulse-permission users (victim `pulse_user`, attacker
-`create_pulse_user()`); the compression refusal also on memory://. The attacker's deliveries
-come from tests/hostile.py, which writes them as raw AMQP frames.
+Real RabbitMQ with two Pulse-permission users (victim `pulse_user`, attacker `attacker`, both
+made by conftest's `create_pulse_user()`); the compression refusal also on memory://. The
+attacker's deliveries come from tests/hostile.py, which writes them as raw AMQP frames.
 """
 import json
 import resource
-import subprocess
 
 import amqp
 import kombu
 import pytest
 
 import hostile
-from conftest import create_pulse_user
 from listenerkit import queue_name, running, wait_for  # noqa: F401 - queue_name is a fixture
 from tcpulse import Binding, Listener
 from tcpulse._listen.outcome import DEFAULT_MAX_BODY
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def attacker(rabbitmq):
-    user = create_pulse_user("tcpulse-attacker")
-    yield user
-    subprocess.run(["rabbitmqctl", "-q", "delete_user", user.name], capture_output=True, timeout=60)
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def test_delete_removes_the_listeners_queues_and_exchange_and_keeps_dead_letters
         f"deleted queue {queue}/retry-0.2s (0 message(s))",
         f"deleted queue {queue}/isolation (0 message(s))",
         f"deleted queue {queue}/bindings (1 message(s))",
-        f"deleted exchange exchange/{pulse_user.name}/{unique_name}/delivery",
+        "deleted exchange the delivery exchange",
         f"kept {queue}/dead-letter (1 dead letter(s)); --include-dead-letters deletes it"]
     assert not any(exists(url, q) for q in (queue, f"{queue}/retry-0.2s", f"{queue}/bindings"))
     assert exists(url, f"{queue}/dead-letter")

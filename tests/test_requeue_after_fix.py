@@ -24,7 +24,7 @@ from listenerkit import Publisher, running, task_key, wait_for
 from tcpulse import Listener, PermanentFailure, QueueEvents
 from tcpulse._broker.broker import Transport
 from tcpulse._broker.connection import resolve_broker
-from tcpulse._listen.delivery import list_dead_letters
+from tcpulse._listen.deadletters import list_dead_letters
 
 TCPULSE = [sys.executable, "-m", "tcpulse"]
 

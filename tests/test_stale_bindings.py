@@ -7,7 +7,7 @@ from amqp.exceptions import NotFound
 
 from tcpulse import Listener, QueueEvents
 from tcpulse._broker.connection import resolve_broker
-from listenerkit import Publisher, delete_listener_topology, queued, running, task_key
+from listenerkit import Publisher, delete_listener_topology, delivery_exchange, queued, running, task_key
 
 COMPLETED, FAILED = QueueEvents.taskCompleted, QueueEvents.taskFailed
 
@@ -62,7 +62,7 @@ def test_a_holding_queue_that_still_holds_retries_is_kept_until_they_have_come_b
             pass
         with resolve_broker(pulse_user.url, environ={}).connection() as conn:
             producer = kombu.Producer(conn.channel())
-            producer.publish({"waiting": True}, exchange=f"exchange/{pulse_user.name}/{unique_name}/delivery",
+            producer.publish({"waiting": True}, exchange=delivery_exchange(pulse_user.url, queue),
                              routing_key="retry-30s")
         with running(make_listener(unique_name, pulse_user.url, COMPLETED, retry_delays=(1,))):
             pass

@@ -2,7 +2,9 @@
 each scenario run three ways: `tcpulse.upload`, `tcpulse.aio.upload`, and the official client
 (taskcluster 113.x, in its own interpreter) as the control. What the servers saw is checked the
 same way for all three; only the exception classes differ (tcpulse's own are checked apart)."""
+import asyncio
 import base64
+import io
 import json
 import subprocess
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import Any, Dict
 import pytest
 
 import tcpulse
+import tcpulse.aio
+import tcpulse.aio.upload
 import tcpulse.upload
 from fixtures.official_client.upload_probe import pattern, perform
 from objectserver import DROP, ObjectService, digests, object_service  # noqa: F401 - the fixture
@@ -152,3 +156,36 @@ def test_an_upload_reader_that_gives_text_is_one_clear_error(object_service):
     del kwargs["data"]
     with pytest.raises(tcpulse.ClientUsageError, match=r"read\(\) must return bytes \(got str\)"):
         tcpulse.upload.upload(readerFactory=lambda: __import__("io").StringIO("abc"), **kwargs)
+
+
+class RecordingReader:
+    """A reader over `data` that records the size of each read it was asked for."""
+
+    def __init__(self, data: bytes):
+        self.file, self.asked = io.BytesIO(data), []
+
+    def read(self, max_size: int) -> bytes:
+        self.asked.append(max_size)
+        return self.file.read(max_size)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_put_url_data_is_streamed_in_blocks_never_read_whole(object_service, asynchronous):
+    data, readers = pattern(LARGE), []
+
+    def factory() -> RecordingReader:
+        readers.append(RecordingReader(data))
+        return readers[-1]
+
+    kwargs = upload_kwargs(object_service, data)
+    del kwargs["data"]
+    if asynchronous:
+        async def run() -> None:
+            async with tcpulse.aio.Object({"rootUrl": object_service.url, "credentials": CREDENTIALS}) as objects:
+                await tcpulse.aio.upload.upload(readerFactory=factory, **{**kwargs, "objectService": objects})
+        asyncio.run(run())
+    else:
+        tcpulse.upload.upload(readerFactory=factory, **kwargs)
+    [reader] = readers
+    assert max(reader.asked) <= 64 * 1024 and len(reader.asked) >= LARGE // (64 * 1024)
+    assert object_service.storage.stored["o"].hashes == digests(data)

@@ -26,7 +26,8 @@ import socket
 import time
 import uuid
 from queue import Empty
-from typing import Any, Dict, Optional
+import collections
+from typing import Any, Dict, Optional, Tuple
 
 from amqp import exceptions as amqp_errors
 from amqp.protocol import queue_declare_ok_t
@@ -73,6 +74,7 @@ class _Channel(virtual.Channel):
     def __init__(self, connection: Any, **kwargs: Any):
         super().__init__(connection, **kwargs)
         self.broker: Broker = connection.broker
+        self.events: Dict[str, Any] = collections.defaultdict(set)  # callbacks by event, as py-amqp's channels
 
     def prepare_queue_arguments(self, arguments: Dict[str, Any], **kwargs: Any) -> Dict[str, Any]:
         return to_rabbitmq_queue_arguments(arguments, **kwargs)  # max_length= etc., as on RabbitMQ
@@ -111,10 +113,25 @@ class _Channel(virtual.Channel):
     def _next_delivery_tag(self) -> int:
         return 0  # the broker numbers each copy when a consumer takes it
 
-    def basic_publish(self, message: Payload, exchange: str, routing_key: str, **kwargs: Any) -> None:
+    def basic_publish(self, message: Payload, exchange: str, routing_key: str, **kwargs: Any) -> Tuple[int, int]:
         self._inplace_augment_message(message, exchange, routing_key)
         message["properties"]["delivery_info"]["redelivered"] = False
-        self.broker.publish(message, exchange, routing_key)
+        return self.broker.publish(message, exchange, routing_key)
+
+    def basic_publish_confirm(self, message: Payload, exchange: str, routing_key: str,
+                              mandatory: bool = False, **kwargs: Any) -> None:
+        """Publish as py-amqp's confirmed publish does against RabbitMQ: a mandatory message that
+        reaches no queue goes to the `basic_return` handlers (or raises NO_ROUTE), one that a queue
+        refuses (full, `reject-publish`) raises MessageNacked."""
+        reached, refused = self.basic_publish(message, exchange, routing_key)
+        if mandatory and not reached:
+            exc = amqp_errors.ChannelError("NO_ROUTE", reply_code=312)
+            if not self.events["basic_return"]:
+                raise exc
+            for callback in list(self.events["basic_return"]):
+                callback(exc, exchange, routing_key, message)
+        if refused:
+            raise amqp_errors.MessageNacked()
 
     def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any) -> None:
         super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)

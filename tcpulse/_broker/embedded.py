@@ -212,8 +212,10 @@ class Broker:
                 found[queue] = None
         return list(found)
 
-    def publish(self, payload: Payload, exchange: str, routing_key: str) -> int:
-        """Route `payload` and enqueue one copy per queue reached; returns that count."""
+    def publish(self, payload: Payload, exchange: str, routing_key: str) -> Tuple[int, int]:
+        """Route `payload` and enqueue one copy per queue reached; returns (queues reached, of
+        those the ones that refused it: full with `x-overflow: reject-publish`, where RabbitMQ
+        nacks a confirmed publish)."""
         headers = payload.get("headers") or {}
         keys = [routing_key, *_header_keys(headers, "CC"), *_header_keys(headers, "BCC")]
         # A copy without BCC: the dict is the publisher's own, which RabbitMQ would not touch.
@@ -223,23 +225,24 @@ class Broker:
                 self._check_exchange(exchange, "", passive=True)
             self._expire_all(time.monotonic())
             queues = self.route(exchange, keys)
-            for name in queues:
-                self._enqueue(self.queues[name], _copy(payload), time.monotonic())
-            return len(queues)
+            taken = [self._enqueue(self.queues[name], _copy(payload), time.monotonic()) for name in queues]
+            return len(queues), taken.count(False)
 
-    def _enqueue(self, queue: _Queue, payload: Payload, now: float) -> None:
+    def _enqueue(self, queue: _Queue, payload: Payload, now: float) -> bool:
+        """Add `payload` to `queue` unless its length limit refuses it; say whether it did."""
         ttl = queue.ttl_ms(payload)
         limit = queue.arguments.get("x-max-length")
         overflow = queue.arguments.get("x-overflow", "drop-head")
         if limit is not None and overflow != "drop-head" and len(queue.messages) >= limit:
             if overflow == "reject-publish-dlx":
                 self._dead_letter(queue, payload, "maxlen", now)
-            return
+            return False
         queue.messages.append([None if ttl is None else now + ttl / 1000.0, payload])
         while limit is not None and len(queue.messages) > limit:
             self._dead_letter(queue, queue.messages.popleft()[1], "maxlen", now)
         self.version += 1
         self.cond.notify_all()
+        return True
 
     def _dead_letter(self, queue: _Queue, payload: Payload, reason: str, now: float) -> None:
         dlx = queue.arguments.get("x-dead-letter-exchange")

@@ -44,7 +44,9 @@ from kombu.mixins import ConsumerMixin
 from tcpulse._listen.acks import AckWindow
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse.errors import BrokerFailure
+from tcpulse._listen.delivery import PublishRefused
 from tcpulse._ops.metrics import Metrics
+from tcpulse._listen.unsettled import Settling
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -89,7 +91,9 @@ class Consumer(ConsumerMixin):
         self.address = address
         self._node = 0  # index in address.nodes of the node we connect to
         self.connection = address.nodes[0].connection()
-        self._declare, self._settle = declare, settle
+        self._declare = declare
+        # settle then ack; a copy the broker refuses keeps its message unacked for a later try
+        self._settling = Settling(settle, self.ack)
         self._prefetch, self._grace = prefetch, grace
         # How many deliveries to take in one go and to ack in one batch: with no limit (0), as
         # many as a bounded window would.
@@ -135,7 +139,7 @@ class Consumer(ConsumerMixin):
                 try:
                     for _ in self.consume():
                         pass
-                except recoverable as exc:
+                except (*recoverable, PublishRefused) as exc:  # refused: the binding record's publish
                     self._lost(exc)
                 except _Stopped:
                     break
@@ -226,6 +230,9 @@ class Consumer(ConsumerMixin):
                         "by Pulse for growing too large) and the messages it held are LOST; redeclaring "
                         "it with all its bindings and resuming", self._queue_name)
             return
+        if isinstance(exc, PublishRefused):
+            log.warning("%s while setting up %s; reconnecting to try again", exc, self._queue_name)
+            return
         log.warning("lost the connection to %s (%s: %s); reconnecting; messages in flight (%d) "
                     "will be redelivered by the broker", self.node, type(exc).__name__, exc, in_flight)
 
@@ -280,6 +287,7 @@ class Consumer(ConsumerMixin):
         self._acks.reset()
         self._uncounted = 0
         self._inbox.clear()
+        self._settling.forget()
         if self.guard is not None:
             self.guard.connected()
         if self._ever_connected:
@@ -309,6 +317,7 @@ class Consumer(ConsumerMixin):
         if self._inbox and not (self.guard is not None and self.guard.busy):
             self._hand_over()
         self._settle_done()
+        self._settling.poll()
         if self.guard is not None and self._channel is not None and self.ready:
             self.guard.step(self, self._channel)
         self._flush_acks()
@@ -363,8 +372,7 @@ class Consumer(ConsumerMixin):
         while done:
             epoch, message, (event, failures) = done.popleft()
             if epoch == self._epoch:  # else its channel is gone and the broker redelivers it
-                self._settle(message, event, failures)
-                self.ack(message)
+                self._settling.settle(message, event, failures)
 
     def ack(self, message: Any, counted: bool = True) -> None:
         """Acknowledge `message` (soon, possibly together with others); `counted`: in the metric

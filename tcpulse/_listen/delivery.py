@@ -2,9 +2,10 @@
 
 For a listener queue `queue/<user>/<name>` this module declares and uses:
 
-- `exchange/<user>/<name>/delivery`, a direct exchange of our own (a Pulse user may not publish
-  to the default exchange), routing `retry-<s>s` to a holding queue, `dead-letter` to the
-  dead-letter queue and `return` back to the listener's queue;
+- `exchange/<user>/<name>/delivery-<secret>`, a direct exchange of our own (a Pulse user may not
+  publish to the default exchange), routing `retry-<s>s` to a holding queue, `dead-letter` to the
+  dead-letter queue and `return` back to the listener's queue; the secret keeps other Pulse users,
+  who may bind to any exchange they can name, off it (`tcpulse._listen.topology.ListenerNames`);
 - one holding queue `queue/<user>/<name>/retry-<s>s` per scheduled delay: nothing consumes it;
   its `x-message-ttl` (the delay plus the most jitter can add; each copy also carries its own
   jittered `expiration`) sends each copy back through the exchange with key `return`;
@@ -22,29 +23,30 @@ and never the listener.
 
 Example:
     >>> from tcpulse._listen.outcome import RetryPolicy
-    >>> d = Delivery("queue/alice/watcher", RetryPolicy(retry_delays=(5, 30)))
+    >>> d = Delivery("queue/alice/watcher", RetryPolicy(retry_delays=(5, 30)), secret="s3cr3t")
     >>> d.exchange, d.holding_queue(2), d.dead_letter_queue
-    ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+    ('exchange/alice/watcher/delivery-s3cr3t', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+
+Every publish here is confirmed and mandatory, and a copy the broker refuses raises
+`PublishRefused` (never acked, see `tcpulse._listen.unsettled`). Reading dead letters is
+`tcpulse._listen.deadletters`.
 """
 import contextlib
 import datetime
-import json
 import logging
 import math
-import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import kombu
-from amqp.exceptions import AMQPError, NotFound
+from amqp.exceptions import MessageNacked
 
 from tcpulse._broker.connection import broker_errors, connect_any
 from tcpulse.errors import BrokerFailure
 from tcpulse._listen.wire import fit_headers
 from tcpulse._listen.topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, ISOLATION_KEY, RETURN_KEY,
                                       ListenerNames, check_queue_type, explain_conflicts, holding_key, limit_key,
-                                      limit_of_key, queue_arguments)
-from tcpulse._listen.outcome import (H_ATTEMPT, H_DEAD_AT, H_FAILURES, H_REASON, H_RETURNS, DeadLetter, Origin, Poison,
-                                     Retry, RetryPolicy, decode_body, header_strings, header_text, returns_of,
+                                      new_secret, queue_arguments)
+from tcpulse._listen.outcome import (H_RETURNS, DeadLetter, Origin, Retry, RetryPolicy, header_text, returns_of,
                                      trusted_headers)
 
 log = logging.getLogger("tcpulse.delivery")
@@ -66,11 +68,11 @@ class Delivery:
     """
 
     def __init__(self, queue: str, policy: RetryPolicy, max_length: Optional[int] = None,
-                 exclusive: bool = False, queue_type: str = "classic", delivery_limit: Optional[int] = None) -> None:
+                 exclusive: bool = False, queue_type: str = "classic", delivery_limit: Optional[int] = None,
+                 secret: Optional[str] = None) -> None:
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be an integer >= 1 or None (got {max_length!r})")
         check_queue_type(queue_type, delivery_limit, named=not exclusive)
-        names = ListenerNames(queue)
         self.queue = queue
         self.policy = policy
         self.max_length = max_length
@@ -82,16 +84,53 @@ class Delivery:
         # declared from it too (`broker_limit`), as a backstop that existing queues keep.
         self.delivery_limit = delivery_limit or DEFAULT_DELIVERY_LIMIT
         self.broker_limit = self.delivery_limit if queue_type == "quorum" else None
-        self.names = names
-        self.exchange = names.exchange
-        self.dead_letter_queue = names.dead_letter_queue
+        # A named listener learns its secret from its binding record when it connects (`tcpulse._listen.layout`);
+        # an anonymous one, whose queues die with its connection, makes its own.
+        self.names = ListenerNames(queue, secret=new_secret() if exclusive else secret)
+        self.dead_letter_queue = self.names.dead_letter_queue
+
+    @property
+    def exchange(self) -> str:
+        """The delivery exchange: retries, dead letters and the binding record go through it."""
+        return self.names.exchange
+
+    def use(self, secret: Optional[str]) -> None:
+        """Route through the delivery exchange of `secret` (None: the legacy, guessable one)."""
+        self.names = self.names.with_secret(secret)
 
     def origin(self, message: Any) -> Origin:
         """Where `message` (as delivered to the listener) first came from; its tcpulse headers
         count only when it came back through this exchange (`outcome.trusted_headers`)."""
         info = message.delivery_info
-        headers = trusted_headers(message.headers, header_text(info["exchange"]), self.exchange)
+        delivered_by = header_text(info["exchange"])
+        own = (delivered_by,) if self.names.owns(delivered_by) else ()
+        headers = trusted_headers(message.headers, delivered_by, own)
         return Origin.of(headers, info["exchange"], info["routing_key"])
+
+    def public_headers(self, headers: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """`headers` as a handler sees them (`event.headers`): without what names one of this
+        listener's delivery exchanges (the broker's `x-death` entries of its holding queues, and
+        `x-first-death-exchange` / `x-last-death-exchange`), whose name is its secret, so a
+        handler that logs or forwards its events' headers cannot give it away.
+
+        Example:
+            >>> d = Delivery("queue/a/w", RetryPolicy(), secret="s3cr3t")
+            >>> d.public_headers({"x-death": [{"exchange": d.exchange}, {"exchange": "exchange/x"}], "k": 1})
+            {'x-death': [{'exchange': 'exchange/x'}], 'k': 1}
+        """
+        public: Dict[str, Any] = {}
+        for key, value in (headers or {}).items():
+            if key == "x-death" and isinstance(value, list):
+                value = [d for d in value if not (isinstance(d, dict) and self._names_own(d.get("exchange")))]
+                if not value:
+                    continue
+            elif key in ("x-first-death-exchange", "x-last-death-exchange") and self._names_own(value):
+                continue
+            public[key] = value
+        return public
+
+    def _names_own(self, exchange: Any) -> bool:
+        return isinstance(exchange, (str, bytes)) and self.names.owns(header_text(exchange))
 
     def holding_queue(self, attempt: int) -> str:
         """The queue a copy waits in before coming back as `attempt`."""
@@ -132,7 +171,9 @@ class Delivery:
         info = message.delivery_info
         if info.get("routing_key") != ISOLATION_KEY:
             return None
-        number = returns_of(trusted_headers(message.headers, header_text(info.get("exchange", "")), self.exchange)) + 1
+        delivered_by = header_text(info.get("exchange", ""))
+        own = (delivered_by,) if self.names.owns(delivered_by) else ()
+        number = returns_of(trusted_headers(message.headers, delivered_by, own)) + 1
         return number if number >= self.delivery_limit else None
 
     def dead_letter_arguments(self) -> Dict[str, Any]:
@@ -180,15 +221,23 @@ class Delivery:
 
     def _publish(self, message: Any, routing_key: str, headers: Dict[str, Any],
                  expiration: Optional[float] = None) -> None:
+        """Publish a copy of `message` through the delivery exchange, confirmed. A copy returned
+        for want of a queue is sent again after declaring the delivery topology (a holding or
+        dead-letter queue deleted under us comes back); a copy still refused raises
+        `PublishRefused`, and the caller leaves the original unacked (`tcpulse._listen.unsettled`). A
+        nacked copy is not sent again here: each key routes to one queue of ours, which refused
+        it, and declaring it again would not change its mind."""
         channel = message.channel
         copy = copy_of(message, fit_headers(channel, headers), expiration)
         try:
             publish_confirmed(channel, copy, self.exchange, routing_key)
-        except AMQPError as exc:
-            log.warning("could not hand a message to %s with key %r (%s); reconnecting to redeclare "
-                        "the retry and dead-letter queues; the message stays unacked and comes back",
-                        self.exchange, routing_key, exc)
-            raise
+            return
+        except PublishRefused as exc:
+            if not exc.returned:
+                raise
+            log.warning("%s; declaring the retry and dead-letter queues of %s again and resending", exc, self.queue)
+        self.declare(channel)
+        publish_confirmed(channel, copy, self.exchange, routing_key)
 
 
 def copy_of(message: Any, headers: Dict[str, Any], expiration: Optional[float] = None) -> Any:
@@ -205,68 +254,45 @@ def copy_of(message: Any, headers: Dict[str, Any], expiration: Optional[float] =
                                            headers=headers, properties=properties)
 
 
+class PublishRefused(Exception):
+    """The broker did not take a copy published through a listener's delivery exchange: it
+    nacked it (a queue it routes to refused it: full with `reject-publish`, or unavailable) or
+    returned it (no queue is bound there for its key). The text names the cause and the key,
+    never the exchange (its name is the listener's secret, see `tcpulse._listen.topology`).
+
+    Example:
+        >>> str(PublishRefused("retry-5s", "nacked", "a queue bound there refused it"))
+        "the broker nacked a copy sent with key 'retry-5s' through the listener's delivery exchange (a queue bound there refused it)"
+    """
+
+    def __init__(self, routing_key: str, verb: str, why: str) -> None:
+        super().__init__(f"the broker {verb} a copy sent with key {routing_key!r} through the listener's "
+                         f"delivery exchange ({why})")
+        self.routing_key, self.returned = routing_key, verb == "returned"
+
+
 def publish_confirmed(channel: Any, message: Any, exchange: str, routing_key: str) -> None:
-    """Publish a prepared `message` as mandatory and, on RabbitMQ, wait for the broker's confirm:
-    a message that reaches no queue (one deleted under us) fails here instead of vanishing, so
-    the caller never acks an original whose copy is lost."""
-    publish = getattr(channel, "basic_publish_confirm", None) or channel.basic_publish
-    publish(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+    """Publish a prepared `message` as mandatory and wait for the broker's confirm: a copy that
+    reaches no queue (returned) or that a queue refuses (nacked) raises `PublishRefused`
+    instead of vanishing, so the caller never acks an original whose copy is lost.
 
-
-def list_dead_letters(connection: kombu.Connection, queue: str, limit: int = 100) -> List[Dict[str, Any]]:
-    """Up to `limit` dead letters of listener queue `queue`, oldest first, left in place.
-
-    Example:
-        >>> with kombu.Connection("memory:///doc-list", transport="tcpulse._broker.broker:Transport") as conn:
-        ...     channel = conn.channel()
-        ...     _ = channel.queue_declare("queue/alice/watcher")
-        ...     Delivery("queue/alice/watcher", RetryPolicy()).declare(channel)
-        ...     list_dead_letters(conn, "queue/alice/watcher")
-        []
+    A return is caught by a handler of our own rather than py-amqp's default (which raises in the
+    middle of waiting for the confirm and leaves that confirm to be taken for the next publish's).
     """
-    delivery = Delivery(queue, RetryPolicy())
-    with _dead_letter_channel(connection, delivery) as letters:
-        # Closing the channel without acking puts every message back where it was.
-        records = [dead_letter_record(message, delivery.exchange) for message in letters.take(limit)]
-    await_count(connection, letters.name, letters.count)
-    return records
+    returned: List[str] = []
 
+    def on_return(exc: Exception, *args: Any) -> None:
+        returned.append(str(exc))
 
-def await_count(connection: kombu.Connection, queue: str, count: int, timeout: float = 2.0) -> None:
-    """Wait (at most `timeout` seconds) until `queue` holds `count` messages again after a channel
-    that held them unacked closed."""
-    # A quorum queue takes back a closed channel's unacked messages asynchronously: wait until
-    # they are there again, so that whatever looks next (a second listing) sees them.
-    deadline = time.monotonic() + timeout
-    channel = connection.channel()
+    channel.events["basic_return"].add(on_return)
     try:
-        while channel.queue_declare(queue, passive=True)[1] < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        channel.basic_publish_confirm(message, exchange=exchange, routing_key=routing_key, mandatory=True)
+    except MessageNacked:
+        raise PublishRefused(routing_key, "nacked", "a queue bound there refused it: full, or unavailable") from None
     finally:
-        channel.close()
-
-
-def requeue_dead_letters(connection: kombu.Connection, queue: str, limit: Optional[int] = None) -> int:
-    """Send the dead letters of `queue` (at most `limit`) back to it as a fresh first attempt
-    of the handlers that failed; return how many were sent. Run it after fixing the cause.
-
-    Example:
-        >>> with kombu.Connection("memory:///doc-requeue", transport="tcpulse._broker.broker:Transport") as conn:
-        ...     channel = conn.channel()
-        ...     _ = channel.queue_declare("queue/alice/watcher")
-        ...     Delivery("queue/alice/watcher", RetryPolicy()).declare(channel)
-        ...     requeue_dead_letters(conn, "queue/alice/watcher")
-        0
-    """
-    delivery = Delivery(queue, RetryPolicy())
-    sent = 0
-    with _dead_letter_channel(connection, delivery) as letters:
-        for message in letters.take(limit):
-            headers = _dead_letter_headers(message, delivery.exchange)
-            delivery._publish(message, RETURN_KEY, _origin_of_dead_letter(message, headers).requeue_headers(headers))
-            message.ack()
-            sent += 1
-    return sent
+        channel.events["basic_return"].discard(on_return)
+    if returned:
+        raise PublishRefused(routing_key, "returned", f"{returned[0]}: no queue is bound there for that key")
 
 
 @contextlib.contextmanager
@@ -287,88 +313,6 @@ def broker_connection(address: Any) -> Iterator[kombu.Connection]:
             yield connection
     except broker_errors() as exc:
         raise BrokerFailure(f"cannot use the broker at {address.redacted}: {exc}") from None
-
-
-class _dead_letter_channel:
-    def __init__(self, connection: kombu.Connection, delivery: Delivery) -> None:
-        self.connection, self.name = connection, delivery.dead_letter_queue
-
-    def __enter__(self) -> "_dead_letter_channel":
-        self.channel = self.connection.channel()
-        try:
-            _, self.count, _ = self.channel.queue_declare(self.name, passive=True)
-        except NotFound:
-            raise BrokerFailure(f"there is no dead-letter queue {self.name!r} on this broker for this "
-                                "user (has the listener run here under this name?)") from None
-        return self
-
-    def take(self, limit: Optional[int]) -> Iterator[Any]:
-        """The dead letters, oldest first, at most `limit` (None: all). Only what is there now:
-        letters dead-lettered meanwhile wait for the next call."""
-        queue = kombu.Queue(self.name, channel=self.channel)
-        for _ in range(self.count if limit is None else min(self.count, limit)):
-            message = queue.get()
-            if message is None:
-                return
-            yield message
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.channel.close()
-
-
-def dead_letter_record(message: Any, own_exchange: str) -> Dict[str, Any]:
-    """What an operator needs to know about one dead letter, as plain data (see
-    `list_dead_letters`, whose records these are); `own_exchange` is the listener's delivery
-    exchange."""
-    headers = _dead_letter_headers(message, own_exchange)
-    origin = _origin_of_dead_letter(message, headers)
-    record = {"exchange": origin.exchange, "routing_key": origin.routing_key,
-              "routes": [r[len("route."):] for r in origin.cc if r.startswith("route.")],
-              "attempts": origin.attempt,
-              "reason": _reason(headers, message.delivery_info.get("routing_key") or ""),
-              "failures": json.loads(headers.get(H_FAILURES) or "{}"),
-              "dead_lettered_at": headers.get(H_DEAD_AT)}
-    try:
-        record["body"] = decode_body(message.body)
-    except Poison:
-        body = message.body  # py-amqp hands over text when the declared encoding decodes it
-        record["body_text"] = (body if isinstance(body, str) else bytes(body).decode("utf-8", "replace"))[:1000]
-    return record
-
-
-def _dead_letter_headers(message: Any, own_exchange: str) -> Dict[str, Any]:
-    # A dead letter we parked came through our exchange and carries no x-death (we drop it);
-    # one the broker dropped (overflow, delivery limit) has x-death naming where it was
-    # published, and only a retried copy, published by us, had tcpulse headers to believe.
-    headers = message.headers or {}
-    death = _first_death(headers)
-    delivered_by = death.get("exchange") if death else message.delivery_info.get("exchange", "")
-    return trusted_headers(headers, header_text(delivered_by or ""), own_exchange)
-
-
-def _origin_of_dead_letter(message: Any, headers: Dict[str, Any]) -> Origin:
-    death = _first_death(headers)
-    keys = header_strings(death.get("routing-keys")) or (header_text(message.delivery_info.get("routing_key", "")),)
-    # A message the broker dropped (overflow) kept its publish keys only in x-death: key, then CCs.
-    return Origin.of({"CC": list(keys[1:]), **headers}, header_text(death.get("exchange", "")), keys[0])
-
-
-def _reason(headers: Dict[str, Any], routing_key: str) -> str:
-    if headers.get(H_REASON):
-        return header_text(headers[H_REASON])
-    death = _first_death(headers)
-    if header_text(death.get("reason", "")) == "delivery_limit":
-        # The broker resets the delivery count when it dead-letters; the key carries the limit.
-        limit = limit_of_key(routing_key) or "?"
-        return (f"delivered {limit} times without an ack (delivery_limit {limit}): the process handling it "
-                f"exited or lost its connection each time, so {header_text(death.get('queue', '?'))} dead-lettered it")
-    return f"dropped by the broker from {header_text(death.get('queue', '?'))} ({header_text(death.get('reason', '?'))})"
-
-
-def _first_death(headers: Dict[str, Any]) -> Dict[str, Any]:
-    deaths = headers.get("x-death")  # the broker puts the latest first; a publisher may send anything
-    first = deaths[0] if isinstance(deaths, list) and deaths else None
-    return first if isinstance(first, dict) else {}
 
 
 def _utc_now() -> str:

@@ -406,7 +406,8 @@ class Listener:
             >>> [d["reason"] for d in Listener("task-watcher").dead_letters()]   # doctest: +SKIP
             ['failed 5 of 5 attempts']
         """
-        from tcpulse._listen.delivery import broker_connection, list_dead_letters
+        from tcpulse._listen.deadletters import list_dead_letters
+        from tcpulse._listen.delivery import broker_connection
         with broker_connection(self._address) as connection:
             return list_dead_letters(connection, self.queue, limit)
 
@@ -418,7 +419,8 @@ class Listener:
             >>> Listener("task-watcher").requeue_dead_letters()   # doctest: +SKIP
             3
         """
-        from tcpulse._listen.delivery import broker_connection, requeue_dead_letters
+        from tcpulse._listen.deadletters import requeue_dead_letters
+        from tcpulse._listen.delivery import broker_connection
         with broker_connection(self._address) as connection:
             return requeue_dead_letters(connection, self.queue, limit)
 
@@ -435,16 +437,36 @@ class Listener:
     def _adopt(self) -> None:
         """Take over our queue if another tool declared it (`tcpulse._ops.maintenance.adopt`)."""
         from tcpulse._listen.delivery import broker_connection
+        from tcpulse._listen.layout import channel_on, layout_lock, settle_secret
         from tcpulse._ops.maintenance import adopt
 
-        with broker_connection(self._address) as connection:
+        with broker_connection(self._address) as connection, layout_lock(connection, self._delivery.names):
+            with channel_on(connection) as channel:  # adopted into the private layout, its secret recorded first
+                settle_secret(channel, self._delivery)
             adopt(connection, self._delivery, self.bindings(), report=log.info)
 
     def _declare(self, channel: Any) -> str:
         """Declare exchanges (passively unless asked), the queue and every binding, then the
-        delivery topology; runs on every (re)connect. Returns the queue name."""
-        declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
+        delivery topology; runs on every (re)connect. A named listener does it under its layout
+        lock, after finding (or moving to) its private delivery exchange (`tcpulse._listen.layout`).
+        Returns the queue name."""
+        from tcpulse._listen.layout import connection_of, layout_lock
+        from tcpulse._ops.maintenance import prepare
+
         bindings = self.bindings()
+        if self.name is None:  # an anonymous queue dies with its connection, bindings and all
+            self._declare_queues(channel, bindings)
+        else:
+            with layout_lock(connection_of(channel), self._delivery.names):
+                record = prepare(channel, self._delivery, bindings)
+                self._declare_queues(channel, bindings)
+                remove_stale(channel, self._delivery, bindings, record, self._address)
+        log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
+                 "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
+        return self.queue
+
+    def _declare_queues(self, channel: Any, bindings: List[Binding]) -> None:
+        declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
         try:
             declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
                                    bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
@@ -452,11 +474,6 @@ class Listener:
         except QueueConflict as exc:
             raise QueueConflict(exc.broker_text, remedy=self._conflict_remedy()) from None
         self._delivery.declare(channel)
-        if self.name is not None:  # an anonymous queue dies with its connection, bindings and all
-            remove_stale(channel, self._delivery, bindings, self._address)
-        log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
-                 "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
-        return self.queue
 
 
 def _check_name(name: Optional[str]) -> None:

@@ -169,7 +169,7 @@ class MessageHandling:
         self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
         return Event(body, origin.exchange, origin.routing_key, origin.cc,
                      redelivered=_redelivered(message.delivery_info), attempt=origin.attempt,
-                     headers=message.headers, source=source)
+                     headers=self._delivery.public_headers(message.headers), source=source)
 
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
         """Turn a message's result into broker actions, on the connection's thread, before the

@@ -304,10 +304,11 @@ class Origin:
         return {**requeued, H_HANDLERS: failed} if failed else requeued
 
 
-def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str, own_exchange: str) -> Dict[str, Any]:
+def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str,
+                    own_exchange: Union[str, Sequence[str]]) -> Dict[str, Any]:
     """`headers` as far as they can be believed: tcpulse's own headers only on a message the
-    broker delivered through `own_exchange` (the listener's delivery exchange, where only its
-    Pulse user may publish). Anyone who may publish to a bound exchange can set them, and would
+    broker delivered through `own_exchange` (the listener's delivery exchange, or any of several,
+    where only its Pulse user may publish). Anyone who may publish to a bound exchange can set them, and would
     otherwise pick the exchange and key a message dispatches as, skip handlers or jump attempts.
 
     Example:
@@ -317,7 +318,7 @@ def trusted_headers(headers: Optional[Mapping[str, Any]], delivered_by: str, own
         >>> trusted_headers(forged, "exchange/u/w/delivery", "exchange/u/w/delivery") == forged
         True
     """
-    if delivered_by == own_exchange:
+    if delivered_by in ((own_exchange,) if isinstance(own_exchange, str) else own_exchange):
         return dict(headers or {})
     return {k: v for k, v in (headers or {}).items() if k not in OWN_HEADERS}
 

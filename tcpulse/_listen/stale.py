@@ -1,7 +1,8 @@
 """What a named listener bound last time, and removing what it no longer declares.
 
-Owns: the listener's own record of its queue's bindings and its retry holding queues, kept as
-one message in `queue/<user>/<name>/bindings`, and, on every (re)connect after the topology is
+Owns: the listener's own record of its queue's bindings, its retry holding queues and its
+delivery exchange's secret (`tcpulse._listen.topology.ListenerNames`), kept as one message in
+`queue/<user>/<name>/bindings` (which only its Pulse user can read), and, on every (re)connect after the topology is
 declared: unbinding what the record holds but the listener no longer declares (a handler that was
 removed or narrowed), deleting holding queues that `retry_delays` no longer schedules into (once
 they are empty: what waits there still expires back to the listener), then replacing the record.
@@ -25,17 +26,19 @@ Example:
 """
 import json
 import logging
+import re
 import time
-from typing import Any, Dict, List, Sequence, Set, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse._api.exchanges import Binding
-from tcpulse._listen.topology import queue_arguments, translating
+from tcpulse._listen.topology import RECORD_KEY, queue_arguments, translating
 
 log = logging.getLogger("tcpulse.listener")
 
-RECORD_KEY = "bindings"  # the delivery exchange's routing key for the record queue
 _Pair = Tuple[str, str]
+_SECRET = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def record_queue(queue: str) -> str:
@@ -43,58 +46,86 @@ def record_queue(queue: str) -> str:
     return f"{queue}/{RECORD_KEY}"
 
 
-def remove_stale(channel: Any, delivery: Any, bindings: Sequence[Binding], address: BrokerAddress) -> None:
-    """Unbind from `delivery.queue` what the record holds beyond `bindings`, delete holding queues
-    `delivery` no longer uses once empty, and record what is bound now. `delivery` is the
-    listener's `tcpulse._listen.delivery.Delivery`, already declared on `channel`."""
-    import kombu
+@dataclass
+class Record:
+    """What the listener's binding record says: the bindings and holding queues it names, the
+    delivery exchange's secret (`tcpulse._listen.topology.ListenerNames`), and the record messages it was
+    read from (`held`, unacked on the channel that took them: closing it puts them back)."""
 
-    from tcpulse._listen.delivery import publish_confirmed
+    pairs: Set[_Pair] = field(default_factory=set)
+    holding: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    secret: Optional[str] = None
+    held: List[Any] = field(default_factory=list)
+
+
+def take_record(channel: Any, delivery: Any) -> Record:
+    """Declare the record queue of `delivery`'s listener and take every record message in it,
+    unacked (a competing process may have left one of its own)."""
+    import kombu
 
     name = record_queue(delivery.queue)
     # Of the listener's queue type: a classic record would make the listener depend on one node.
     channel.queue_declare(queue=name, durable=True, exclusive=False, auto_delete=False,
                           arguments=queue_arguments(delivery.queue_type))
-    channel.queue_bind(queue=name, exchange=delivery.exchange, routing_key=RECORD_KEY)
-    held = _take_all(kombu.Queue(name, channel=channel))
-    recorded_pairs, recorded_holding = read_records(held, name)
+    queue = kombu.Queue(name, channel=channel)
+    return read_records(list(iter(lambda: queue.get(no_ack=False), None)), name)
+
+
+def write_record(channel: Any, delivery: Any, record: Record, bindings: Sequence[_Pair],
+                 holding: Dict[str, Dict[str, Any]]) -> Record:
+    """Replace `record` (its held messages are acked once the new one is confirmed) by one naming
+    `bindings`, `holding` and the secret of `delivery`'s exchange, through it; returns what it
+    wrote. The exchange must exist. A record written through the legacy exchange (a listener
+    that could not move yet) names no secret: anyone may be bound there."""
+    from tcpulse._listen.delivery import publish_confirmed
+
+    secret = delivery.names.secret
+    channel.queue_bind(queue=record_queue(delivery.queue), exchange=delivery.exchange, routing_key=RECORD_KEY)
+    body = json.dumps({"bindings": sorted(bindings), "holding_queues": holding, "delivery_secret": secret,
+                       "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True)
+    message = channel.prepare_message(body.encode(), content_type="application/json",
+                                      content_encoding="utf-8", properties={"delivery_mode": 2})
+    publish_confirmed(channel, message, delivery.exchange, RECORD_KEY)
+    for held in record.held:  # only now: a crash before this leaves the old record in place
+        held.ack()
+    return Record(set(bindings), dict(holding), secret)
+
+
+def remove_stale(channel: Any, delivery: Any, bindings: Sequence[Binding], record: Record,
+                 address: BrokerAddress) -> None:
+    """Unbind from `delivery.queue` what `record` holds beyond `bindings`, delete holding queues
+    `delivery` no longer uses once empty, and record what is bound now. `delivery` is the
+    listener's `tcpulse._listen.delivery.Delivery`, already declared on `channel`, which took `record`."""
     current = {(b.exchange, b.routing_key_pattern) for b in bindings}
-    for exchange, pattern in sorted(recorded_pairs - current):
+    for exchange, pattern in sorted(record.pairs - current):
         _unbind(channel, delivery.queue, exchange, pattern, address)
     holding = dict(delivery.holding_queues())
-    for queue, arguments in sorted(recorded_holding.items()):
+    for queue, arguments in sorted(record.holding.items()):
         if queue not in holding and not _delete_if_empty(channel, queue, arguments):
             holding[queue] = arguments  # still holds retries: try again on the next start
-    body = json.dumps({"bindings": sorted(current), "holding_queues": holding,
-                       "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True)
-    record = channel.prepare_message(body.encode(), content_type="application/json",
-                                     content_encoding="utf-8", properties={"delivery_mode": 2})
-    publish_confirmed(channel, record, delivery.exchange, RECORD_KEY)
-    for message in held:  # only now: a crash before this leaves the old record in place
-        message.ack()
+    write_record(channel, delivery, record, sorted(current), holding)
 
 
-def _take_all(queue: Any) -> List[Any]:
-    """Every record message, unacked (a competing process may have left one of its own)."""
-    held = []
-    while (message := queue.get(no_ack=False)) is not None:
-        held.append(message)
-    return held
-
-
-def read_records(held: List[Any], where: str) -> Tuple[Set[_Pair], Dict[str, Dict[str, Any]]]:
-    """The union of what the records say was bound, and the holding queues they name."""
-    pairs: Set[_Pair] = set()
-    holding: Dict[str, Dict[str, Any]] = {}
+def read_records(held: List[Any], where: str) -> Record:
+    """The union of what the record messages `held` say was bound, the holding queues they name,
+    and the first delivery secret among them; an unreadable one is skipped with a warning."""
+    record = Record(held=held)
     for message in held:
         try:
             data = json.loads(message.body)
-            pairs |= {(str(e), str(p)) for e, p in data["bindings"]}
-            holding.update({str(q): dict(args) for q, args in data["holding_queues"].items()})
+            pairs = {(str(e), str(p)) for e, p in data["bindings"]}
+            holding = {str(q): dict(args) for q, args in data["holding_queues"].items()}
+            secret = data.get("delivery_secret")
+            if secret is not None and not (isinstance(secret, str) and _SECRET.fullmatch(secret)):
+                raise ValueError("its delivery_secret is not 16 to 64 URL-safe characters")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("ignored an unreadable binding record in %s (%s: %s); it is replaced",
                         where, type(exc).__name__, exc)
-    return pairs, holding
+            continue
+        record.pairs |= pairs
+        record.holding.update(holding)
+        record.secret = record.secret or secret
+    return record
 
 
 def _unbind(channel: Any, queue: str, exchange: str, pattern: str, address: BrokerAddress) -> None:

@@ -32,6 +32,7 @@ Example:
     'at-least-once'
 """
 import re
+import secrets
 from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from tcpulse._broker.connection import BrokerAddress
@@ -43,6 +44,7 @@ MAX_NAME_BYTES = 255  # RabbitMQ's and py-amqp's limit for queue and exchange na
 DEFAULT_DELIVERY_LIMIT = 20  # deliveries without an ack before a quorum queue dead-letters
 DEAD_LETTER_KEY = "dead-letter"
 RETURN_KEY = "return"
+RECORD_KEY = "bindings"  # the delivery exchange's key for the binding record (`tcpulse._listen.stale`), and its queue's suffix
 PARKING_KEYS = ("migrating", "parked-dl", "parked-rec")  # no longer than 'dead-letter': same name limit
 ISOLATION_KEY = "isolation"  # messages that came back unacked, run one at a time (`tcpulse._listen.isolation`)
 OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into the dead-letter queue
@@ -51,32 +53,67 @@ OVERFLOW = "drop-head"  # a full listener queue drops its oldest message into th
 class ListenerNames:
     """The names of what a listener queue `queue/<user>/<name>` brings along (pure).
 
+    The delivery exchange, which routes the listener's retries, dead letters and binding record,
+    is `exchange/<user>/<name>/delivery-<secret>`: every Pulse user may bind a queue of its own to
+    any `exchange/...` it can name, so the name carries a random `secret` that only the binding
+    record (in `queue/<user>/<name>/bindings`, which only the user can read) and the listener's
+    own queue arguments hold. Without a secret the names are the guessable layout of tcpulse
+    before it, `exchange/<user>/<name>/delivery` (`legacy_exchange`), which a listener leaves for
+    the private one by itself on start (`tcpulse._listen.layout`).
+
     Example:
-        >>> n = ListenerNames("queue/alice/watcher")
+        >>> n = ListenerNames("queue/alice/watcher", secret="s3cr3t")
         >>> n.exchange, n.holding_queue(5), n.dead_letter_queue
-        ('exchange/alice/watcher/delivery', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+        ('exchange/alice/watcher/delivery-s3cr3t', 'queue/alice/watcher/retry-5s', 'queue/alice/watcher/dead-letter')
+        >>> n.legacy_exchange, n.record_queue, n.lock_queue
+        ('exchange/alice/watcher/delivery', 'queue/alice/watcher/bindings', 'queue/alice/watcher/lock')
         >>> n.parking_queues()["parked-dl"]
         'queue/alice/watcher/parked-dl'
 
     """
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, secret: Optional[str] = None) -> None:
         if not queue.startswith("queue/"):
             raise ValueError(f"the listener queue must be named queue/<user>/<name> (got {_quoted(queue)})")
         self.queue = queue
-        self.exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
+        self.secret = secret
+        self.legacy_exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
+        self.exchange = self.legacy_exchange + (f"-{secret}" if secret else "")
         self.dead_letter_queue = queue + "/" + DEAD_LETTER_KEY
+        self.record_queue = queue + "/" + RECORD_KEY
+        self.lock_queue = queue + "/lock"
         self.isolation_queue = queue + "/" + ISOLATION_KEY
 
     @classmethod
-    def of(cls, user: str, name: str) -> "ListenerNames":
+    def of(cls, user: str, name: str, secret: Optional[str] = None) -> "ListenerNames":
         """The names of listener `name` of Pulse user `user`: its queue is `queue/<user>/<name>`.
 
         Example:
             >>> ListenerNames.of("alice", "watcher").queue
             'queue/alice/watcher'
         """
-        return cls(f"queue/{user}/{name}")
+        return cls(f"queue/{user}/{name}", secret)
+
+    def with_secret(self, secret: Optional[str]) -> "ListenerNames":
+        """The same listener's names with delivery exchange secret `secret` (None: the legacy one)."""
+        return ListenerNames(self.queue, secret)
+
+    @property
+    def own_exchanges(self) -> Tuple[str, ...]:
+        """The delivery exchange and the legacy one (what `tcpulse delete` removes)."""
+        return tuple(dict.fromkeys((self.exchange, self.legacy_exchange)))
+
+    def owns(self, exchange: str) -> bool:
+        """Whether `exchange` is a delivery exchange of this listener, with any secret or none:
+        only its Pulse user may declare or publish to `exchange/<user>/...`, so the `tcpulse-*`
+        headers of a message that came through one are its own (`outcome.trusted_headers`).
+
+        Example:
+            >>> n = ListenerNames("queue/alice/watcher", secret="s3cr3t")
+            >>> n.owns("exchange/alice/watcher/delivery-0ld"), n.owns("exchange/bob/watcher/delivery")
+            (True, False)
+        """
+        return exchange == self.legacy_exchange or exchange.startswith(self.legacy_exchange + "-")
 
     def holding_queue(self, delay: float) -> str:
         """The queue a retried copy waits in for `delay` seconds (the scheduled delay, no jitter)."""
@@ -88,10 +125,12 @@ class ListenerNames:
         return {key: f"{self.queue}/{key}" for key in PARKING_KEYS}
 
     def all(self, retry_delays: Iterable[float]) -> List[str]:
-        """Every name the listener may declare with these delays (migration's included)."""
+        """Every name the listener may declare with these delays (migration's included; the
+        delivery exchange with a secret as long as the ones `new_secret` makes)."""
         holding = [self.holding_queue(d) for d in sorted(set(float(d) for d in retry_delays))]
-        return [self.queue, self.exchange, *holding, self.dead_letter_queue, self.isolation_queue,
-                *self.parking_queues().values()]
+        exchange = self.with_secret(self.secret or SECRET_SHOWN).exchange
+        return [self.queue, exchange, *holding, self.dead_letter_queue, self.isolation_queue, self.record_queue,
+                self.lock_queue, *self.parking_queues().values()]
 
     def check_lengths(self, retry_delays: Iterable[float]) -> None:
         """Raise ValueError naming the longest name over 255 bytes and by how much.
@@ -100,7 +139,7 @@ class ListenerNames:
             >>> ListenerNames("queue/u/" + "x" * 240).check_lengths((600,))
             Traceback (most recent call last):
             ...
-            ValueError: exchange name 'exchange/u/xxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/delivery' is 260 bytes, 5 over RabbitMQ's limit of 255: shorten the listener name by at least 5 bytes
+            ValueError: exchange name 'exchange/u/xxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxx/delivery-<22 random characters>' is 283 bytes, 28 over RabbitMQ's limit of 255: shorten the listener name by at least 28 bytes
         """
         name = max(self.all(retry_delays), key=lambda n: len(n.encode()))
         size = len(name.encode())
@@ -109,6 +148,19 @@ class ListenerNames:
             over = size - MAX_NAME_BYTES
             raise ValueError(f"{kind} name {_quoted(name)} is {size} bytes, {over} over RabbitMQ's limit of "
                              f"{MAX_NAME_BYTES}: shorten the listener name by at least {over} byte{'s' if over > 1 else ''}")
+
+
+SECRET_SHOWN = "<22 random characters>"  # stands for a secret in names checked before it exists
+
+
+def new_secret() -> str:
+    """A random delivery-exchange secret: 128 bits, 22 URL-safe characters.
+
+    Example:
+        >>> len(new_secret()), new_secret() != new_secret()
+        (22, True)
+    """
+    return secrets.token_urlsafe(16)
 
 
 def holding_key(delay: float) -> str:

@@ -90,14 +90,15 @@ def frame_handler(connection: Any, callback: Callback) -> Callable[[Tuple[int, i
     expected: Dict[int, int] = defaultdict(lambda: 1)
     partial: Dict[int, Message] = {}
 
-    def on_frame(frame: Tuple[int, int, Any]) -> bool:
+    def on_frame(frame: Tuple[int, int, Any], unpack_from: Any = unpack_from, content: Any = _ARGUMENTS,
+                 read_header: Any = _read_header) -> bool:  # locals, not globals: this runs 3 times a message
         frame_type, channel, buf = frame
         connection.bytes_recv += 1
         if frame_type not in (expected[channel], 8):
             raise UnexpectedFrame(f"Received frame {frame_type} while expecting type: {expected[channel]}")
         if frame_type == 1:
             method_sig = unpack_from(">HH", buf, 0)
-            if method_sig in _ARGUMENTS:  # its content (header, then body frames) follows
+            if method_sig in content:  # its content (header, then body frames) follows
                 partial[channel] = Message(frame_method=method_sig, frame_args=buf)
                 expected[channel] = 2
                 return False
@@ -105,7 +106,7 @@ def frame_handler(connection: Any, callback: Callback) -> Callable[[Tuple[int, i
             return True
         if frame_type == 2:
             message = partial[channel]
-            _read_header(message, buf)
+            read_header(message, buf)
         elif frame_type == 3:
             message = partial[channel]
             message.inbound_body(buf)
@@ -116,7 +117,10 @@ def frame_handler(connection: Any, callback: Callback) -> Callable[[Tuple[int, i
             return False
         expected[channel] = 1
         del partial[channel]
-        _dispatch(callback, channel, message)
+        try:
+            callback(channel, message.frame_method, message.frame_args, message)
+        except UnicodeDecodeError:  # py-amqp reads the method's arguments before any listener sees them
+            _dispatch_readable(callback, channel, message)
         return True
     return on_frame
 
@@ -137,16 +141,22 @@ def _read_header(message: Message, buf: Any) -> None:
     if headers:
         if "compression" in headers:
             refuse_compression(headers, properties)
-        # py-amqp >= 5.3 keeps a header key that is not UTF-8 as bytes where older versions
-        # raise: unreadable either way, so the delivery is treated alike whatever the version.
-        keys = [key for key in headers if key.__class__ is bytes]
-        if keys:
-            mark(properties, [f"header key {key!r} is not UTF-8" for key in keys])
-            for key in keys:
-                del headers[key]
+        try:
+            "".join(headers)  # the cheapest check that every key is text (this runs for every message)
+        except TypeError:
+            _drop_bytes_keys(headers, properties)
     encoding = properties.get("content_encoding")
     if encoding is not None and encoding != "utf-8":
         _check_encoding(properties)
+
+
+def _drop_bytes_keys(headers: Dict[Any, Any], properties: Dict[str, Any]) -> None:
+    """py-amqp >= 5.3 keeps a header key that is not UTF-8 as bytes where older versions raise:
+    unreadable either way, so the delivery is treated alike whatever the version."""
+    keys = [key for key in headers if isinstance(key, bytes)]
+    mark(properties, [f"header key {key!r} is not UTF-8" for key in keys])
+    for key in keys:
+        del headers[key]
 
 
 def _check_encoding(properties: Dict[str, Any]) -> None:
@@ -172,15 +182,14 @@ def _check_encoding(properties: Dict[str, Any]) -> None:
                           "(utf-8, utf-16, utf-32, ascii, latin-1)"])
 
 
-def _dispatch(callback: Callback, channel: int, message: Message) -> None:
-    try:
-        callback(channel, message.frame_method, message.frame_args, message)
-    except UnicodeDecodeError:  # py-amqp reads the method's arguments before any listener sees them
-        args, problems = readable_arguments(message.frame_method, message.frame_args)
-        if not problems:
-            raise
-        mark(message.properties, problems)
-        callback(channel, message.frame_method, args, message)
+def _dispatch_readable(callback: Callback, channel: int, message: Message) -> None:
+    """Dispatch `message` again with its arguments made readable, after py-amqp failed to
+    decode them; re-raise when they were readable (the error came from elsewhere)."""
+    args, problems = readable_arguments(message.frame_method, message.frame_args)
+    if not problems:
+        raise
+    mark(message.properties, problems)
+    callback(channel, message.frame_method, args, message)
 
 
 def readable_arguments(method_sig: Tuple[int, int], payload: Any) -> Tuple[bytes, List[str]]:

@@ -30,10 +30,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from amqp.exceptions import NotFound, PreconditionFailed
 
-from tcpulse._listen.delivery import Delivery, list_dead_letters
-from tcpulse._ops.maintenance import _channel, peek_records
+from tcpulse._listen.deadletters import list_dead_letters
+from tcpulse._listen.delivery import Delivery
+from tcpulse._listen.layout import channel_on as _channel
+from tcpulse._listen.layout import layout_lock, peek_record
 from tcpulse._listen.outcome import RetryPolicy
-from tcpulse._listen.stale import read_records, record_queue
+from tcpulse._listen.stale import record_queue
 from tcpulse._listen.topology import ListenerNames, queue_arguments
 
 NEWEST_REASONS = 3  # dead-letter reasons shown
@@ -49,8 +51,9 @@ def listener_status(connection: Any, user: str, name: str) -> Dict[str, Any]:
     found = _depth(connection, delivery.queue)
     if found is None:
         raise LookupError(f"user {user!r} has no queue {delivery.queue!r} (has listener {name!r} run on this broker?)")
-    held = peek_records(connection, delivery)
-    pairs, recorded_holding = read_records(held, "the binding record")
+    with layout_lock(connection, delivery.names):
+        record = peek_record(connection, delivery.names)
+    held, pairs, recorded_holding = record.held, record.pairs, record.holding
     holding = []
     for queue in sorted(set(delivery.holding_queues()) | set(recorded_holding)):
         depth = _depth(connection, queue)

@@ -285,7 +285,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         >>> guarded(cmd_dead_letters)(argparse.Namespace(name="nobody", broker="memory://", requeue=False, limit=None))
         2
     """
-    from tcpulse._listen.delivery import list_dead_letters, requeue_dead_letters
+    from tcpulse._listen.deadletters import list_dead_letters, requeue_dead_letters
     from tcpulse.errors import BrokerFailure
     from tcpulse._listen.topology import ListenerNames
 
@@ -295,7 +295,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     try:
         with connection:
             if args.requeue:
-                sent = on_broker(address, lambda: requeue_dead_letters(connection, queue, args.limit))
+                sent = on_broker(address, lambda: requeue_dead_letters(connection, queue, args.limit,
+                                                                       report=_to_stderr))
                 print(f"requeued {sent} dead letter(s) from {names.dead_letter_queue} to {queue}", file=sys.stderr)
                 return EXIT_OK
             records = on_broker(address, lambda: list_dead_letters(connection, queue,
@@ -309,6 +310,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
           + (" (the oldest; --limit N for more)" if args.limit is None and len(records) == 100 else ""),
           file=sys.stderr)
     return EXIT_OK
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _record_bindings(args: argparse.Namespace) -> List[Tuple[str, str]]:
