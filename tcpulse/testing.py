@@ -286,9 +286,10 @@ def samples(exchange: "Exchange[T]", /, **fields: Any) -> Any:
     Needs the `hypothesis` package (`pip install 'tcpulse[hypothesis]'`).
 
     Example:
-        >>> from hypothesis import given
+        >>> from hypothesis import given, settings
         >>> from tcpulse import QueueEvents
-        >>> @given(samples(QueueEvents.taskFailed, taskGroupId="g1"))
+        >>> @settings(max_examples=20)
+        ... @given(samples(QueueEvents.taskFailed, taskGroupId="g1"))
         ... def test_failed(event):
         ...     assert event.fields["taskGroupId"] == "g1"
         >>> test_failed()

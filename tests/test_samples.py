@@ -64,3 +64,19 @@ def test_a_sample_goes_through_the_harness_to_a_typed_handler():
     event = sample(QueueEvents.taskCompleted, taskGroupId="g1")
     assert deliver(app, QueueEvents.taskCompleted, event.routing_key, event.body).acked
     assert seen == [event.fields["taskId"]]
+
+
+def test_the_examples_of_the_types_guide_run(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "types.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 5
+    for block in blocks:
+        namespace: dict = {"__name__": "types_guide"}
+        exec(compile(block, "docs/types.md", "exec"), namespace)
+        for name, value in namespace.items():
+            if name.startswith("test_") and callable(value):
+                settings(max_examples=10, deadline=None, database=None)(value)()  # the guide's property test, briefly
+    assert "required property 'taskId' is missing (rule: required)" in capsys.readouterr().out

@@ -53,6 +53,16 @@ def drifted(body: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # -- the validator itself -----------------------------------------------------------------------
+@pytest.mark.parametrize("module", ["_api.validator", "_api.schemas", "_api.samples", "_api.typenames",
+                                    "_listen.bodycheck"])
+def test_the_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    failures, tried = doctest.testmod(importlib.import_module(f"tcpulse.{module}"))
+    assert tried > 0 and failures == 0
+
+
 def mutations(value: Any, path: Tuple[Any, ...] = ()) -> Iterator[Tuple[Tuple[Any, ...], Any]]:
     """(path, a copy of the top value with one thing at `path` broken) for a few places."""
     if isinstance(value, dict):

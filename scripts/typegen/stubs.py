@@ -76,7 +76,8 @@ class StubWriter:
 
     def write(self, package: Any, doc: str, base: str) -> str:
         names = self.refset.names("api" if self.asynchronous else None)
-        parts = [HEADER.format(doc=doc.strip().splitlines()[0], package=package.__name__), IMPORTS, self.imports(), base,
+        summary = " ".join(doc.strip().split("\n\n")[0].split())
+        parts = [HEADER.format(doc=summary, package=package.__name__), IMPORTS, self.imports(), base,
                  "\n".join(reexports(package, names)) + "\n", "__version__: str\n" if hasattr(package, "__version__") else ""]
         for name in names:
             reference = self.refset.get(name)
@@ -88,6 +89,8 @@ class StubWriter:
     def client_class(self, reference: Reference) -> str:
         out = [f"class {reference.name}(_Client):\n", _docstring(f"{reference.title}\n\n{reference.description}", "    "),
                "    def __init__(self, options: Optional[_ClientOptions] = None, session: Any = None) -> None: ...\n"]
+        if self.asynchronous:  # `async with tcpulse.aio.Queue(...) as queue` gives a Queue
+            out.append(f"    async def __aenter__(self) -> {reference.name}: ...\n")
         queries = []
         for entry in reference.entries:
             assert isinstance(entry, FunctionEntry)

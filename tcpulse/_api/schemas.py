@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Tuple
 from tcpulse.errors import ClientUsageError, InvalidReference
 from tcpulse.references import FunctionEntry, ReferenceSet, active_set
 from tcpulse._api.typenames import schema_id
-from tcpulse._api.validator import Check, Resolver, compile_schema
+from tcpulse._api.validator import Resolver, Validate, compile_schema
 
 
 class SchemaStore:
@@ -76,7 +76,7 @@ def store(refset: ReferenceSet) -> SchemaStore:
 
 
 @functools.lru_cache(maxsize=None)
-def checker(refset: ReferenceSet, sid: str) -> Check:
+def checker(refset: ReferenceSet, sid: str) -> Validate:
     """The compiled check of schema `sid` of a set: `check(value, ())` returns the first
     `tcpulse.validator.Problem` or None."""
     schemas = store(refset)

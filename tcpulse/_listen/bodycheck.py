@@ -54,6 +54,7 @@ class BodyValidation:
     def __init__(self, mode: str = "off") -> None:
         self.mode = check_mode(mode)
         self._warned: Dict[Tuple[str, str, str], float] = {}
+        self._checks: Dict[str, Any] = {}  # schema id -> its compiled check
         self._lock = threading.Lock()
 
     def prepare(self, exchanges: Iterable[Optional[Exchange]]) -> None:
@@ -84,9 +85,11 @@ class BodyValidation:
         log.warning("message from %s: %s; handled anyway (validate='warn'); the same problem on this "
                     "exchange is logged at most once every %g s", exchange.exchange, reason, WARN_EVERY)
 
-    @staticmethod
-    def _checker(sid: str) -> Any:
-        from tcpulse.references import active_set
-        from tcpulse._api.schemas import checker
+    def _checker(self, sid: str) -> Any:
+        found = self._checks.get(sid)
+        if found is None:
+            from tcpulse._api.schemas import checker
+            from tcpulse.references import active_set
 
-        return checker(active_set(), sid)
+            found = self._checks[sid] = checker(active_set(), sid)
+        return found

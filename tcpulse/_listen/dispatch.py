@@ -104,7 +104,10 @@ class Event(Generic[T]):
         self._fields: Optional[Dict[str, Optional[str]]] = None
 
     @property
-    def fields(self) -> Dict[str, Optional[str]]:
+    def fields(self) -> Dict[str, Any]:
+        # Values are strings, or None for an optional field sent as '_'. Typed Any rather than
+        # Optional[str] so that `queue.task(event.fields["taskId"])` (a required field, never
+        # None) type-checks without a cast.
         if self._fields is None:
             source = self._source or exchange_named(self.exchange)
             parsed = source.parse(self.routing_key) if source is not None else {}

@@ -15,10 +15,13 @@ Example:
     'https://tc.example.com/api/queue/v1'
 """
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, cast
 
 from tcpulse.errors import ClientUsageError
 from tcpulse._api.exchanges import CLIENT_OPTIONS, unknown_option
+
+if TYPE_CHECKING:
+    from tcpulse.types import ClientOptions
 
 DEFAULT_OPTIONS: Dict[str, Any] = {"maxRetries": 5, "signedUrlExpiration": 15 * 60, "timeout": 30.0}
 _ENVIRONMENT_CREDENTIALS = {"clientId": "TASKCLUSTER_CLIENT_ID", "accessToken": "TASKCLUSTER_ACCESS_TOKEN",
@@ -40,7 +43,7 @@ class HiddenSecrets(dict):
     __str__ = __repr__
 
 
-def optionsFromEnvironment(defaults: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def optionsFromEnvironment(defaults: Optional[Mapping[str, Any]] = None) -> "ClientOptions":
     """Client options from TASKCLUSTER_ROOT_URL, _CLIENT_ID, _ACCESS_TOKEN and _CERTIFICATE.
 
     What the environment sets wins; `defaults` (not changed) fill the rest, credentials key by key.
@@ -56,7 +59,7 @@ def optionsFromEnvironment(defaults: Optional[Mapping[str, Any]] = None) -> Dict
     credentials.update({key: os.environ[var] for key, var in _ENVIRONMENT_CREDENTIALS.items() if os.environ.get(var)})
     if credentials:
         options["credentials"] = credentials
-    return options
+    return cast("ClientOptions", options)  # typed, so `tcpulse.Queue(optionsFromEnvironment())` type-checks
 
 
 def client_options(given: Optional[Mapping[str, Any]]) -> Dict[str, Any]:

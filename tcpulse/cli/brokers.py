@@ -53,6 +53,9 @@ def _add_publish(subparsers: Any) -> None:
     body = p.add_mutually_exclusive_group()
     body.add_argument("--body", default="{}", help="the JSON object to send (default {})")
     body.add_argument("--body-file", help="read the JSON object from this file")
+    body.add_argument("--sample", action="store_true",
+                      help="send a body the exchange's schema accepts, its key carrying the fields given "
+                           "(the others filled in): tcpulse.testing.sample")
     broker_option(p)
     _declare_option(p)
     p.set_defaults(func=guarded(cmd_publish))
@@ -158,9 +161,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from tcpulse._broker.publishing import Publisher, outgoing
 
     fields = parse_fields(getattr(args, "fields", []))
-    if args.routing_key is None and not fields:
-        raise UsageError("give --routing-key KEY, or the key's fields as field=value words")
-    message = outgoing(args.exchange, _load_body(args), args.routing_key, args.route, **fields)
+    if getattr(args, "sample", False):
+        message = _sample_message(args, fields)
+    else:
+        if args.routing_key is None and not fields:
+            raise UsageError("give --routing-key KEY, or the key's fields as field=value words")
+        message = outgoing(args.exchange, _load_body(args), args.routing_key, args.route, **fields)
     address = outside_broker(args.broker, "publish")
     conn, address = connect(address)
     with conn:
@@ -173,6 +179,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
     print(f"published 1 message to {message.exchange} with key {message.routing_key}"
           + (f" and routes {', '.join(message.routes)}" if message.routes else ""))
     return EXIT_OK
+
+
+def _sample_message(args: argparse.Namespace, fields: Dict[str, str]) -> Any:
+    """`publish --sample`: the message of `tcpulse.testing.sample` for the exchange and fields."""
+    from tcpulse._api.exchanges import find_exchange
+    from tcpulse._broker.publishing import outgoing
+    from tcpulse.testing import sample
+
+    if args.routing_key is not None:
+        raise UsageError("--sample builds the routing key from field=value words; leave out --routing-key")
+    event = sample(find_exchange(args.exchange), **fields)
+    return outgoing(args.exchange, event.body, event.routing_key, args.route)
 
 
 def _load_body(args: argparse.Namespace) -> Dict[str, Any]:

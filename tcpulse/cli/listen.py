@@ -80,6 +80,9 @@ def add_commands(subparsers: Any) -> None:
                         "else 5,30,120,600)")
     p.add_argument("--max-length", type=positive_int, metavar="N",
                    help="the queue's x-max-length: beyond it the oldest messages go to the dead-letter queue")
+    p.add_argument("--validate", choices=("off", "warn", "dead-letter"),
+                   help="check each body against its exchange's JSON schema: log what does not match (warn) "
+                        "or park it in the dead-letter queue (default: the script's, else off)")
     p.add_argument("--max-body-bytes", type=positive_int, metavar="N",
                    help="dead-letter bodies longer than N bytes unread (default: the script's, else 1048576)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -131,7 +134,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
                                queue_type=args.queue_type, delivery_limit=args.delivery_limit,
                                max_attempts=args.max_attempts, retry_delays=args.retry_delays,
                                max_length=args.max_length, auto_delete=args.auto_delete,
-                               max_body_bytes=args.max_body_bytes, adopt=True if args.adopt else None)
+                               max_body_bytes=args.max_body_bytes, adopt=True if args.adopt else None,
+                               validate=args.validate)
             listener.broker  # noqa: B018 - a bad PULSE_URL, not overridden by --broker, is reported here
     except (ScriptError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None

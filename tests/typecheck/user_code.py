@@ -5,6 +5,7 @@ tests/test_static_types.py runs mypy (and pyright) over this file and expects no
 from typing import List, Optional
 
 import tcpulse
+import tcpulse.aio
 from tcpulse import Event, Listener, QueueEvents
 from tcpulse.types.queue import Task, TaskCompletedMessage, TaskFailedMessage
 from tcpulse.types.workermanager import PulseWorkerMessage
@@ -31,7 +32,8 @@ def completed(event: Event[TaskCompletedMessage]) -> None:
 async def failed(event: Event[TaskFailedMessage]) -> None:
     runs = event.body["status"]["runs"]
     reason: Optional[str] = runs[-1].get("reasonResolved") if runs else None
-    print(reason)
+    status = tcpulse.aio.Queue({"rootUrl": "https://tc.example.com"}).status(event.fields["taskId"])
+    print(reason, (await status)["status"]["state"])
 
 
 @app.on(tcpulse.WorkerManagerEvents.workerRunning)
@@ -40,7 +42,7 @@ def worker_running(event: Event[PulseWorkerMessage]) -> None:
 
 
 def index_a_task(task_id: str) -> None:
-    index = tcpulse.Index({"rootUrl": "https://tc.example.com"})
+    index = tcpulse.Index(tcpulse.optionsFromEnvironment())
     index.insertTask("project.example.latest", {"taskId": task_id, "rank": 0, "data": {},
                                                  "expires": tcpulse.stringDate(tcpulse.fromNow("1 year"))})
     found = index.findTask("project.example.latest")
@@ -50,6 +52,24 @@ def index_a_task(task_id: str) -> None:
 def key_for(task_id: str) -> str:
     return QueueEvents.taskPending.routing_key(taskId=task_id, runId=0, provisionerId="p", workerType="w",
                                                schedulerId="s", taskGroupId="g")
+
+
+def official_layout(task_id: str) -> str:
+    from tcpulse.auth import Auth
+    from tcpulse.queue import Queue
+
+    client = Auth({"rootUrl": "https://tc.example.com"}).currentScopes()
+    return Queue({"rootUrl": "https://tc.example.com"}).status(task_id)["status"]["state"] + str(client["scopes"])
+
+
+async def fetch_name(task_id: str) -> str:
+    import tcpulse.aio
+    from tcpulse.aio.queue import Queue as AsyncQueue
+
+    async with tcpulse.aio.Queue({"rootUrl": "https://tc.example.com"}) as aio_queue:
+        task = await aio_queue.task(task_id)
+    status = await AsyncQueue({"rootUrl": "https://tc.example.com"}).status(task_id)
+    return task["metadata"]["name"] + status["status"]["state"]
 
 
 if __name__ == "__main__":
