@@ -17,7 +17,8 @@ from tcpulse import Listener, QueueEvents
 from tcpulse._broker.connection import resolve_broker
 from tcpulse._listen.delivery import Delivery
 from tcpulse._listen.outcome import RetryPolicy
-from tcpulse._listen.topology import QueueConflict
+from tcpulse._listen.layout import locate
+from tcpulse._listen.topology import ListenerNames, QueueConflict
 from tcpulse._ops.maintenance import adopt
 
 COMPLETED = QueueEvents.taskCompleted
@@ -98,8 +99,8 @@ def test_listen_adopt_takes_over_a_foreign_queue_with_messages_waiting_and_arriv
     print(f"\n  [adoption] {WAITING} waiting, {published - WAITING} published meanwhile, {kept} moved back, "
           f"{len(handled)} handled, lost 0")
     # The queue is tcpulse's now: declaring it with the listener's own arguments is accepted.
-    layout = Delivery(queue, RetryPolicy()).queue_arguments()
     with resolve_broker(pulse_user.url, environ={}).connection() as conn:
+        layout = Delivery(queue, RetryPolicy(), secret=locate(conn, ListenerNames(queue)).secret).queue_arguments()
         assert conn.channel().queue_declare(queue, durable=True, auto_delete=False, arguments=layout).queue == queue
 
 
