@@ -26,7 +26,7 @@ KEYS = ("retry-0.2s", "dead-letter", "bindings", "return")
 @pytest.fixture
 def victim(pulse_user, taskcluster_exchanges, unique_name):
     yield pulse_user
-    delete_listener_topology(pulse_user.url, pulse_user.name, unique_name, retry_delays=(0.2,))
+    delete_listener_topology(pulse_user.url, pulse_user.name, unique_name, retry_delays=(0.2, 30))
 
 
 def guessable(user, name):

@@ -271,3 +271,33 @@ def test_validate_true_checks_query_values_and_off_sends_whatever_it_is_given(co
 def test_the_validate_option_must_be_a_bool():
     with pytest.raises(ClientUsageError, match="option 'validate' must be True or False \\(got 'yes'\\)"):
         tcpulse.Queue({"rootUrl": "https://tc", "validate": "yes"})  # type: ignore[typeddict-item]
+
+
+def test_a_pulled_set_is_checked_against_its_own_schemas(tmp_path):
+    """A deployment's set (here the bundled one, copied, whose message schema also requires a
+    'deployment' property) validates with its schemas, not the bundled ones."""
+    import shutil
+
+    pulled = tmp_path / "pulled"
+    shutil.copytree(BUNDLED.root, pulled)
+    schema_file = pulled / "schemas" / "queue" / "v1" / "task-completed-message.json"
+    schema = json.loads(schema_file.read_text())
+    schema["required"].append("deployment")
+    schema["properties"]["deployment"] = {"type": "string"}
+    schema_file.write_text(json.dumps(schema))
+    event = sample(COMPLETED)
+    script = ("import json, sys, tcpulse\n"
+              "from tcpulse.testing import deliver\n"
+              "app = tcpulse.Listener('x', validate='dead-letter')\n"
+              "app.add_handler(print, tcpulse.QueueEvents.taskCompleted)\n"
+              "for body in json.loads(sys.argv[2]):\n"
+              "    print(deliver(app, tcpulse.QueueEvents.taskCompleted, sys.argv[1], body).reason)\n")
+    bodies = [event.body, {**event.body, "deployment": "firefox-ci"}]
+    env = {**os.environ, "TCPULSE_REFERENCES": str(pulled)}
+    done = subprocess.run([sys.executable, "-c", script, event.routing_key, json.dumps(bodies)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == ("body does not match /schemas/queue/v1/task-completed-message.json: "
+                        "$: required property 'deployment' is missing (rule: required)")
+    assert lines[-1] == "None", "the body with the deployment's property is handled"

@@ -102,10 +102,14 @@ class Delivery:
         """Where `message` (as delivered to the listener) first came from; its tcpulse headers
         count only when it came back through this exchange (`outcome.trusted_headers`)."""
         info = message.delivery_info
-        delivered_by = header_text(info["exchange"])
+        return Origin.of(self.trusted(message), info["exchange"], info["routing_key"])
+
+    def trusted(self, message: Any) -> Dict[str, Any]:
+        """The headers of `message` (as delivered to the listener) that can be believed: its
+        `tcpulse-*` headers only when it came through one of this listener's delivery exchanges."""
+        delivered_by = header_text(message.delivery_info.get("exchange", ""))
         own = (delivered_by,) if self.names.owns(delivered_by) else ()
-        headers = trusted_headers(message.headers, delivered_by, own)
-        return Origin.of(headers, info["exchange"], info["routing_key"])
+        return trusted_headers(message.headers, delivered_by, own)
 
     def public_headers(self, headers: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         """`headers` as a handler sees them (`event.headers`): without what names one of this
@@ -168,12 +172,9 @@ class Delivery:
             >>> Delivery("queue/a/w", RetryPolicy(), delivery_limit=5).last_delivery(M())
             5
         """
-        info = message.delivery_info
-        if info.get("routing_key") != ISOLATION_KEY:
+        if message.delivery_info.get("routing_key") != ISOLATION_KEY:
             return None
-        delivered_by = header_text(info.get("exchange", ""))
-        own = (delivered_by,) if self.names.owns(delivered_by) else ()
-        number = returns_of(trusted_headers(message.headers, delivered_by, own)) + 1
+        number = returns_of(self.trusted(message)) + 1
         return number if number >= self.delivery_limit else None
 
     def dead_letter_arguments(self) -> Dict[str, Any]:
@@ -209,10 +210,12 @@ class Delivery:
         self._publish(message, holding_key(self.policy.base_delay(verdict.attempt)),
                       origin.retry_headers(message.headers, verdict), expiration=verdict.delay)
 
-    def isolate(self, message: Any, origin: Origin, returns: int) -> None:
-        """Publish a copy of `message` to the isolation queue, where it runs alone, with `returns`:
-        how often it came back unacked (`tcpulse._listen.isolation`). The caller acks the original."""
-        self._publish(message, ISOLATION_KEY, {**origin.moved_headers(message.headers), H_RETURNS: returns})
+    def isolate(self, message: Any, origin: Origin, returns: int, alone: bool = True) -> None:
+        """Publish a copy of `message` that came back unacked, with `returns`: how often it did
+        (`tcpulse._listen.isolation`), to the isolation queue where it runs alone, or (not `alone`)
+        to the back of the listener's queue. The caller acks the original."""
+        self._publish(message, ISOLATION_KEY if alone else RETURN_KEY,
+                      {**origin.moved_headers(message.headers), H_RETURNS: returns})
 
     def dead_letter(self, message: Any, origin: Origin, verdict: DeadLetter) -> None:
         """Publish `message` to the dead-letter queue with why it failed; the caller acks it."""

@@ -6,8 +6,8 @@ once, in registration order, on the primary key and every CC'd key), and the `Ev
 receives. The listener and the testing harness both dispatch through this module, so a message
 reaches the same handlers live and in tests.
 
-Pure module: imports only the standard library, `tcpulse._api.exchanges` and `tcpulse.errors`
-(never kombu or requests).
+Pure module: imports only the standard library, `tcpulse._api.exchanges`, `tcpulse.errors` and
+`tcpulse._listen.scripts` (which names a handler's module), never kombu or requests.
 
 Example:
     >>> from tcpulse._api.exchanges import Binding
@@ -19,13 +19,12 @@ Example:
 import functools
 import inspect
 import re
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from tcpulse.errors import TaskclusterTopicExchangeFailure
 from tcpulse._api.exchanges import Binding, Exchange, exchange_named
+from tcpulse._listen.scripts import module_name
 from tcpulse._ops.metrics import readable
 
 ROUTE_PREFIX = "route."
@@ -352,36 +351,6 @@ class Registry:
         if exchange not in self._sources:
             self._sources[exchange] = exchange_named(exchange)
         return self._sources[exchange]
-
-
-def module_name(func: Any) -> str:
-    """The module part of a handler's name: its module's name, except for a script run as
-    `python app.py` (module `__main__`), which is named as `tcpulse listen app.py` imports it
-    (`script_module`), so that retries and dead letters recorded under one way of running it find
-    their handlers under the other.
-
-    Example:
-        >>> module_name(print), module_name(module_name)
-        ('builtins', 'tcpulse._listen.dispatch')
-    """
-    module = getattr(func, "__module__", None)
-    if module == "__main__":
-        file = getattr(sys.modules.get("__main__"), "__file__", None)
-        if isinstance(file, str):
-            return script_module(file)
-    return str(module)
-
-
-def script_module(path: str) -> str:
-    """The module name a handler script at `path` runs as: its file's stem, or `handler_script`
-    when the stem is no Python identifier.
-
-    Example:
-        >>> script_module("watchers/task_group.py"), script_module("my-watcher.py")
-        ('task_group', 'handler_script')
-    """
-    stem = Path(path).stem
-    return stem if stem.isidentifier() else "handler_script"
 
 
 def _check_handler(func: Any) -> None:

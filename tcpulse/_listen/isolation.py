@@ -19,7 +19,9 @@ through the listener's delivery exchange).
 How it goes, on the connection's thread (`tcpulse._listen.consumer` calls `hold` for each
 delivery and `step` on each turn of its loop):
 1. a message of the listener's queue that came back unacked is not run: a copy goes to the
-   isolation queue with `tcpulse-returns: 1`, confirmed by the broker, then the original is acked;
+   isolation queue with `tcpulse-returns: 1`, confirmed by the broker, then the original is acked
+   (with `concurrency` above 1, a first return goes to the back of the listener's own queue
+   instead, counted the same way, and runs with the others; only a second return is isolated);
 2. while the isolation queue may hold messages, no message of the listener's queue starts; once
    nothing runs, one is taken from the isolation queue (basic.get) and runs alone;
 3. one that comes back unacked from the isolation queue (its process died while running it
@@ -27,7 +29,9 @@ delivery and `step` on each turn of its loop):
    the reason, otherwise it goes to the back of the isolation queue with its new count.
 A message that died in the window of another is thus handled, not dead-lettered; the killer dies
 `delivery_limit` times (at least once alone). Messages that come back after a clean stop or a lost
-connection run alone once too: the cost of the guard falls on them, never on the normal path.
+connection pay two more broker round trips (and at concurrency 1, where everything runs one at a
+time anyway, they run from the isolation queue): the guard's cost falls on them, never on the
+normal path.
 
 Imports kombu; never requests or the listener.
 
@@ -38,11 +42,11 @@ Example:
 """
 import logging
 import time
-from typing import Any, Dict, List
+from typing import Any, List
 
 import kombu
 
-from tcpulse._listen.outcome import DeadLetter, Origin, header_text, returns_of, trusted_headers
+from tcpulse._listen.outcome import DeadLetter, Origin, returns_of
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -65,8 +69,12 @@ class Isolation:
     (a message now unacked on the channel), `ack(message, counted)` and `flush_acks()`.
     """
 
-    def __init__(self, delivery: Any, metrics: Any) -> None:
+    def __init__(self, delivery: Any, metrics: Any, concurrency: int = 1) -> None:
         self._delivery = delivery
+        # With several messages in flight, a first return goes to the back of the listener's
+        # queue and runs with the others: after a restart, the messages the broker returns
+        # unstarted keep the listener's concurrency. Only a second return runs alone.
+        self._again = concurrency > 1
         self.limit: int = delivery.delivery_limit
         self.queue: str = delivery.names.isolation_queue
         self._metrics = metrics
@@ -97,9 +105,11 @@ class Isolation:
     def step(self, consumer: Any, channel: Any) -> None:
         """Move what came back; once nothing runs, start the next isolated message alone."""
         for message in self._returned:
-            self._delivery.isolate(message, self._origin(message), returns=1)
+            returns = returns_of(self._delivery.trusted(message)) + 1
+            alone = returns > 1 or not self._again
+            self._delivery.isolate(message, self._origin(message), returns=returns, alone=alone)
             consumer.ack(message, counted=False)
-            self.waiting = True
+            self.waiting = self.waiting or alone
         self._returned.clear()
         if not self.waiting:
             self._look(channel)
@@ -122,7 +132,7 @@ class Isolation:
     def _returned_again(self, consumer: Any, message: Any) -> None:
         """`message` ran alone and came back unacked: one more return, and at the limit, the end."""
         origin = self._origin(message)
-        returns = returns_of(self._trusted(message)) + 1
+        returns = returns_of(self._delivery.trusted(message)) + 1
         if returns >= self.limit:
             reason = (f"delivered {returns} times without an ack (delivery_limit {self.limit}), the last "
                       f"time alone: the process handling it exited or lost its connection each time")
@@ -145,10 +155,6 @@ class Isolation:
             return
         self._looked_at = now
         self.waiting = channel.queue_declare(queue=self.queue, passive=True)[1] > 0
-
-    def _trusted(self, message: Any) -> Dict[str, Any]:
-        info = message.delivery_info
-        return trusted_headers(message.headers, header_text(info.get("exchange", "")), self._delivery.exchange)
 
     def _origin(self, message: Any) -> Origin:
         try:

@@ -1,11 +1,12 @@
 """Where a listener's delivery path lives on the broker, found the same way by everything.
 
 Owns: the lock that lets one connection at a time read or change a listener's layout
-(`layout_lock`), finding a listener's delivery exchange for the tools (`locate`, `peek_record`:
-its secret comes from the binding record; a listener that has not moved yet keeps the legacy
-name), and recording a new one before anything uses it (`settle_secret`), and reading the one a listener
-queue names when its record was deleted (`probe_secret`). What a starting listener does with
-them is `tcpulse._ops.maintenance.prepare`.
+(`layout_lock`), reading the binding record (`take_record` for a starting listener, which keeps
+it unacked until it writes the next; `peek_record` for the tools), finding a listener's delivery
+exchange for the tools (`locate`: its secret comes from the binding record; a listener that has
+not moved yet keeps the legacy name), recording a new secret before anything uses it
+(`settle_secret`), and reading the one a listener queue names when its record was deleted
+(`probe_secret`). What a starting listener does with them is `tcpulse._ops.maintenance.prepare`.
 
 Why a lock: the secret lives in one place, the binding record, which a reader takes off its
 queue to read it (AMQP has no peek). A listener starting while another process holds the record
@@ -33,8 +34,8 @@ import kombu
 from amqp.exceptions import NotFound
 
 from tcpulse.errors import BrokerFailure
-from tcpulse._listen.stale import Record, read_records, take_record, write_record
-from tcpulse._listen.topology import ListenerNames, new_secret, refusal_text
+from tcpulse._listen.stale import Record, read_records, write_record
+from tcpulse._listen.topology import ListenerNames, new_secret, queue_arguments, refusal_text
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -176,6 +177,20 @@ def probe_secret(connection: Any, names: ListenerNames, arguments: Dict[str, Any
     if not cut and current.startswith(prefix):
         return "secret", current[len(prefix):]
     return ("lost", None) if cut and (prefix.startswith(current) or current.startswith(prefix)) else ("other", None)
+
+
+def take_record(channel: Any, delivery: Any) -> Record:
+    """Declare the record queue of `delivery`'s listener (when there is none) and take every
+    record message in it, unacked (a competing process may have left one of its own)."""
+    name = delivery.names.record_queue
+    # Of the listener's queue type: a classic record would make the listener depend on one node.
+    # One of the other type is read as it is: the listener's own queue, declared next, says what
+    # to do about the type (`tcpulse migrate`), in one line.
+    if count(connection_of(channel), name) is None:
+        channel.queue_declare(queue=name, durable=True, exclusive=False, auto_delete=False,
+                              arguments=queue_arguments(delivery.queue_type))
+    queue = kombu.Queue(name, channel=channel)
+    return read_records(list(iter(lambda: queue.get(no_ack=False), None)), name)
 
 
 def settle_secret(channel: Any, delivery: Any, record: Optional[Record] = None) -> Record:

@@ -361,7 +361,7 @@ class Listener:
         self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
-        self._consumer.guard = Isolation(self._delivery, self.metrics)
+        self._consumer.guard = Isolation(self._delivery, self.metrics, self.concurrency)
         self._consumer.backlog = BacklogWatch(self.queue, self.backlog_warning, metrics=self.metrics)
         watchdog = Watchdog(self._runs, self._consumer.pool).start()
         try:

@@ -40,7 +40,7 @@ from tcpulse._listen.bodycheck import BodyValidation
 from tcpulse._listen.dispatch import Event, Handler, Registry
 from tcpulse._ops.metrics import readable
 from tcpulse._listen.outcome import (DEFAULT_MAX_BODY, UNREADABLE, DeadLetter, Origin, Outcome, Poison, Retry,
-                                     RetryPolicy, decide, decode_body)
+                                     RetryPolicy, decide, decode_body, returns_of)
 from tcpulse._listen.running import Failures, HandlerRuns
 from tcpulse._listen.topology import ISOLATION_KEY, RETURN_KEY
 
@@ -127,7 +127,8 @@ class MessageHandling:
         if gone and handlers:
             self._taken_over(gone, handlers, event)
         if not handlers:
-            if origin.handlers is not None or _requeued(message, self._delivery.exchange):
+            if origin.handlers is not None or (_requeued(message, self._delivery.names)
+                                               and not self._redelivered(message)):
                 # A retry or a requeued dead letter: acking it would drop work a handler never did.
                 return None, {NO_HANDLER: LookupError(_no_handler(origin.handlers or (), gone))}
             self._unmatched(event)
@@ -152,6 +153,14 @@ class MessageHandling:
                     "more from this exchange are counted in the metric 'unmatched' and logged at most "
                     "once every %g s", event.exchange, event.routing_key, self._queue, UNMATCHED_LOG_EVERY)
 
+    def _redelivered(self, message: Any) -> bool:
+        """Whether `message` came back unacked before: the broker says so, or it is the copy the
+        crash-loop guard made of one (`tcpulse._listen.isolation`), which the broker delivers as new."""
+        info = message.delivery_info
+        if info.get("redelivered") or info.get("routing_key") == ISOLATION_KEY:
+            return True
+        return self._delivery.names.owns(info.get("exchange", "")) and returns_of(self._delivery.trusted(message)) > 0
+
     def _taken_over(self, gone: List[str], handlers: List[Handler], event: Event) -> None:
         key = (tuple(gone), tuple(h.name for h in handlers))
         with self._unmatched_lock:
@@ -168,7 +177,7 @@ class MessageHandling:
         source = self._registry.source(origin.exchange)
         self._validation.check(body, source)  # raises InvalidBody (a dead letter) in "dead-letter" mode
         return Event(body, origin.exchange, origin.routing_key, origin.cc,
-                     redelivered=_redelivered(message.delivery_info), attempt=origin.attempt,
+                     redelivered=self._redelivered(message), attempt=origin.attempt,
                      headers=self._delivery.public_headers(message.headers), source=source)
 
     def settle(self, message: Any, event: Optional[Event], failures: Failures) -> None:
@@ -205,17 +214,12 @@ def _raw_origin(delivery: Any, message: Any) -> Origin:
         return Origin.of(None, message.delivery_info["exchange"], message.delivery_info["routing_key"])
 
 
-def _redelivered(info: Any) -> bool:
-    # A message that came back unacked runs from the isolation queue, as a copy the broker
-    # delivers for the first time: it was redelivered all the same.
-    return bool(info.get("redelivered")) or info.get("routing_key") == ISOLATION_KEY
-
-
-def _requeued(message: Any, own_exchange: str) -> bool:
-    """Whether `message` came back through the listener's delivery exchange (a requeued dead
-    letter, a retry): work a handler took on, unlike a message from a stale binding."""
+def _requeued(message: Any, names: Any) -> bool:
+    """Whether `message` came back through a delivery exchange of the listener (`names`, its
+    `ListenerNames`): a requeued dead letter, a retry; work a handler took on, unlike a message
+    from a stale binding."""
     info = message.delivery_info
-    return info.get("exchange") == own_exchange and info.get("routing_key") == RETURN_KEY
+    return info.get("routing_key") == RETURN_KEY and names.owns(info.get("exchange", ""))
 
 
 def _no_handler(recorded: Sequence[str], gone: Sequence[str]) -> str:

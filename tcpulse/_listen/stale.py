@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse._api.exchanges import Binding
-from tcpulse._listen.topology import RECORD_KEY, queue_arguments, translating
+from tcpulse._listen.topology import RECORD_KEY, translating
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -56,19 +56,6 @@ class Record:
     holding: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     secret: Optional[str] = None
     held: List[Any] = field(default_factory=list)
-
-
-def take_record(channel: Any, delivery: Any) -> Record:
-    """Declare the record queue of `delivery`'s listener and take every record message in it,
-    unacked (a competing process may have left one of its own)."""
-    import kombu
-
-    name = record_queue(delivery.queue)
-    # Of the listener's queue type: a classic record would make the listener depend on one node.
-    channel.queue_declare(queue=name, durable=True, exclusive=False, auto_delete=False,
-                          arguments=queue_arguments(delivery.queue_type))
-    queue = kombu.Queue(name, channel=channel)
-    return read_records(list(iter(lambda: queue.get(no_ack=False), None)), name)
 
 
 def write_record(channel: Any, delivery: Any, record: Record, bindings: Sequence[_Pair],

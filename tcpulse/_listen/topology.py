@@ -214,7 +214,8 @@ def queue_arguments(queue_type: str, *, dead_letter: Optional[Tuple[str, str]] =
                     max_length: Optional[int] = None, ttl_ms: Optional[int] = None,
                     delivery_limit: Optional[int] = None) -> Dict[str, Any]:
     """The x-arguments of one queue: `dead_letter` is (exchange, routing key) for what the broker
-    drops; `max_length` drops the oldest; `delivery_limit` (quorum only) counts deliveries.
+    drops; `max_length` drops the oldest; `delivery_limit` (quorum only) counts deliveries (the
+    broker's backstop to the crash-loop guard of `tcpulse._listen.isolation`).
     Classic queues get no `x-queue-type`, so queues declared before it existed stay equivalent.
 
     Example:

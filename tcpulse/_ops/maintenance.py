@@ -26,9 +26,9 @@ from tcpulse._api.exchanges import Binding
 from tcpulse._broker.connection import BrokerAddress
 from tcpulse._listen.delivery import Delivery
 from tcpulse._listen.layout import (channel_on, connection_of, consumers, count, exchange_exists, layout_lock,
-                                    peek_record, probe_secret, settle_secret)
+                                    peek_record, probe_secret, settle_secret, take_record)
 from tcpulse._listen.outcome import DEFAULT_RETRY_DELAYS, RetryPolicy
-from tcpulse._listen.stale import Record, take_record
+from tcpulse._listen.stale import Record
 from tcpulse._listen.topology import QUEUE_TYPES, ListenerNames
 from tcpulse._ops.moving import Report, fits, relayout, state, units
 from tcpulse.errors import BrokerFailure

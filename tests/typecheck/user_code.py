@@ -72,5 +72,13 @@ async def fetch_name(task_id: str) -> str:
     return task["metadata"]["name"] + status["status"]["state"]
 
 
+def test_completed_with_a_sample() -> None:
+    from tcpulse.testing import deliver, sample
+
+    event = sample(QueueEvents.taskCompleted, taskGroupId="fQ3sX0JwTHKzSbbr7SYHQA")
+    assert event.body["status"]["taskId"] == event.fields["taskId"]
+    assert deliver(app, QueueEvents.taskCompleted, event.routing_key, event.body).acked
+
+
 if __name__ == "__main__":
     app.run()
