@@ -37,8 +37,7 @@ def round_rate(exchange: str, count: int, prefetch: int, guarded: bool) -> Tuple
             cpu = time.process_time() - cpu
         return count / seconds, cpu / count * 1e6
     finally:
-        cleanup(exchange, [queue, f"{queue}/dead-letter", f"{queue}/isolation",
-                           *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
+        cleanup(exchange, [queue])
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def main() -> None:
             rates[concurrency] = count / listener(exchange, name, count, prefetch=max(10, 4 * concurrency),
                                                   concurrency=concurrency)
         finally:
-            cleanup(exchange, [queue, f"{queue}/dead-letter", *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
+            cleanup(exchange, [queue])
     print(f"handler sleeping {args.delay * 1000:.0f} ms, {args.messages} messages (concurrency 1: fewer)")
     for concurrency, rate in rates.items():
         speedup = rate / rates[args.levels[0]]

@@ -88,8 +88,7 @@ def one_round(script: Path, exchange: str, processes: int, count: int) -> float:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-        cleanup(exchange, [queue, f"{queue}/dead-letter", f"{queue}/bindings",
-                           *(f"{queue}/retry-{d}s" for d in (5, 30, 120, 600))])
+        cleanup(exchange, [queue])
 
 
 def main() -> None:

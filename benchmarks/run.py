@@ -131,15 +131,9 @@ class Bench:
         return elapsed
 
     def cleanup(self) -> None:
-        import kombu
+        from listener_throughput import cleanup
 
-        with kombu.Connection(self.broker) as conn:
-            for queue in dict.fromkeys(self.names):
-                for suffix in ("", "/dead-letter", *(f"/retry-{d}s" for d in (5, 30, 120, 600))):
-                    conn.channel().queue_delete(queue=queue + suffix)
-                user_exchange = queue.replace("queue/", "exchange/", 1) + "/delivery"
-                conn.channel().exchange_delete(exchange=user_exchange)
-            conn.channel().exchange_delete(exchange=self.exchange)
+        cleanup(self.exchange, self.names, self.broker)
 
 
 def _noop_named(i: int) -> Callable:

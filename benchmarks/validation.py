@@ -31,6 +31,8 @@ from tcpulse._listen.outcome import RetryPolicy
 from tcpulse.references import open_set
 from tcpulse.testing import _sample
 
+from listener_throughput import delete_listeners  # a sibling script, not a package
+
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 COMPLETED = QueueEvents.taskCompleted
 
@@ -140,14 +142,6 @@ def drain(name: str, group: str, count: int, validate: str) -> Tuple[float, floa
     return elapsed, used
 
 
-def cleanup(name: str) -> None:
-    queue = f"queue/guest/{name}"
-    with kombu.Connection(BROKER) as conn:
-        for suffix in ("", "/dead-letter", *(f"/retry-{d}s" for d in (5, 30, 120, 600))):
-            conn.channel().queue_delete(queue=queue + suffix)
-        conn.channel().exchange_delete(exchange=f"exchange/guest/{name}/delivery")
-
-
 def compare_listeners(count: int, rounds: int) -> None:
     rates: Dict[str, List[float]] = {"off": [], "dead-letter": []}
     cpu: Dict[str, List[float]] = {"off": [], "dead-letter": []}
@@ -160,7 +154,7 @@ def compare_listeners(count: int, rounds: int) -> None:
                 rates[mode].append(count / elapsed)
                 cpu[mode].append(used / count * 1e6)
             finally:
-                cleanup(name)
+                delete_listeners([name])
     medians = {mode: statistics.median(values) for mode, values in rates.items()}
     cpu_medians = {mode: statistics.median(values) for mode, values in cpu.items()}
     print(f"listener: {count} QueueEvents.taskCompleted messages x {rounds} rounds, prefetch 100, no-op handler")

@@ -5,6 +5,7 @@ except under CI=true, where they fail: a green CI run must have exercised the br
 """
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import socket
@@ -100,8 +101,13 @@ def delete_broker_objects(user: str, password: str, queue_prefix: str, exchange_
                                    capture_output=True, timeout=60)
 
 
+# A test user's name carries the pid of the pytest that made it, so that a later session can
+# tell the users (and queues) of a run that was killed before its teardown from a live run's.
+TEST_USER = re.compile(r"^tcpulse-[a-z]+-(\d+)-[0-9a-f]{6}$")
+
+
 def create_pulse_user(prefix: str = "tcpulse-test") -> PulseUser:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     user = PulseUser(name, "p/@%" + secrets.token_hex(8))
     rabbitmqctl("add_user", name, user.password)
     rabbitmqctl("set_permissions", "-p", "/", name,
@@ -165,8 +171,32 @@ def unique_name() -> str:
     return UNIQUE_PREFIX + uuid.uuid4().hex[:10]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def purge_orphaned_test_users() -> list:
+    """Delete the test users whose pytest is gone, with every queue and exchange they own: a
+    killed run leaves them behind, and a broker that piles up queues runs out of file handles
+    (every queue holds some). Returns the names purged."""
+    users = rabbitmqctl("list_users", "--no-table-headers").split()
+    orphans = [name for name in users if TEST_USER.match(name) and not _alive(int(TEST_USER.match(name).group(1)))]
+    for name in orphans:
+        delete_broker_objects("guest", "guest", f"queue/{name}/", f"exchange/{name}/")
+        rabbitmqctl("delete_user", name)
+    return orphans
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sweep_guest_test_objects():
+    if broker_reachable():
+        purge_orphaned_test_users()
     yield
     if broker_reachable():
         delete_broker_objects("guest", "guest", f"queue/guest/{UNIQUE_PREFIX}", f"exchange/guest/{UNIQUE_PREFIX}")

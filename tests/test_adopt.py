@@ -98,9 +98,12 @@ def test_listen_adopt_takes_over_a_foreign_queue_with_messages_waiting_and_arriv
     assert moved_out >= WAITING and kept >= moved_out and started_at < published
     print(f"\n  [adoption] {WAITING} waiting, {published - WAITING} published meanwhile, {kept} moved back, "
           f"{len(handled)} handled, lost 0")
-    # The queue is tcpulse's now: declaring it with the listener's own arguments is accepted.
+    # The queue is tcpulse's now: declaring it with the listener's own arguments (its private
+    # delivery exchange's, from its binding record) is accepted.
     with resolve_broker(pulse_user.url, environ={}).connection() as conn:
-        layout = Delivery(queue, RetryPolicy(), secret=locate(conn, ListenerNames(queue)).secret).queue_arguments()
+        names = locate(conn, ListenerNames(queue))
+        assert names.secret
+        layout = Delivery(queue, RetryPolicy(), secret=names.secret).queue_arguments()
         assert conn.channel().queue_declare(queue, durable=True, auto_delete=False, arguments=layout).queue == queue
 
 
@@ -117,8 +120,10 @@ def test_without_adopt_the_conflict_names_adopt_and_a_queue_of_the_other_type_na
                                       "(Listener(..., adopt=True)), which moves it to tcpulse's layout")
     assert "delete_queue" not in str(caught.value)
 
-    with resolve_broker(pulse_user.url, environ={}).connection() as conn:  # now tcpulse's classic queue, asked to be quorum
-        assert adopt(conn, Delivery(queue, RetryPolicy()), app.bindings(), report=lambda line: None) == 0
+    adopted = Listener(queue_name, broker=pulse_user.url, adopt=True)  # now tcpulse's classic queue ...
+    adopted.on(COMPLETED, taskGroupId=queue_name)(print)
+    with running(adopted):
+        pass
     quorum = Listener(queue_name, broker=pulse_user.url, queue_type="quorum")
     quorum.on(COMPLETED, taskGroupId=queue_name)(print)
     with pytest.raises(QueueConflict) as caught:

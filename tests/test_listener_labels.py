@@ -5,13 +5,15 @@ server."""
 import contextvars
 import json
 import logging
+import subprocess
+import sys
 import threading
 import wsgiref.simple_server
 
 import tcpulse
 from listenerkit import http_get, running
 from tcpulse import Listener, QueueEvents
-from tcpulse._ops.logsetup import JsonFormatter, log_to_stderr_unless_configured, speaking_for
+from tcpulse._ops.logsetup import JsonFormatter, speaking_for
 
 
 def test_a_record_made_for_a_listener_carries_its_label_and_json_lines_name_it():
@@ -28,23 +30,24 @@ def test_a_record_made_for_a_listener_carries_its_label_and_json_lines_name_it()
 
 
 def test_the_stderr_handler_stays_until_the_last_listener_running_at_once_is_done():
-    logger = logging.getLogger("tcpulse")
-    saved = logger.handlers[:], logger.propagate
-    root_handlers = logging.getLogger().handlers[:]
-    logging.getLogger().handlers.clear()  # as in `python app.py` with no logging configured
-    logger.handlers.clear()
-    logger.propagate = False
-    try:
-        first, second = log_to_stderr_unless_configured(), log_to_stderr_unless_configured()
-        assert len(logger.handlers) == 1
-        first()
-        first()  # undoing twice changes nothing
-        assert len(logger.handlers) == 1, "the first listener to stop must not take the others' lines away"
-        second()
-        assert logger.handlers == []
-    finally:
-        logger.handlers[:], logger.propagate = saved
-        logging.getLogger().handlers[:] = root_handlers
+    # In a fresh interpreter, as `python app.py` with no logging configured (this process's
+    # logging is pytest's).
+    script = """
+import logging
+from tcpulse._ops.logsetup import log_to_stderr_unless_configured
+logger = logging.getLogger("tcpulse")
+first, second = log_to_stderr_unless_configured(), log_to_stderr_unless_configured()
+counts = [len(logger.handlers)]
+first(); first()  # undoing twice changes nothing
+counts.append(len(logger.handlers))
+second()
+counts.append(len(logger.handlers))
+print(counts)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # The first listener to stop must not take the other one's log lines away.
+    assert done.stdout.strip() == "[1, 1, 0]"
 
 
 def test_the_wsgi_app_serves_the_health_endpoints_of_running_listeners_on_the_applications_port():

@@ -18,7 +18,7 @@ Example:
     ...     x = kombu.Exchange("exchange/taskcluster-queue/v1/task-completed", type="topic")
     ...     q = kombu.Queue("watch", x, routing_key="primary.#", channel=channel)
     ...     _ = q.declare()
-    ...     kombu.Producer(channel).publish({"n": 1}, exchange=x, routing_key="primary")
+    ...     _ = kombu.Producer(channel).publish({"n": 1}, exchange=x, routing_key="primary")
     ...     q.get().payload
     {'n': 1}
 """

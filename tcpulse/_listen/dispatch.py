@@ -7,7 +7,7 @@ receives. The listener and the testing harness both dispatch through this module
 reaches the same handlers live and in tests.
 
 Pure module: imports only the standard library, `tcpulse._api.exchanges`, `tcpulse.errors` and
-`tcpulse._listen.scripts` (which names a handler's module), never kombu or requests.
+`tcpulse._listen.naming` (which names a handler's module), never kombu or requests.
 
 Example:
     >>> from tcpulse._api.exchanges import Binding
@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Seque
 
 from tcpulse.errors import TaskclusterTopicExchangeFailure
 from tcpulse._api.exchanges import Binding, Exchange, exchange_named
-from tcpulse._listen.scripts import module_name
+from tcpulse._listen.naming import module_name
 from tcpulse._ops.metrics import readable
 
 ROUTE_PREFIX = "route."

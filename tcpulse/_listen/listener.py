@@ -36,7 +36,8 @@ from tcpulse.errors import BrokerFailure
 from tcpulse._listen.messages import MessageHandling
 from tcpulse._listen.running import HandlerRuns, Watchdog
 from tcpulse._listen.stale import remove_stale
-from tcpulse._listen.topology import ListenerNames, QueueConflict, check_queue_type, declare_listener_queue
+from tcpulse._listen.topology import (ListenerNames, QueueConflict, check_queue_type, declare_listener_queue,
+                                      refusal_text)
 from tcpulse._listen.bodycheck import BodyValidation, check_mode
 
 log = logging.getLogger("tcpulse.listener")
@@ -425,9 +426,9 @@ class Listener:
             return requeue_dead_letters(connection, self.queue, limit)
 
     # -- topology -------------------------------------------------------------------------
-    def _conflict_remedy(self) -> str:
+    def _conflict_remedy(self) -> Optional[str]:
         if self.name is None or self._address.is_memory:
-            return "start the listener with the options it was created with"
+            return None
         from tcpulse._listen.delivery import broker_connection
         from tcpulse._ops.maintenance import conflict_remedy
 
@@ -454,25 +455,28 @@ class Listener:
         from tcpulse._ops.maintenance import prepare
 
         bindings = self.bindings()
-        if self.name is None:  # an anonymous queue dies with its connection, bindings and all
-            self._declare_queues(channel, bindings)
-        else:
-            with layout_lock(connection_of(channel), self._delivery.names):
-                record = prepare(channel, self._delivery, bindings)
+        try:
+            if self.name is None:  # an anonymous queue dies with its connection, bindings and all
                 self._declare_queues(channel, bindings)
-                remove_stale(channel, self._delivery, bindings, record, self._address)
+            else:
+                with layout_lock(connection_of(channel), self._delivery.names):
+                    record = prepare(channel, self._delivery, bindings)
+                    self._declare_queues(channel, bindings)
+                    remove_stale(channel, self._delivery, bindings, record, self._address)
+        except Exception as exc:  # any queue refusing our arguments (the record's too) is one line
+            if isinstance(exc, QueueConflict) or refusal_text(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
+                text = exc.broker_text if isinstance(exc, QueueConflict) else str(exc)
+                raise QueueConflict(text, remedy=self._conflict_remedy()) from None
+            raise
         log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
                  "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
         return self.queue
 
     def _declare_queues(self, channel: Any, bindings: List[Binding]) -> None:
         declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
-        try:
-            declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
-                                   bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
-                                   arguments=self._delivery.queue_arguments())
-        except QueueConflict as exc:
-            raise QueueConflict(exc.broker_text, remedy=self._conflict_remedy()) from None
+        declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
+                               bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
+                               arguments=self._delivery.queue_arguments())
         self._delivery.declare(channel)
 
 

@@ -2,7 +2,7 @@
 
 Owns: importing the script as a module named after its file (so handler names read
 `task_group_watcher.completed`, also when the script runs as `python task_group_watcher.py`:
-`module_name`) without letting its name or its folder shadow any module, and
+`tcpulse._listen.naming`) without letting its name or its folder shadow any module, and
 finding its listeners: the `Listener`s it defines (several for several Pulse sources), else
 the default listener its module-level `tcpulse.on` handlers registered on. Anything else is a
 `ScriptError` that explains what a script should look like.
@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any, List
 
+from tcpulse._listen.naming import script_module
 from tcpulse.errors import TaskclusterFailure
 
 EXPECTED = ("a handler script registers functions with `@tcpulse.on(QueueEvents.taskCompleted, ...)`, "
@@ -55,36 +56,6 @@ def load_listeners(path: str) -> List[Any]:
             named = "" if len(listeners) == 1 else f" on listener {listener.label!r}"
             raise ScriptError(f"{path}: registers no handlers{named}; {EXPECTED}")
     return listeners
-
-
-def module_name(func: Any) -> str:
-    """The module part of a handler's name: its module's name, except for a script run as
-    `python app.py` (module `__main__`), which is named as `tcpulse listen app.py` imports it
-    (`script_module`), so that retries and dead letters recorded under one way of running it find
-    their handlers under the other.
-
-    Example:
-        >>> module_name(print), module_name(module_name)
-        ('builtins', 'tcpulse._listen.scripts')
-    """
-    module = getattr(func, "__module__", None)
-    if module == "__main__":
-        file = getattr(sys.modules.get("__main__"), "__file__", None)
-        if isinstance(file, str):
-            return script_module(file)
-    return str(module)
-
-
-def script_module(path: str) -> str:
-    """The module name a handler script at `path` runs as: its file's stem, or `handler_script`
-    when the stem is no Python identifier.
-
-    Example:
-        >>> script_module("watchers/task_group.py"), script_module("my-watcher.py")
-        ('task_group', 'handler_script')
-    """
-    stem = Path(path).stem
-    return stem if stem.isidentifier() else "handler_script"
 
 
 def load_listener(path: str) -> Any:

@@ -134,13 +134,17 @@ def adopt(connection: kombu.Connection, delivery: Delivery, bindings: Sequence[B
     return back
 
 
-def conflict_remedy(connection: kombu.Connection, delivery: Delivery, name: str) -> str:
-    """What to do about the listener queue `delivery.queue` refusing `delivery`'s arguments: move
-    tcpulse's queue of the other type with `tcpulse migrate`, or adopt anything else."""
-    wanted = delivery.queue_type
+def conflict_remedy(connection: kombu.Connection, delivery: Delivery, name: str) -> Optional[str]:
+    """What to do about a refused declaration of listener `name`'s queues: move tcpulse's queue of
+    the other type (legacy or private layout) with `tcpulse migrate`, or adopt anything else;
+    None when the listener's queue itself is absent or fits (something else conflicts)."""
+    queue, wanted = delivery.queue, delivery.queue_type
+    if count(connection, queue) is None or fits(connection, queue, delivery.queue_arguments()):
+        return None
     other = next(t for t in QUEUE_TYPES if t != wanted)
-    as_other = Delivery(delivery.queue, delivery.policy, delivery.max_length, queue_type=other)
-    if fits(connection, delivery.queue, as_other.queue_arguments()):
+    as_other = Delivery(queue, delivery.policy, delivery.max_length, queue_type=other)
+    if fits(connection, queue, as_other.queue_arguments()) or \
+            probe_secret(connection, as_other.names, as_other.queue_arguments())[0] in ("secret", "lost"):
         return (f"it is tcpulse's {other} queue: stop its listeners and move it to a {wanted} queue without "
                 f"losing a message with `tcpulse migrate {name} --to {wanted}`")
     return ("another tool declared it, or this listener with other options: take it over in place, keeping its "
