@@ -1,8 +1,8 @@
 """How fast a no-op-handler Listener drains a queue, against a raw kombu consumer that acks
 each message by hand, at the same prefetch, on the same broker, in the same run.
 
-Each round preloads N messages into a fresh queue, then times from connecting until the last
-message is acked. Rounds alternate (raw, listener, raw, ...) so broker warm-up and machine
+Each round preloads N messages into a fresh listener's queue (declared by the listener itself),
+then times from consuming until the last message is acked. Rounds alternate (raw, listener, raw, ...) so broker warm-up and machine
 noise hit both; the median of each side is reported, and the ratio listener / raw is the median
 of the rounds' ratios (target >= 1.2).
 
@@ -11,29 +11,49 @@ of the rounds' ratios (target >= 1.2).
 import argparse
 import json
 import statistics
+import sys
 import threading
 import time
 import uuid
+from typing import Callable
 
+import amqp
 import kombu
 
 from tcpulse import Listener
-from tcpulse._listen.delivery import Delivery
 from tcpulse._api.exchanges import Binding
-from tcpulse._listen.outcome import RetryPolicy
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 HANDLER = lambda event: None  # noqa: E731 - the no-op handler (listener_concurrency swaps it)
 
 
+def declare(name: str, bind: Callable[[Listener], None], broker: str = BROKER) -> None:
+    """Run the Listener `name` (its handlers added by `bind`) until it consumes, then stop it: its
+    queue, private delivery exchange and bindings then exist as the listener declares them. A
+    queue declared by hand would be in another layout, and the listener would first move its
+    messages back through its delivery exchange: a one-off start-up path, not the one measured."""
+    app = Listener(name, broker=broker, declare_exchanges=True)
+    bind(app)
+    thread = threading.Thread(target=app.run, daemon=True)
+    thread.start()
+    while not app.is_ready():
+        if not thread.is_alive():
+            sys.exit(f"the listener {name} stopped before it consumed (see its log above)")
+        time.sleep(0.01)
+    app.stop()
+    thread.join()
+
+
 def preload(exchange: str, queue: str, count: int) -> None:
+    """`count` messages waiting in `queue` (queue/<user>/<name>), the queue of a listener whose
+    one handler binds `primary.#` on `exchange`, declared by that listener the first time."""
     with kombu.Connection(BROKER) as conn:
+        conn.channel().exchange_declare(exchange=exchange, type="topic", durable=True, auto_delete=False)
+        try:
+            conn.channel().queue_declare(queue=queue, passive=True)
+        except amqp.exceptions.NotFound:
+            declare(queue.split("/")[2], lambda app: app.add_handler(HANDLER, Binding(exchange, "primary.#")))
         channel = conn.channel()
-        channel.exchange_declare(exchange=exchange, type="topic", durable=True, auto_delete=False)
-        # The arguments the listener will declare its queue with (dead-lettering to its delivery exchange).
-        arguments = Delivery(queue, RetryPolicy()).queue_arguments()
-        channel.queue_declare(queue=queue, durable=True, auto_delete=False, arguments=arguments)
-        channel.queue_bind(queue=queue, exchange=exchange, routing_key="primary.#")
         producer = kombu.Producer(channel, exchange=kombu.Exchange(exchange, type="topic"), auto_declare=False)
         for i in range(count):
             producer.publish(json.dumps({"i": i}), routing_key=f"primary.t{i}.0", content_type="application/json")
@@ -63,9 +83,7 @@ def listener(exchange: str, queue_name: str, count: int, prefetch: int, concurre
     app.backlog_warning = 0  # the preloaded queue is a backlog on purpose
     thread = threading.Thread(target=app.run, daemon=True)
     thread.start()
-    # Timed from the moment it consumes: first it takes the queue that raw kombu declared
-    # (moving its messages into its own layout), which is start-up work, not throughput.
-    while not app.is_ready():
+    while not app.is_ready():  # timed from the moment it consumes: start-up is not throughput
         time.sleep(0.01)
     start = time.perf_counter()
     while app.metrics.get("acked") < count:

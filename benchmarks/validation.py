@@ -26,12 +26,10 @@ import kombu
 import tcpulse
 from tcpulse import Listener, QueueEvents
 from tcpulse._api.schemas import checker
-from tcpulse._listen.delivery import Delivery
-from tcpulse._listen.outcome import RetryPolicy
 from tcpulse.references import open_set
 from tcpulse.testing import _sample
 
-from listener_throughput import delete_listeners  # a sibling script, not a package
+from listener_throughput import declare, delete_listeners  # a sibling script, not a package
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 COMPLETED = QueueEvents.taskCompleted
@@ -103,14 +101,12 @@ def compare_validators(count: int) -> None:
             print(f"  {name} / tcpulse time: {micro / per_body['tcpulse']:.2f}x")
 
 
-def preload(queue: str, count: int, group: str) -> None:
+def preload(name: str, count: int, group: str) -> None:
+    queue = f"queue/guest/{name}"
     with kombu.Connection(BROKER) as conn:
         channel = conn.channel()
         channel.exchange_declare(exchange=COMPLETED.exchange, type="topic", durable=True, auto_delete=False)
-        # The arguments the listener will declare its queue with (dead-lettering to its delivery exchange).
-        arguments = Delivery(queue, RetryPolicy()).queue_arguments()
-        channel.queue_declare(queue=queue, durable=True, auto_delete=False, arguments=arguments)
-        channel.queue_bind(queue=queue, exchange=COMPLETED.exchange, routing_key=COMPLETED(taskGroupId=group).routing_key_pattern)
+        declare(name, lambda app: app.add_handler(lambda event: None, COMPLETED, taskGroupId=group))
         producer = kombu.Producer(channel, auto_declare=False)
         # Varied bodies (optional properties, several runs), as a real queue's messages are.
         events = [_sample(COMPLETED, {"taskGroupId": group}, random.Random(i)) for i in range(50)]
@@ -149,7 +145,7 @@ def compare_listeners(count: int, rounds: int) -> None:
         for mode in rates:
             name, group = "bench-" + uuid.uuid4().hex[:8], "g" + uuid.uuid4().hex[:8]
             try:
-                preload(f"queue/guest/{name}", count, group)
+                preload(name, count, group)
                 elapsed, used = drain(name, group, count, mode)
                 rates[mode].append(count / elapsed)
                 cpu[mode].append(used / count * 1e6)
