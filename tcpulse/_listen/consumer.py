@@ -37,7 +37,8 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List
+from struct import unpack_from
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from kombu.mixins import ConsumerMixin
 
@@ -188,10 +189,12 @@ class Consumer(ConsumerMixin):
         together (one thread wake-up instead of one per message). Returns how many frames
         were handled."""
         most = 3 * (self._window + 1)  # a message is three frames: method, header, body
-        amqp = conn.connection if self._transport is not None else None
+        transport = self._transport
+        on_frame = conn.connection.on_inbound_frame if transport is not None else None
         for taken in range(most):
-            if _whole_frame(self._transport):  # read ahead: no system call, nothing to wait for
-                amqp.blocking_read(None)
+            frame = _buffered_frame(transport)
+            if frame is not None:  # read ahead: no system call, nothing to wait for
+                on_frame(frame)
                 continue
             if self._sock is not None and not self._readable():
                 return taken
@@ -426,20 +429,33 @@ def _read_ahead(transport: Any) -> None:
     transport._quick_recv = lambda wanted: recv(max(wanted, READ_AHEAD))
 
 
-def _whole_frame(transport: Any) -> bool:
-    """Whether py-amqp's read-ahead buffer holds at least one whole AMQP frame (7-byte header
-    with the payload size, payload, end octet): reading it then needs no system call, so it is
-    read without drain_events' timeout, which costs two settimeout() calls per frame.
+def _buffered_frame(transport: Any) -> Optional[Tuple[int, int, bytes]]:
+    """The next AMQP frame (type, channel, payload) when py-amqp's read-ahead buffer holds all of
+    it (7-byte header with the payload size, payload, end octet), taken off the buffer; else
+    None, and py-amqp reads it from the socket.
 
-    Example:
-        >>> class T: _read_buffer = bytes([1, 0, 1, 0, 0, 0, 2]) + b"ab"
-        >>> _whole_frame(T()), _whole_frame(None)
-        (False, False)
-        >>> T._read_buffer += bytes([206]); _whole_frame(T())
-        True
+    Why not py-amqp's `read_frame`: it reads a frame in three parts, and each part copies the
+    rest of the buffer (up to READ_AHEAD bytes) and joins what it read so far; under a context
+    manager for its timeout. Here a frame costs one slice for its payload and one for the rest,
+    the buffer is up to date before the frame is handled (a handler of it may read the socket:
+    a confirmed publish), and a frame with a wrong end octet is left to py-amqp to refuse.
+
+    Example (a heartbeat, then the start of the next frame):
+        >>> class T: _read_buffer = bytes([8, 0, 0, 0, 0, 0, 0, 206, 1, 0])
+        >>> t = T(); _buffered_frame(t), t._read_buffer
+        ((8, 0, b''), b'\\x01\\x00')
+        >>> _buffered_frame(t), _buffered_frame(None)
+        (None, None)
     """
     buffered = getattr(transport, "_read_buffer", None)
-    return bool(buffered) and len(buffered) >= 8 and len(buffered) >= int.from_bytes(buffered[3:7], "big") + 8
+    if not buffered or len(buffered) < 8:
+        return None
+    frame_type, channel, size = unpack_from(">BHI", buffered, 0)
+    end = size + 7
+    if len(buffered) <= end or buffered[end] != 206:
+        return None
+    transport._read_buffer = buffered[end + 1:]
+    return frame_type, channel, buffered[7:end]
 
 
 def _empty(sock: socket.socket) -> None:
