@@ -46,8 +46,8 @@ from tcpulse._listen.wire import fit_headers
 from tcpulse._listen.topology import (DEAD_LETTER_KEY, DEFAULT_DELIVERY_LIMIT, ISOLATION_KEY, RETURN_KEY,
                                       ListenerNames, check_queue_type, explain_conflicts, holding_key, limit_key,
                                       new_secret, queue_arguments)
-from tcpulse._listen.outcome import (H_RETURNS, DeadLetter, Origin, Retry, RetryPolicy, header_text, returns_of,
-                                     trusted_headers)
+from tcpulse._listen.outcome import (H_RETURNS, DeadLetter, Origin, Retry, RetryPolicy, header_strings, header_text,
+                                     returns_of, trusted_headers)
 
 log = logging.getLogger("tcpulse.delivery")
 
@@ -102,7 +102,10 @@ class Delivery:
         """Where `message` (as delivered to the listener) first came from; its tcpulse headers
         count only when it came back through this exchange (`outcome.trusted_headers`)."""
         info = message.delivery_info
-        return Origin.of(self.trusted(message), info["exchange"], info["routing_key"])
+        exchange, routing_key = info["exchange"], info["routing_key"]
+        if not self.names.owns(header_text(exchange)):  # most messages: nothing of tcpulse's to believe
+            return Origin(exchange, routing_key, header_strings((message.headers or {}).get("CC")))
+        return Origin.of(self.trusted(message), exchange, routing_key)
 
     def trusted(self, message: Any) -> Dict[str, Any]:
         """The headers of `message` (as delivered to the listener) that can be believed: its

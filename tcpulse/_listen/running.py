@@ -72,7 +72,7 @@ class HandlerRuns:
             token, started = self._start(handler.name, event)
             try:
                 result = handler.func(event)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     run_awaitable(result)
             except self._catching as exc:
                 self._finish(token, handler.name, event, started, exc)

@@ -79,6 +79,7 @@ class ListenerNames:
         self.secret = secret
         self.legacy_exchange = "exchange/" + queue[len("queue/"):] + "/delivery"
         self.exchange = self.legacy_exchange + (f"-{secret}" if secret else "")
+        self._secret_prefix = self.legacy_exchange + "-"
         self.dead_letter_queue = queue + "/" + DEAD_LETTER_KEY
         self.record_queue = queue + "/" + RECORD_KEY
         self.lock_queue = queue + "/lock"
@@ -113,7 +114,7 @@ class ListenerNames:
             >>> n.owns("exchange/alice/watcher/delivery-0ld"), n.owns("exchange/bob/watcher/delivery")
             (True, False)
         """
-        return exchange == self.legacy_exchange or exchange.startswith(self.legacy_exchange + "-")
+        return exchange == self.legacy_exchange or exchange.startswith(self._secret_prefix)
 
     def holding_queue(self, delay: float) -> str:
         """The queue a retried copy waits in for `delay` seconds (the scheduled delay, no jitter)."""
