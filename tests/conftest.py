@@ -14,6 +14,13 @@ import sys
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The suite shares two cores with the broker and with the handlers it starts: drawing a body can
+# be slow then, which no test is about (`tcpulse.testing.samples`' doctest included: a profile
+# loaded here is the default its own @settings inherits from).
+settings.register_profile("tcpulse-suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tcpulse-suite")
 
 BROKER_HOST = "127.0.0.1"
 BROKER_PORT = 5672
