@@ -37,11 +37,15 @@ def declare(name: str, bind: Callable[[Listener], None], broker: str = BROKER) -
     thread = threading.Thread(target=app.run, daemon=True)
     thread.start()
     while not app.is_ready():
-        if not thread.is_alive():
-            sys.exit(f"the listener {name} stopped before it consumed (see its log above)")
+        _alive(thread, name)
         time.sleep(0.01)
     app.stop()
     thread.join()
+
+
+def _alive(thread: threading.Thread, name: str) -> None:
+    if not thread.is_alive():
+        sys.exit(f"the listener {name} stopped (see its log above)")
 
 
 def preload(exchange: str, queue: str, count: int) -> None:
@@ -84,9 +88,11 @@ def listener(exchange: str, queue_name: str, count: int, prefetch: int, concurre
     thread = threading.Thread(target=app.run, daemon=True)
     thread.start()
     while not app.is_ready():  # timed from the moment it consumes: start-up is not throughput
+        _alive(thread, queue_name)
         time.sleep(0.01)
     start = time.perf_counter()
     while app.metrics.get("acked") < count:
+        _alive(thread, queue_name)
         time.sleep(0.01)
     elapsed = time.perf_counter() - start
     app.stop()
