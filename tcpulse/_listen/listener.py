@@ -20,10 +20,11 @@ Example:
     >>> app.queue, [b.routing_key_pattern for b in app.bindings()]
     ('queue/alice/task-watcher', ['primary.*.*.*.*.*.*.*.fQ3.#'])
 """
+import functools
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Literal, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Literal, Optional, Sequence, TypeVar, Union
 
 from tcpulse._listen.backlog import DEFAULT_THRESHOLD, BacklogWatch
 from tcpulse._broker.connection import BrokerAddress, resolve_broker
@@ -35,10 +36,10 @@ from tcpulse._ops.logsetup import log_to_stderr_unless_configured, one_line_if_u
 from tcpulse.errors import BrokerFailure
 from tcpulse._listen.messages import MessageHandling
 from tcpulse._listen.running import HandlerRuns, Watchdog
-from tcpulse._listen.stale import remove_stale
-from tcpulse._listen.topology import (ListenerNames, QueueConflict, check_queue_type, declare_listener_queue,
-                                      refusal_text)
+from tcpulse._listen.topology import ListenerNames, check_queue_type
 from tcpulse._listen.bodycheck import BodyValidation, check_mode
+from tcpulse._listen.declaring import adopt, declare
+from tcpulse._listen.options import check_name, exchanges_to_declare, positive, seconds_or_none
 
 log = logging.getLogger("tcpulse.listener")
 
@@ -97,7 +98,7 @@ class Listener:
                  validate: Literal["off", "warn", "dead-letter"] = "off",
                  max_body_bytes: int = DEFAULT_MAX_BODY, adopt: bool = False) -> None:
         self.metrics = Metrics()
-        self._runs = HandlerRuns(self.metrics, _seconds_or_none("slow_handler_warning", slow_handler_warning))
+        self._runs = HandlerRuns(self.metrics, seconds_or_none("slow_handler_warning", slow_handler_warning))
         self._registry = Registry()
         self._stop = threading.Event()
         self._running = False
@@ -153,15 +154,15 @@ class Listener:
         if options.get("retry_delays") is not None:
             self.retry_delays = tuple(options["retry_delays"])
         if options.get("max_length") is not None:
-            self.max_length = _positive("max_length", options["max_length"])
+            self.max_length = positive("max_length", options["max_length"])
         if options.get("max_body_bytes") is not None:
-            self.max_body_bytes = _positive("max_body_bytes", options["max_body_bytes"])
+            self.max_body_bytes = positive("max_body_bytes", options["max_body_bytes"])
         if options.get("declare_exchanges") is not None:
-            self.declare_exchanges = _exchanges_to_declare(options["declare_exchanges"])
+            self.declare_exchanges = exchanges_to_declare(options["declare_exchanges"])
         if options.get("validate") is not None:
             self.validate = check_mode(options["validate"])
         self._policy = RetryPolicy(self.max_attempts, self.retry_delays)
-        _check_name(self.name)
+        check_name(self.name)
         if self.adopt and self.name is None:
             raise ValueError("adopt=True needs a named Listener: it adopts the queue queue/<user>/<name> "
                              "(Listener('my-listener', adopt=True), or tcpulse listen --queue NAME --adopt)")
@@ -174,9 +175,9 @@ class Listener:
         if not isinstance(self._address_or_error, ValueError):
             ListenerNames(self.queue).check_lengths(self.retry_delays)
         if options.get("concurrency") is not None:
-            self.concurrency = _positive("concurrency", options["concurrency"])
+            self.concurrency = positive("concurrency", options["concurrency"])
         if options.get("prefetch") is not None:
-            self._explicit_prefetch = _positive("prefetch", options["prefetch"], least=0)
+            self._explicit_prefetch = positive("prefetch", options["prefetch"], least=0)
             if self._explicit_prefetch == 0:
                 log.warning("prefetch 0: the broker sends every waiting message at once, with no limit; "
                             "they all wait in this process's memory, and all go back if it dies")
@@ -352,13 +353,13 @@ class Listener:
 
         self._delivery = self._new_delivery()
         if self.adopt and self.name is not None and not self._address.is_memory:
-            self._adopt()
+            adopt(self)
         validation = BodyValidation(self.validate)
         validation.prepare(self._registry.source(b.exchange) for b in self.bindings())
         handling = MessageHandling(self._registry, self._delivery, self._runs, self._policy, queue=self.queue,
                                    name=self.name, concurrency=self.concurrency, validation=validation,
                                    max_body_bytes=self.max_body_bytes, loop=self._loop)
-        self._consumer = Consumer(self._address, self._declare, handling.new_pool, handling.settle,
+        self._consumer = Consumer(self._address, functools.partial(declare, self), handling.new_pool, handling.settle,
                                   prefetch=self.prefetch, grace=self.shutdown_grace,
                                   metrics=self.metrics, stop=self._stop)
         self._consumer.guard = Isolation(self._delivery, self.metrics, self.concurrency)
@@ -424,92 +425,6 @@ class Listener:
         from tcpulse._listen.delivery import broker_connection
         with broker_connection(self._address) as connection:
             return requeue_dead_letters(connection, self.queue, limit)
-
-    # -- topology -------------------------------------------------------------------------
-    def _conflict_remedy(self) -> Optional[str]:
-        if self.name is None or self._address.is_memory:
-            return None
-        from tcpulse._listen.delivery import broker_connection
-        from tcpulse._ops.maintenance import conflict_remedy
-
-        with broker_connection(self._address) as connection:
-            return conflict_remedy(connection, self._delivery, self.name)
-
-    def _adopt(self) -> None:
-        """Take over our queue if another tool declared it (`tcpulse._ops.maintenance.adopt`)."""
-        from tcpulse._listen.delivery import broker_connection
-        from tcpulse._listen.layout import channel_on, layout_lock, settle_secret
-        from tcpulse._ops.maintenance import adopt
-
-        with broker_connection(self._address) as connection, layout_lock(connection, self._delivery.names):
-            with channel_on(connection) as channel:  # adopted into the private layout, its secret recorded first
-                settle_secret(channel, self._delivery)
-            adopt(connection, self._delivery, self.bindings(), report=log.info)
-
-    def _declare(self, channel: Any) -> str:
-        """Declare exchanges (passively unless asked), the queue and every binding, then the
-        delivery topology; runs on every (re)connect. A named listener does it under its layout
-        lock, after finding (or moving to) its private delivery exchange (`tcpulse._listen.layout`).
-        Returns the queue name."""
-        from tcpulse._listen.layout import connection_of, layout_lock
-        from tcpulse._ops.maintenance import prepare
-
-        bindings = self.bindings()
-        try:
-            if self.name is None:  # an anonymous queue dies with its connection, bindings and all
-                self._declare_queues(channel, bindings)
-            else:
-                with layout_lock(connection_of(channel), self._delivery.names):
-                    record = prepare(channel, self._delivery, bindings)
-                    self._declare_queues(channel, bindings)
-                    remove_stale(channel, self._delivery, bindings, record, self._address)
-        except Exception as exc:  # any queue refusing our arguments (the record's too) is one line
-            if isinstance(exc, QueueConflict) or refusal_text(exc, "PRECONDITION_FAILED", "PreconditionFailed"):
-                text = exc.broker_text if isinstance(exc, QueueConflict) else str(exc)
-                raise QueueConflict(text, remedy=self._conflict_remedy()) from None
-            raise
-        log.info("declared %s with %d binding(s): %s", self.queue, len(bindings),
-                 "; ".join(f"{b.exchange} {b.routing_key_pattern}" for b in bindings))
-        return self.queue
-
-    def _declare_queues(self, channel: Any, bindings: List[Binding]) -> None:
-        declare = self._address.is_memory if self.declare_exchanges is None else self.declare_exchanges
-        declare_listener_queue(channel, self._address, self.queue, named=self.name is not None,
-                               bindings=bindings, declare_exchanges=declare, auto_delete=self.auto_delete,
-                               arguments=self._delivery.queue_arguments())
-        self._delivery.declare(channel)
-
-
-def _check_name(name: Optional[str]) -> None:
-    if name is not None and (not isinstance(name, str) or not name or name.startswith("/")):
-        raise ValueError(f"Listener name must be a non-empty string such as 'task-watcher' (got {name!r})")
-
-
-def _exchanges_to_declare(value: Any) -> Union[bool, FrozenSet[str]]:
-    """True/False, or the full names of the exchanges (names or entries) to create."""
-    if isinstance(value, bool):
-        return value
-    items = [value] if isinstance(value, str) else value
-    names = [getattr(item, "exchange", item) for item in items] if isinstance(items, Iterable) else [value]
-    for name in names:
-        if not isinstance(name, str) or not name.startswith("exchange/"):
-            raise ValueError("declare_exchanges must be True, False, or the exchanges to create, as full names "
-                             f"('exchange/<user>/...') or exchange entries (got {name!r})")
-    return frozenset(names)
-
-
-def _seconds_or_none(what: str, value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{what} must be a number of seconds > 0, or None for never (got {value!r})")
-    return float(value)
-
-
-def _positive(what: str, value: Any, least: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"{what} must be an integer >= {least} (got {value!r})")
-    return value
 
 
 _default: Optional[Listener] = None
