@@ -54,7 +54,7 @@ class Supervisor:
 
 @pytest.mark.parametrize("queue_type, concurrency", [("quorum", 1), ("classic", 1), ("classic", 4)])
 def test_only_the_message_that_kills_its_process_is_dead_lettered_whatever_the_prefetch(
-        queue_type, concurrency, pulse_user, taskcluster_exchanges, unique_name, tmp_path):
+        queue_type, concurrency, pulse_user, taskcluster_exchanges, unique_name, tmp_path, capsys):
     script = tmp_path / "crashing.py"
     script.write_text(CRASHING_SCRIPT)
     ledger = Ledger(tmp_path)
@@ -85,6 +85,10 @@ def test_only_the_message_that_kills_its_process_is_dead_lettered_whatever_the_p
         f"delivered {LIMIT} times without an ack (delivery_limit {LIMIT}), the last time alone: the process "
         f"handling it exited or lost its connection each time")
     assert POISON not in ledger.handled()
+    faultkit.show(capsys, f"[crash loop, {queue_type}, concurrency {concurrency}] {COUNT} messages, prefetch "
+                          f"{PREFETCH}, delivery_limit {LIMIT}: {len(others & set(ledger.handled()))} handled, "
+                          f"dead letters {[letter['body']['id'] for letter in letters]} (the killer: {POISON}), "
+                          f"{len(supervisor.exits)} process deaths")
     logs = "".join(path.read_text() for path in ledger.directory.glob("listener-run*.log"))
     blamed = [line for line in logs.splitlines() if "came back unacked while it ran alone" in line]
     # Its first return runs again alone, or (concurrency above 1) with the others once more; the
