@@ -234,7 +234,10 @@ class Consumer(ConsumerMixin):
                         "it with all its bindings and resuming", self._queue_name)
             return
         if isinstance(exc, PublishRefused):
-            log.warning("%s while setting up %s; reconnecting to try again", exc, self._queue_name)
+            # From the binding record's publish while declaring, or the crash-loop guard's copy
+            # of a returned message: a new connection declares every queue of the listener again.
+            log.warning("%s; reconnecting to %s, which declares its queues again, to try again (what was not "
+                        "acked comes back)", exc, self._queue_name)
             return
         log.warning("lost the connection to %s (%s: %s); reconnecting; messages in flight (%d) "
                     "will be redelivered by the broker", self.node, type(exc).__name__, exc, in_flight)
