@@ -109,6 +109,7 @@ def test_status_reports_waiting_messages_a_dead_letter_and_the_bindings(pulse_us
     assert status["consumers"] == 0 and status["type"] == "classic" and status["unacked"] is None
     # One holding queue per retry delay (5, 30, 120, 600 s by default), all empty.
     assert [h["messages"] for h in status["holding_queues"]] == [0, 0, 0, 0], status["holding_queues"]
+    assert status["isolation"] == {"queue": f"queue/{pulse_user.name}/{queue_name}/isolation", "messages": 0}
     assert status["dead_letters"]["count"] == 1
     assert "the task definition is invalid" in status["dead_letters"]["newest"][0]["reason"]
     assert status["bindings"] == [[COMPLETED.exchange, COMPLETED(taskGroupId=queue_name).routing_key_pattern]]
@@ -117,6 +118,7 @@ def test_status_reports_waiting_messages_a_dead_letter_and_the_bindings(pulse_us
                           text=True, timeout=60)
     assert text.returncode == 0, text.stderr
     assert "messages ready 2, consumers 0" in text.stdout and "dead letters: 1 in" in text.stdout
+    assert f"waiting to run alone (came back unacked): 0 in queue/{pulse_user.name}/{queue_name}/isolation" in text.stdout
     assert f"{COMPLETED.exchange} primary." in text.stdout
     assert pulse_user.password not in text.stdout + text.stderr
 

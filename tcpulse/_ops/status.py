@@ -1,8 +1,9 @@
 """`tcpulse status NAME`: what the broker holds for a listener, read without changing anything.
 
 Owns: gathering a listener's state as plain data (`listener_status`): its queue (messages ready,
-consumers, type), its retry holding queues, its dead letters (how many, and the reasons of the
-newest), the bindings its binding record holds (`tcpulse._listen.stale`) and when that record was
+consumers, type), its retry holding queues, its isolation queue (messages that came back unacked
+and wait to run alone, `tcpulse._listen.isolation`), its dead letters (how many, and the reasons
+of the newest), the bindings its binding record holds (`tcpulse._listen.stale`) and when that record was
 written; and the text form of it (`render`).
 
 What a Pulse user can learn over AMQP bounds what is shown: a passive declare gives the ready
@@ -17,11 +18,13 @@ Imports kombu through `tcpulse._ops.maintenance`; never requests or the listener
 Example:
     >>> print(render({"listener": "w", "queue": "queue/u/w", "type": "classic", "messages": 2,
     ...               "unacked": None, "consumers": 1, "holding_queues": [],
+    ...               "isolation": {"queue": "queue/u/w/isolation", "messages": 1},
     ...               "dead_letters": {"queue": "queue/u/w/dead-letter", "count": 0, "newest": []},
     ...               "bindings": [], "bindings_written_at": None}))
     listener w: queue queue/u/w (classic)
       messages ready 2, consumers 1
       holding queues: none
+      waiting to run alone (came back unacked): 1 in queue/u/w/isolation
       dead letters: 0 in queue/u/w/dead-letter
       bindings: no binding record (has the listener run with this version of tcpulse?)
 """
@@ -45,7 +48,7 @@ PEEK_LIMIT = 1000  # dead letters read to find the newest (the queue keeps at mo
 def listener_status(connection: Any, user: str, name: str) -> Dict[str, Any]:
     """The state of listener `name` of Pulse user `user` as plain data (the `--json` form):
     keys `listener`, `queue`, `type`, `messages`, `unacked`, `consumers`, `holding_queues`,
-    `dead_letters` ({queue, count, newest}), `bindings` ([[exchange, pattern], ...]) and
+    `isolation` ({queue, messages}; messages null without the queue), `dead_letters` ({queue, count, newest}), `bindings` ([[exchange, pattern], ...]) and
     `bindings_written_at`. A listener that never ran is a `LookupError`."""
     delivery = Delivery(ListenerNames.of(user, name).queue, RetryPolicy())
     found = _depth(connection, delivery.queue)
@@ -59,8 +62,10 @@ def listener_status(connection: Any, user: str, name: str) -> Dict[str, Any]:
         depth = _depth(connection, queue)
         if depth is not None:
             holding.append({"queue": queue, "messages": depth[0]})
+    isolated = _depth(connection, delivery.names.isolation_queue)
     return {"listener": name, "queue": delivery.queue, "type": _queue_type(connection, record_queue(delivery.queue)),
             "messages": found[0], "unacked": None, "consumers": found[1], "holding_queues": holding,
+            "isolation": {"queue": delivery.names.isolation_queue, "messages": None if isolated is None else isolated[0]},
             "dead_letters": _dead_letters(connection, delivery),
             "bindings": [list(pair) for pair in sorted(pairs)], "bindings_written_at": _written_at(held)}
 
@@ -113,6 +118,9 @@ def render(status: Dict[str, Any]) -> str:
              f"  messages ready {status['messages']}, consumers {status['consumers']}"]
     holding = ", ".join(f"{h['queue']} {h['messages']}" for h in status["holding_queues"]) or "none"
     lines.append(f"  holding queues: {holding}")
+    isolation = status["isolation"]
+    if isolation["messages"] is not None:
+        lines.append(f"  waiting to run alone (came back unacked): {isolation['messages']} in {isolation['queue']}")
     dead = status["dead_letters"]
     lines.append(f"  dead letters: {dead['count']} in {dead['queue']}")
     lines.extend(f"    {d['dead_lettered_at'] or '?'} {d['reason']}" for d in dead["newest"])
