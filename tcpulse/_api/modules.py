@@ -7,13 +7,15 @@ module is its class name in lower case (`tcpulse.queue`, `tcpulse.queueevents`,
 object `tcpulse.Queue` (or `tcpulse.aio.Queue`) is; an events module under `tcpulse.aio` holds
 the sync events class, as exchanges do no I/O.
 
-Why a hook rather than files: the modules follow the active set, so a set pulled from a
-deployment (`tcpulse references pull`) that has more services has their modules too, and the
-legacy set its retired ones. The finder sits last on `sys.meta_path`: a real module of the
-package (`tcpulse.auth`, `tcpulse.client`, ...) always wins, and a service whose module name
-is taken by one is reached through that module (`tcpulse.auth` holds `Auth` beside the public
-credential helpers). Importing a service module reads the set's manifest only; the class is built
-when first used. Static type checkers see the bundled set's modules through stub files.
+Why a hook: the modules follow the active set, so a set pulled from a deployment (`tcpulse
+references pull`) that has more services has their modules too, and the legacy set its retired
+ones. The finder sits last on `sys.meta_path`: a real module of the package (`tcpulse.auth`,
+`tcpulse.client`, ...) always wins, and a service whose module name is taken by one is reached
+through that module (`tcpulse.auth` holds `Auth` beside the public credential helpers). The
+bundled set's services also have their module as a generated file (`tcpulse/queue.py`, made by
+`service_module`, beside its stub `queue.pyi`): a type checker that finds a stub without a source
+warns on every import of it. Either way, importing a service module reads nothing; the class is
+built, from the active set, when first used.
 
 Example:
     >>> from tcpulse.queue import Queue
@@ -25,7 +27,7 @@ import importlib.machinery
 import sys
 import threading
 import types
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 PACKAGES = ("tcpulse", "tcpulse.aio")
 
@@ -68,6 +70,13 @@ def module_getattr(package: str, names: Sequence[str], module: str) -> Any:
         return service_class(package, attribute)
 
     return __getattr__
+
+
+def service_module(module: str, name: str) -> Tuple[List[str], Any]:
+    """`__all__` and `__getattr__` of the service module `module` holding class `name`, as the
+    files generated beside the bundled set's stubs (`tcpulse/queue.py`) declare them."""
+    package = module.rpartition(".")[0]
+    return [name], module_getattr(package, [name], module)
 
 
 class ServiceModules:
