@@ -1,10 +1,11 @@
 """How fast a no-op-handler Listener drains a queue, against a raw kombu consumer that acks
 each message by hand, at the same prefetch, on the same broker, in the same run.
 
-Each round preloads N messages into a fresh listener's queue (declared by the listener itself),
-then times from consuming until the last message is acked. Rounds alternate (raw, listener, raw, ...) so broker warm-up and machine
-noise hit both; the median of each side is reported, and the ratio listener / raw is the median
-of the rounds' ratios (target >= 1.2).
+Each round preloads N messages into a fresh listener's queue (declared by the listener itself)
+and times raw kombu draining it from connecting until its last ack; then preloads N more and
+times the listener from the moment it consumes until its last ack. Rounds alternate (raw,
+listener, raw, ...) so broker warm-up and machine noise hit both; the median of each side is
+reported, and the ratio listener / raw is the median of the rounds' ratios (target >= 1.2).
 
     .venv/bin/python benchmarks/listener_throughput.py [--messages 20000] [--rounds 5] [--prefetch 100]
 """

@@ -3,8 +3,8 @@
 Owns: gathering a listener's state as plain data (`listener_status`): its queue (messages ready,
 consumers, type), its retry holding queues, its isolation queue (messages that came back unacked
 and wait to run alone, `tcpulse._listen.isolation`), its dead letters (how many, and the reasons
-of the newest), the bindings its binding record holds (`tcpulse._listen.stale`) and when that record was
-written; and the text form of it (`render`).
+of the newest), the bindings its binding record holds (`tcpulse._listen.stale`) and when that
+record was written; and the text form of it (`render`).
 
 What a Pulse user can learn over AMQP bounds what is shown: a passive declare gives the ready
 messages and the consumers, not the unacknowledged ones (those are in each process's `/metrics`
@@ -48,8 +48,8 @@ PEEK_LIMIT = 1000  # dead letters read to find the newest (the queue keeps at mo
 def listener_status(connection: Any, user: str, name: str) -> Dict[str, Any]:
     """The state of listener `name` of Pulse user `user` as plain data (the `--json` form):
     keys `listener`, `queue`, `type`, `messages`, `unacked`, `consumers`, `holding_queues`,
-    `isolation` ({queue, messages}; messages null without the queue), `dead_letters` ({queue, count, newest}), `bindings` ([[exchange, pattern], ...]) and
-    `bindings_written_at`. A listener that never ran is a `LookupError`."""
+    `isolation` ({queue, messages}; messages null without the queue), `dead_letters` ({queue,
+    count, newest}), `bindings` ([[exchange, pattern], ...]) and `bindings_written_at`. A listener that never ran is a `LookupError`."""
     delivery = Delivery(ListenerNames.of(user, name).queue, RetryPolicy())
     found = _depth(connection, delivery.queue)
     if found is None:
@@ -62,10 +62,11 @@ def listener_status(connection: Any, user: str, name: str) -> Dict[str, Any]:
         depth = _depth(connection, queue)
         if depth is not None:
             holding.append({"queue": queue, "messages": depth[0]})
-    isolated = _depth(connection, delivery.names.isolation_queue)
+    isolation = delivery.names.isolation_queue
+    isolated = _depth(connection, isolation)
     return {"listener": name, "queue": delivery.queue, "type": _queue_type(connection, record_queue(delivery.queue)),
             "messages": found[0], "unacked": None, "consumers": found[1], "holding_queues": holding,
-            "isolation": {"queue": delivery.names.isolation_queue, "messages": None if isolated is None else isolated[0]},
+            "isolation": {"queue": isolation, "messages": None if isolated is None else isolated[0]},
             "dead_letters": _dead_letters(connection, delivery),
             "bindings": [list(pair) for pair in sorted(pairs)], "bindings_written_at": _written_at(held)}
 
