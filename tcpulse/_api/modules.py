@@ -14,8 +14,8 @@ ones. The finder sits last on `sys.meta_path`: a real module of the package (`tc
 through that module (`tcpulse.auth` holds `Auth` beside the public credential helpers). The
 bundled set's services also have their module as a generated file (`tcpulse/queue.py`, made by
 `service_module`, beside its stub `queue.pyi`): a type checker that finds a stub without a source
-warns on every import of it. Either way, importing a service module reads nothing; the class is
-built, from the active set, when first used.
+warns on every import of it. Importing a file module reads nothing, a hook module the set's
+manifest only; either way the class is built, from the active set, when first used.
 
 Example:
     >>> from tcpulse.queue import Queue
