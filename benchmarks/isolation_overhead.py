@@ -33,7 +33,7 @@ def round_rate(exchange: str, count: int, prefetch: int, guarded: bool) -> Tuple
                                                                      lambda *args: None)
         with switch:
             cpu = time.process_time()
-            seconds = listener(exchange, name, count, prefetch)
+            seconds = listener(exchange, name, count, prefetch).seconds
             cpu = time.process_time() - cpu
         return count / seconds, cpu / count * 1e6
     finally:

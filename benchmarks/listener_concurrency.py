@@ -32,7 +32,7 @@ def main() -> None:
             preload(exchange, queue, count)
             # A window deep enough to keep every thread busy while acks travel back.
             rates[concurrency] = count / listener(exchange, name, count, prefetch=max(10, 4 * concurrency),
-                                                  concurrency=concurrency)
+                                                  concurrency=concurrency).seconds
         finally:
             cleanup(exchange, [queue])
     print(f"handler sleeping {args.delay * 1000:.0f} ms, {args.messages} messages (concurrency 1: fewer)")

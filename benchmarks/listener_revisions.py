@@ -3,74 +3,44 @@ same run: which change made it slower (or faster), measured rather than guessed.
 
 Each revision is checked out into a temporary worktree. A round runs one child process per
 revision (in turn, the order reversed every other round) with that worktree first on
-`sys.path`; the child declares a listener through the Listener itself (one no-op handler on
-`primary.#`), preloads N messages, starts it again and times from the moment it consumes
-until the last ack, and reports msgs/s and its process's CPU µs a message. Only public names
-(`tcpulse.Listener`, `tcpulse.Binding`, `is_ready`, `metrics`) are used, so older trees run it too.
+`sys.path`; the child preloads and drains one queue with `listener_throughput`'s `preload` and
+`listener` (the listener declares its queue itself; timed from the moment it consumes until the
+last ack) and reports msgs/s and its process's CPU µs a message. Those helpers use public names
+only (`tcpulse.Listener`, `tcpulse.Binding`, `is_ready`, `metrics`), so older trees run them too.
 The first revision is the baseline; each other is printed as the median of its rounds' ratios.
 
     .venv/bin/python benchmarks/listener_revisions.py REV [REV ...] [--messages 20000] [--rounds 4]
     .venv/bin/python benchmarks/listener_revisions.py cd6af91 HEAD
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import kombu
 
+from listener_throughput import BROKER, delete_listeners  # beside this script
+
 HERE = Path(__file__).resolve().parent
-BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def child(exchange: str, name: str, count: int) -> None:
     """One round in this process, on the tcpulse found first on sys.path: prints 'rate cpu'."""
     import logging
 
-    import tcpulse
+    from listener_throughput import listener, preload
 
     logging.disable(logging.WARNING)
-
-    def drain(count: int) -> tuple:
-        app = tcpulse.Listener(name, broker=BROKER, prefetch=100, declare_exchanges=True)
-        app.add_handler(lambda event: None, tcpulse.Binding(exchange, "primary.#"))
-        app.backlog_warning = 0  # the preloaded queue is a backlog on purpose
-        thread = threading.Thread(target=app.run, daemon=True)
-        thread.start()
-        while not app.is_ready():
-            if not thread.is_alive():
-                sys.exit("the listener stopped before it consumed")
-            time.sleep(0.005)
-        started, cpu = time.perf_counter(), time.process_time()
-        while app.metrics.get("acked") < count:
-            time.sleep(0.005)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-        app.stop()
-        thread.join()
-        return elapsed, cpu
-
-    drain(0)  # its queue, delivery exchange and bindings, as this revision declares them
-    with kombu.Connection(BROKER) as conn:
-        channel = conn.channel()
-        producer = kombu.Producer(channel, exchange=kombu.Exchange(exchange, type="topic"), auto_declare=False)
-        for i in range(count):
-            producer.publish(json.dumps({"i": i}), routing_key=f"primary.t{i}.0", content_type="application/json")
-        while channel.queue_declare(queue=f"queue/guest/{name}", passive=True).message_count < count:
-            time.sleep(0.05)
-    elapsed, cpu = drain(count)
-    print(f"{count / elapsed:.1f} {cpu / count * 1e6:.2f}")
+    preload(exchange, f"queue/guest/{name}", count)  # the queue as this revision's listener declares it
+    drained = listener(exchange, name, count, prefetch=100)
+    print(f"{count / drained.seconds:.1f} {drained.cpu_seconds / count * 1e6:.2f}")
 
 
 def one_round(tree: Path, exchange: str, count: int) -> tuple:
-    from listener_throughput import delete_listeners
-
     name = "bench-" + uuid.uuid4().hex[:8]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     try:

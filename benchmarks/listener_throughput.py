@@ -16,13 +16,13 @@ import sys
 import threading
 import time
 import uuid
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import amqp
 import kombu
 
-from tcpulse import Listener
-from tcpulse._api.exchanges import Binding
+# Public names only: benchmarks/listener_revisions.py runs this module's helpers on older trees too.
+from tcpulse import Binding, Listener
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 HANDLER = lambda event: None  # noqa: E731 - the no-op handler (listener_concurrency swaps it)
@@ -82,7 +82,12 @@ def raw_kombu(exchange: str, queue: str, count: int, prefetch: int) -> float:
     return time.perf_counter() - start
 
 
-def listener(exchange: str, queue_name: str, count: int, prefetch: int, concurrency: int = 1) -> float:
+class Drained(NamedTuple):
+    seconds: float  # from the moment the listener consumes until its last ack
+    cpu_seconds: float  # this process's CPU time over the same span
+
+
+def listener(exchange: str, queue_name: str, count: int, prefetch: int, concurrency: int = 1) -> Drained:
     app = Listener(queue_name, broker=BROKER, prefetch=prefetch, concurrency=concurrency, declare_exchanges=True)
     app.add_handler(HANDLER, Binding(exchange, "primary.#"))
     app.backlog_warning = 0  # the preloaded queue is a backlog on purpose
@@ -91,14 +96,14 @@ def listener(exchange: str, queue_name: str, count: int, prefetch: int, concurre
     while not app.is_ready():  # timed from the moment it consumes: start-up is not throughput
         _alive(thread, queue_name)
         time.sleep(0.01)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while app.metrics.get("acked") < count:
         _alive(thread, queue_name)
         time.sleep(0.01)
-    elapsed = time.perf_counter() - start
+    drained = Drained(time.perf_counter() - start, time.process_time() - cpu)
     app.stop()
     thread.join()
-    return elapsed
+    return drained
 
 
 def delete_listeners(names: list, broker: str = BROKER) -> None:
@@ -136,7 +141,7 @@ def main() -> None:
             preload(exchange, queue, args.messages)
             results["raw kombu"].append(args.messages / raw_kombu(exchange, queue, args.messages, args.prefetch))
             preload(exchange, queue, args.messages)
-            results["tcpulse Listener"].append(args.messages / listener(exchange, name, args.messages, args.prefetch))
+            results["tcpulse Listener"].append(args.messages / listener(exchange, name, args.messages, args.prefetch).seconds)
         finally:
             cleanup(exchange, [queue])
     medians = {k: statistics.median(v) for k, v in results.items()}
